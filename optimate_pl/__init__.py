@@ -1,0 +1,14 @@
+"""optimate_pl: OPTIMATE (Grunert, Großmann, Runge) as a PyTorch Lightning + Hydra framework."""
+import warnings
+
+# pymatgen warns for every noble-gas electronegativity lookup; it is harmless for us.
+warnings.filterwarnings("ignore", message="No Pauling electronegativity")
+
+__version__ = "0.1.0"
+
+
+def load_model(path, **kwargs):
+    """Load a trained model (Lightning checkpoint or published state_dict) in eval mode; see :mod:`optimate_pl.predict`."""
+    from .predict import load_model as _load
+
+    return _load(path, **kwargs)

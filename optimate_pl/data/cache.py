@@ -1,0 +1,73 @@
+"""On-disk cache of featurised databases: fingerprinted by what produced them, written atomically."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def default_cache_dir() -> Path:
+    """``$OPTIMATE_PL_CACHE`` or ``~/.cache/optimate_pl``."""
+    return Path(os.environ.get("OPTIMATE_PL_CACHE", Path.home() / ".cache" / "optimate_pl"))
+
+
+def fingerprint(parts: dict[str, Any]) -> str:
+    """A stable hash of everything that determines a cached dataset."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def source_stats(path: str | Path) -> list:
+    """(relative name, size, mtime_ns) of a database file or of every JSON file in a folder.
+
+    Stat-based like ``make``: any added, removed, resized or touched file changes the fingerprint,
+    without reading gigabytes on every cached load.
+    """
+    path = Path(path)
+    if path.is_file():
+        st = path.stat()
+        return [[path.name, st.st_size, st.st_mtime_ns]]
+    out = []
+    for p in sorted(path.rglob("*.json")):
+        st = p.stat()
+        out.append([str(p.relative_to(path)), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash mid-write leaves at most a stray ``*.tmp`` file, never a truncated ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    """Write text atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

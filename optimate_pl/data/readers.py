@@ -1,0 +1,226 @@
+"""Readers for the authors' real IPA and RPA databases (REFERENCE §2).
+
+Each material is one JSON file holding a pymatgen ``ComputedStructureEntry.as_dict()``; a
+database is a folder of such files or a ``.zip`` of them. Bad records are skipped with a reason
+(or raise with ``strict=True``); the authors' filters drop materials with a reason of their own.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import zipfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+from .featurize import element_features
+from .parallel import parallel_map
+from .records import NUM_POINTS, LoadReport, MaterialRecord, SkippedRecord
+
+log = logging.getLogger(__name__)
+
+#: A known bad calculation excluded by the authors (REFERENCE §2).
+EXCLUDED_IDS = frozenset({"agm005546161"})
+MIN_INDIRECT_GAP = 0.5
+MAX_DIRECT_GAP = 10.0
+DIRECTIONS = ("xx", "yy", "zz")
+
+
+class BadRecordError(ValueError):
+    """Raised (in strict mode) for a record that cannot be loaded; the message names the file."""
+
+
+def as_array(value: Any, what: str) -> np.ndarray:
+    """A spectrum from a list, a NumPy array or a monty-serialised ``{"@module": "numpy", ...}`` dict."""
+    if isinstance(value, dict) and value.get("@module") == "numpy":
+        value = np.asarray(value["data"], dtype=value.get("dtype", "float64"))
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} is not a numeric array ({err})") from None
+    if arr.shape != (NUM_POINTS,):
+        raise ValueError(f"{what} has shape {arr.shape}, expected ({NUM_POINTS},)")
+    return arr
+
+
+def check_spectrum(arr: np.ndarray, what: str) -> np.ndarray:
+    """Reject spectra that no DFT run produces: non-finite, clearly negative or all zero."""
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contains NaN/inf (metal or failed run)")
+    if arr.min() < -1e-3 * max(1.0, float(np.abs(arr).max())):
+        raise ValueError(f"{what} has negative values (min {arr.min():.3g}); Im eps must be >= 0")
+    if not np.any(arr):
+        raise ValueError(f"{what} is all zero")
+    return arr
+
+
+def trace(xx: np.ndarray, yy: np.ndarray | None, zz: np.ndarray | None) -> np.ndarray:
+    """(xx + yy + zz) / 3 where a missing yy or zz means 'same as xx' by symmetry."""
+    return (xx + (xx if yy is None else yy) + (xx if zz is None else zz)) / 3.0
+
+
+def _get(data: dict, key: str) -> Any:
+    if key not in data:
+        raise ValueError(f"missing field '{key}'")
+    return data[key]
+
+
+def _float(data: dict, key: str) -> float:
+    value = _get(data, key)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"field '{key}' is not a number: {value!r}") from None
+
+
+def ipa_trace(data: dict) -> np.ndarray:
+    """Trace of the IPA database's ``ipa_epsI_{0,1,2}`` arrays."""
+    xx = as_array(_get(data, "ipa_epsI_0"), "ipa_epsI_0")
+    yy = as_array(data["ipa_epsI_1"], "ipa_epsI_1") if data.get("ipa_epsI_1") is not None else None
+    zz = as_array(data["ipa_epsI_2"], "ipa_epsI_2") if data.get("ipa_epsI_2") is not None else None
+    return check_spectrum(trace(xx, yy, zz), "ipa_epsI trace")
+
+
+def dict_trace(data: dict, key: str) -> np.ndarray:
+    """Trace of an RPA-database spectrum stored as ``{"xx": ..., "yy": ..., "zz": ...}``."""
+    comps = _get(data, key)
+    if not isinstance(comps, dict) or "xx" not in comps:
+        raise ValueError(f"field '{key}' must be a dict with at least an 'xx' component")
+    arrs = [as_array(comps[d], f"{key}[{d}]") if comps.get(d) is not None else None for d in DIRECTIONS]
+    return check_spectrum(trace(*arrs), f"{key} trace")
+
+
+def parse_entry(d: dict, kind: str) -> MaterialRecord:
+    """One entry dict -> record; raises ``ValueError`` with the reason for bad input."""
+    if not isinstance(d, dict) or "structure" not in d:
+        raise ValueError("missing field 'structure' (not a ComputedStructureEntry dict)")
+    if not isinstance(d.get("data"), dict):
+        raise ValueError("missing field 'data'")
+    try:
+        entry = ComputedStructureEntry.from_dict(d)
+    except Exception as err:  # pymatgen raises many types for malformed dicts
+        raise ValueError(f"not a valid ComputedStructureEntry ({type(err).__name__}: {err})") from None
+    data = entry.data
+    mat_id = str(_get(data, "mat_id"))
+    structure = entry.structure
+    if len(structure) == 0:
+        raise ValueError(f"material {mat_id}: structure has no sites")
+    if not structure.is_ordered:
+        raise ValueError(f"material {mat_id}: disordered sites are not supported")
+    for el in structure.composition.elements:
+        element_features(el.symbol, mat_id)
+    direct, indirect = _float(data, "ipa_direct_gap"), _float(data, "ipa_indirect_gap")
+    if kind == "ipa":
+        spectrum, ipa = ipa_trace(data), None
+    elif kind == "rpa":
+        spectrum, ipa = dict_trace(data, "rpa_epsI"), dict_trace(data, "ipa_epsI")
+    else:
+        raise ValueError(f"unknown database kind {kind!r}")
+    # The split groups polymorphs by reduced formula, so derive it from the structure itself.
+    return MaterialRecord(mat_id=mat_id, formula=structure.composition.reduced_formula,
+                          structure=structure, spectrum=spectrum.astype(np.float32),
+                          ipa_spectrum=None if ipa is None else ipa.astype(np.float32),
+                          direct_gap=direct, indirect_gap=indirect)
+
+
+def filter_reason(rec: MaterialRecord) -> str | None:
+    """The authors' filters (REFERENCE §2); ``None`` keeps the material."""
+    if rec.mat_id in EXCLUDED_IDS:
+        return "excluded by the authors (known bad calculation)"
+    if math.isnan(rec.indirect_gap) or rec.indirect_gap < MIN_INDIRECT_GAP:
+        return f"filter: ipa_indirect_gap {rec.indirect_gap:.3f} < {MIN_INDIRECT_GAP} eV"
+    if rec.direct_gap > MAX_DIRECT_GAP:
+        return f"filter: ipa_direct_gap {rec.direct_gap:.3f} > {MAX_DIRECT_GAP} eV"
+    return None
+
+
+_ZIP_CACHE: dict[str, zipfile.ZipFile] = {}
+
+
+def _read_text(source: tuple[str, str | None]) -> bytes:
+    path, member = source
+    if member is None:
+        return Path(path).read_bytes()
+    zf = _ZIP_CACHE.get(path)
+    if zf is None:  # one open handle per worker process and archive
+        zf = _ZIP_CACHE[path] = zipfile.ZipFile(path)
+    return zf.read(member)
+
+
+def _load_one(source: tuple[str, str | None], kind: str) -> MaterialRecord | SkippedRecord:
+    name = source[0] if source[1] is None else f"{source[0]}:{source[1]}"
+    try:
+        raw = _read_text(source)
+        try:
+            d = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            return SkippedRecord(name, f"invalid JSON ({err})")
+        return parse_entry(d, kind)
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as err:
+        return SkippedRecord(name, str(err))
+
+
+def list_sources(path: str | Path) -> list[tuple[str, str | None]]:
+    """The JSON files of a database folder (recursively) or ``.zip`` archive, sorted by name."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"database not found: {path}")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.json") if p.is_file())
+        return [(str(p), None) for p in files]
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            members = sorted(n for n in zf.namelist() if n.endswith(".json") and not n.startswith("__MACOSX"))
+        return [(str(path), m) for m in members]
+    raise ValueError(f"{path} is neither a folder of JSON files nor a .zip archive")
+
+
+def read_database(path: str | Path, kind: str, strict: bool = False, workers: int | None = None,
+                  apply_filters: bool = True) -> LoadReport:
+    """Read an IPA (``kind='ipa'``) or RPA (``kind='rpa'``) database folder or zip.
+
+    Parses in parallel with a progress bar. Bad records are skipped and listed in the report with
+    their file name and reason; ``strict=True`` raises :class:`BadRecordError` on the first one.
+    Duplicate ``mat_id`` s keep the first file (by name) and report the others.
+    """
+    sources = list_sources(path)
+    if not sources:
+        raise ValueError(f"no .json files found in {path}")
+    results = parallel_map(partial(_load_one, kind=kind), sources, workers, desc=f"reading {kind.upper()} database")
+    report = LoadReport(records=[])
+    seen: dict[str, str] = {}
+    for src, res in zip(sources, results):
+        name = src[0] if src[1] is None else f"{src[0]}:{src[1]}"
+        if isinstance(res, SkippedRecord):
+            if strict:
+                raise BadRecordError(f"bad record {res.source}: {res.reason}")
+            report.skipped.append(res)
+            continue
+        if res.mat_id in seen:
+            msg = f"duplicate mat_id {res.mat_id} (first seen in {seen[res.mat_id]})"
+            if strict:
+                raise BadRecordError(f"bad record {name}: {msg}")
+            report.skipped.append(SkippedRecord(name, msg))
+            continue
+        seen[res.mat_id] = name
+        reason = filter_reason(res) if apply_filters else None
+        if reason:
+            report.filtered.append(SkippedRecord(name, reason))
+        else:
+            report.records.append(res)
+    log.info("%s database %s: %s", kind.upper(), path, report.summary())
+    return report
+
+
+def read_ipa_database(path: str | Path, **kwargs: Any) -> LoadReport:
+    """Read the IPA database (``database_300``); see :func:`read_database`."""
+    return read_database(path, "ipa", **kwargs)
+
+
+def read_rpa_database(path: str | Path, **kwargs: Any) -> LoadReport:
+    """Read the RPA database; see :func:`read_database`."""
+    return read_database(path, "rpa", **kwargs)

@@ -1,0 +1,75 @@
+"""Train/validation/test splits and training subsets (REFERENCE §3)."""
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+
+
+def formula_split(mat_ids: Sequence[str], formulas: Sequence[str], seed: int = 0) -> dict[str, str]:
+    """The authors' formula-grouped 80/10/10 split: ``mat_id -> 'train'|'validation'|'test'``.
+
+    Same calls as the authors (``np.unique``; ``np.random.seed(seed)``; ``np.random.shuffle``;
+    cuts at ``int(0.8 n)`` and ``int(0.9 n)``), made on a private ``RandomState`` so the global
+    NumPy state is left alone; the result is identical. All polymorphs share a split.
+    """
+    unique = np.unique(np.asarray(formulas, dtype=object).astype(str))
+    np.random.RandomState(seed).shuffle(unique)
+    n = len(unique)
+    cut1, cut2 = int(0.8 * n), int(0.9 * n)
+    where = {f: "train" for f in unique[:cut1]}
+    where.update({f: "validation" for f in unique[cut1:cut2]})
+    where.update({f: "test" for f in unique[cut2:]})
+    return {m: where[f] for m, f in zip(mat_ids, formulas)}
+
+
+def read_split_files(split_dir: str | Path, prefix: str = "ipa") -> dict[str, str]:
+    """Read ``{prefix}_{train,validation,test}_ids.txt`` (one ``mat_id`` a line) into ``mat_id -> split``.
+
+    A ``mat_id`` listed in two files is an error naming both files.
+    """
+    split_dir = Path(split_dir)
+    assignment: dict[str, str] = {}
+    for split in SPLITS:
+        path = split_dir / f"{prefix}_{split}_ids.txt"
+        if not path.is_file():
+            raise FileNotFoundError(f"split file missing: {path} (expected {prefix}_{{train,validation,test}}_ids.txt)")
+        for line in path.read_text().splitlines():
+            mat_id = line.strip()
+            if not mat_id or mat_id.startswith("#"):
+                continue
+            if mat_id in assignment and assignment[mat_id] != split:
+                raise ValueError(f"mat_id {mat_id} is listed in both the {assignment[mat_id]} and the {split} "
+                                 f"split files in {split_dir}")
+            assignment[mat_id] = split
+    return assignment
+
+
+def apply_split(mat_ids: Sequence[str], assignment: Mapping[str, str]) -> tuple[dict[str, list[int]], list[str]]:
+    """Indices of ``mat_ids`` per split, plus the ids that the assignment does not know.
+
+    Used for RPA data, which inherits the split of its ``mat_id`` in the IPA split.
+    """
+    out: dict[str, list[int]] = {s: [] for s in SPLITS}
+    unknown = []
+    for i, m in enumerate(mat_ids):
+        split = assignment.get(m)
+        if split is None:
+            unknown.append(m)
+        else:
+            out[split].append(i)
+    return out, unknown
+
+
+def training_subset(train_ids: Sequence[str], n: int, seed: int = 0) -> list[str]:
+    """The authors' subset: ``random.seed(seed); random.sample(train, n)`` (on a private ``Random``)."""
+    if n > len(train_ids):
+        raise ValueError(f"data.subset={n} is larger than the training set ({len(train_ids)} materials); "
+                         f"choose at most {len(train_ids)} or leave subset unset")
+    if n <= 0:
+        raise ValueError(f"data.subset must be positive, got {n}")
+    return random.Random(seed).sample(list(train_ids), n)

@@ -1,0 +1,145 @@
+"""A featurised database held as a few concatenated tensors (like PyG's collated in-memory data).
+
+One ``GraphStore`` holds every material of a database: node features, edges and distances of all
+graphs back to back with pointer arrays, plus the spectra. It saves and loads as one file, hands
+out single graphs for a ``DataLoader``, and can build whole batches by index with tensor ops only
+(the device-resident fast path).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+
+from ..metrics import similarity_coefficient
+from .cache import atomic_torch_save
+from .featurize import gaussian_expand
+
+TARGETS = ("eps_imag", "sc_rpa_ipa")
+
+
+@dataclass
+class GraphStore:
+    """All graphs of one database, concatenated.
+
+    Shapes: ``x`` [N, 13], ``edge_index`` [2, E] (node indices local to each graph), ``dist`` [E],
+    ``node_ptr``/``edge_ptr`` [M + 1], ``spectrum`` [M, 2001], ``ipa`` [M, 2001] or None,
+    ``nsites`` [M]; ``mat_id``/``formula`` lists of M strings.
+    """
+
+    x: Tensor
+    edge_index: Tensor
+    dist: Tensor
+    node_ptr: Tensor
+    edge_ptr: Tensor
+    spectrum: Tensor
+    nsites: Tensor
+    mat_id: list[str]
+    formula: list[str]
+    ipa: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.mat_id)
+
+    @classmethod
+    def from_graphs(cls, graphs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], spectra: np.ndarray,
+                    mat_ids: Sequence[str], formulas: Sequence[str], ipa: np.ndarray | None = None) -> "GraphStore":
+        """Build from per-material ``(x [n,13], edge_index [2,E], dist [E])`` arrays."""
+        n_nodes = np.array([g[0].shape[0] for g in graphs])
+        n_edges = np.array([g[1].shape[1] for g in graphs])
+        return cls(
+            x=torch.from_numpy(np.concatenate([g[0] for g in graphs]).astype(np.float32)),
+            edge_index=torch.from_numpy(np.concatenate([g[1] for g in graphs], axis=1).astype(np.int64)),
+            dist=torch.from_numpy(np.concatenate([g[2] for g in graphs]).astype(np.float32)),
+            node_ptr=torch.from_numpy(np.concatenate([[0], np.cumsum(n_nodes)])),
+            edge_ptr=torch.from_numpy(np.concatenate([[0], np.cumsum(n_edges)])),
+            spectrum=torch.from_numpy(np.asarray(spectra, dtype=np.float32)),
+            nsites=torch.from_numpy(n_nodes),
+            mat_id=list(mat_ids), formula=list(formulas),
+            ipa=None if ipa is None else torch.from_numpy(np.asarray(ipa, dtype=np.float32)),
+        )
+
+    def save(self, path: str | Path, meta: dict | None = None) -> None:
+        """Atomically write the store (and a metadata dict) to one file."""
+        payload = {f.name: getattr(self, f.name) for f in fields(self)}
+        payload["meta"] = meta or {}
+        atomic_torch_save(payload, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> tuple["GraphStore", dict]:
+        """Load a store written by :meth:`save` (tensors and plain lists only: ``weights_only``)."""
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        meta = payload.pop("meta")
+        return cls(**payload), meta
+
+    def index_of(self) -> dict[str, int]:
+        """``mat_id -> row``."""
+        return {m: i for i, m in enumerate(self.mat_id)}
+
+    def take(self, rows: Sequence[int]) -> "GraphStore":
+        """A new store with the given materials only (copies)."""
+        rows = list(rows)
+        graphs = [self.arrays(i) for i in rows]
+        return GraphStore.from_graphs(
+            graphs, self.spectrum[rows].numpy(), [self.mat_id[i] for i in rows], [self.formula[i] for i in rows],
+            None if self.ipa is None else self.ipa[rows].numpy())
+
+    def arrays(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(x, edge_index, dist)`` of material ``i`` as NumPy arrays."""
+        n0, n1 = int(self.node_ptr[i]), int(self.node_ptr[i + 1])
+        e0, e1 = int(self.edge_ptr[i]), int(self.edge_ptr[i + 1])
+        return self.x[n0:n1].numpy(), self.edge_index[:, e0:e1].numpy(), self.dist[e0:e1].numpy()
+
+    def target(self, name: str) -> Tensor:
+        """The regression target per material: ``eps_imag`` [M, 2001] or ``sc_rpa_ipa`` [M, 1]."""
+        if name == "eps_imag":
+            return self.spectrum
+        if name == "sc_rpa_ipa":
+            if self.ipa is None:
+                raise ValueError("target sc_rpa_ipa needs RPA data (with the IPA spectra of the RPA workflow)")
+            # SC[RPA; IPA]: the IPA spectrum is the reference here (REFERENCE §7).
+            return similarity_coefficient(self.spectrum, self.ipa).unsqueeze(-1)
+        raise ValueError(f"unknown target {name!r}; choose one of {TARGETS}")
+
+
+class GraphDataset(torch.utils.data.Dataset):
+    """Materials ``rows`` of a :class:`GraphStore` as PyG ``Data`` objects with target ``y``.
+
+    Each item has ``x``, ``edge_index``, ``edge_attr`` (Gaussian expansion, computed on access so
+    the cache holds distances only), ``dist``, ``y`` [1, D], ``mat_id``, ``formula``, ``nsites``
+    and, for RPA data, ``ipa`` [1, 2001] (the baseline spectrum).
+    """
+
+    def __init__(self, store: GraphStore, rows: Sequence[int], target: str = "eps_imag") -> None:
+        self.store = store
+        self.rows = torch.as_tensor(list(rows), dtype=torch.long)
+        self.target_name = target
+        self.y = store.target(target)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def mat_ids(self) -> list[str]:
+        return [self.store.mat_id[i] for i in self.rows.tolist()]
+
+    def __getitem__(self, k: int) -> Data:
+        s, i = self.store, int(self.rows[k])
+        n0, n1 = int(s.node_ptr[i]), int(s.node_ptr[i + 1])
+        e0, e1 = int(s.edge_ptr[i]), int(s.edge_ptr[i + 1])
+        dist = s.dist[e0:e1]
+        data = Data(x=s.x[n0:n1], edge_index=s.edge_index[:, e0:e1], edge_attr=gaussian_expand(dist), dist=dist,
+                    y=self.y[i:i + 1], mat_id=s.mat_id[i], formula=s.formula[i], nsites=int(s.nsites[i]),
+                    num_nodes=n1 - n0)
+        if s.ipa is not None:
+            data.ipa = s.ipa[i:i + 1]
+        return data
+
+    def collate(self, ks: Sequence[int]) -> Batch:
+        """A batch of items ``ks`` (what PyG's collater would build)."""
+        return Batch.from_data_list([self[k] for k in ks])
