@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from . import synthetic
 from .cache import default_cache_dir, fingerprint, source_stats
-from .featurize import FEATURIZER_VERSION, neighbour_list, node_features
+from .featurize import FEATURIZER_VERSION, graph_arrays
 from .parallel import parallel_map
 from .readers import EXCLUDED_IDS, MAX_DIRECT_GAP, MIN_INDIRECT_GAP, BadRecordError, read_database
 from .records import MaterialRecord, SkippedRecord
@@ -32,11 +32,8 @@ SOURCES = ("synthetic", "figshare")
 
 
 def _featurize_one(item: tuple[Any, str], cutoff: float):
-    structure, mat_id = item
     try:
-        x = node_features(structure, mat_id)
-        edge_index, dist = neighbour_list(structure, cutoff, mat_id)
-        return x, edge_index, dist
+        return graph_arrays(item[0], cutoff, item[1])
     except ValueError as err:
         return str(err)
 

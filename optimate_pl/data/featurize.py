@@ -84,14 +84,20 @@ def node_features(structure: Structure, mat_id: str | None = None) -> np.ndarray
     return np.stack([element_features(site.specie.symbol, mat_id) for site in structure])
 
 
+def graph_arrays(structure: Structure, cutoff: float = 5.0,
+                 mat_id: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x [n, 13], edge_index [2, E], dist [E])`` as NumPy arrays (what the caches store)."""
+    edge_index, dist = neighbour_list(structure, cutoff, mat_id)
+    return node_features(structure, mat_id), edge_index, dist
+
+
 def structure_to_graph(structure: Structure, cutoff: float = 5.0, mat_id: str | None = None) -> Data:
     """Featurise one structure.
 
     Returns a ``Data`` with ``x`` [n, 13], ``edge_index`` [2, E], ``edge_attr`` [E, 51] and
     ``dist`` [E]. Invalid input raises ``ValueError`` naming the material and the reason.
     """
-    x = node_features(structure, mat_id)
-    edge_index, dist = neighbour_list(structure, cutoff, mat_id)
+    x, edge_index, dist = graph_arrays(structure, cutoff, mat_id)
     dist_t = torch.from_numpy(dist)
     return Data(
         x=torch.from_numpy(x),

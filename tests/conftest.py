@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny synthetic database cached once per test session."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+#: Small enough to generate and train on in seconds, large enough for every split to be populated.
+TINY_SIZES = {"ipa": [200, 40, 40], "rpa": [100, 20, 20]}
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """A session cache folder; also exported so subprocess runs reuse it."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["OPTIMATE_PL_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_rpa(cache_dir):
+    from optimate_pl.data import RPADataModule
+
+    dm = RPADataModule(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, batch_size=16, eval_batch_size=32)
+    dm.setup()
+    return dm
+
+
+@pytest.fixture(scope="session")
+def tiny_ipa(cache_dir):
+    from optimate_pl.data import IPADataModule
+
+    dm = IPADataModule(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, batch_size=16, eval_batch_size=32)
+    dm.setup()
+    return dm

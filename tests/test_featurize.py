@@ -1,0 +1,68 @@
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from optimate_pl.data.featurize import gaussian_expand, structure_to_graph
+
+A = 5.64  # rocksalt NaCl lattice constant (Å)
+
+
+def rocksalt_nacl() -> Structure:
+    return Structure(Lattice([[0, A / 2, A / 2], [A / 2, 0, A / 2], [A / 2, A / 2, 0]]), ["Na", "Cl"],
+                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_nacl_neighbour_shells_match_the_lattice():
+    g = structure_to_graph(rocksalt_nacl(), mat_id="nacl")
+    # Within 5 Å of any ion in rocksalt: 6 at a/2, 12 at a/sqrt2, 8 at a*sqrt3/2; a = 5.64 Å is beyond.
+    shells = {A / 2: 6, A / math.sqrt(2): 12, A * math.sqrt(3) / 2: 8}
+    assert g.edge_index.shape == (2, 2 * sum(shells.values()))
+    for atom in (0, 1):
+        d = g.dist[g.edge_index[0] == atom].numpy()
+        counts = Counter(np.round(d.astype(np.float64), 3).tolist())
+        assert counts == {round(k, 3): v for k, v in shells.items()}
+    # First shell connects Na to Cl only; the second shell connects like ions.
+    first = g.dist < 3.0
+    assert torch.all(g.edge_index[0, first] != g.edge_index[1, first])
+    second = (g.dist > 3.5) & (g.dist < 4.5)
+    assert torch.all(g.edge_index[0, second] == g.edge_index[1, second])  # periodic images: multigraph
+
+
+def test_node_features_one_hot_group_and_period():
+    g = structure_to_graph(rocksalt_nacl())
+    assert g.x.shape == (2, 13)
+    na = np.zeros(13); na[0] = 1; na[8 + 2] = 1   # group 1, period 3
+    cl = np.zeros(13); cl[6] = 1; cl[8 + 2] = 1   # group 17 -> index 17 - 11 = 6, period 3
+    np.testing.assert_array_equal(g.x.numpy(), np.stack([na, cl]))
+
+
+def test_edge_features_are_the_gaussian_expansion():
+    g = structure_to_graph(rocksalt_nacl())
+    d = float(g.dist[0])
+    mu = np.linspace(0, 5, 51)
+    expected = np.sqrt(10 / np.pi) * np.exp(-10 * (d - mu) ** 2)
+    np.testing.assert_allclose(g.edge_attr[0].numpy(), expected, rtol=1e-5, atol=1e-7)
+    assert g.edge_attr.shape == (g.edge_index.shape[1], 51)
+    # At d = 2.82 the closest centre is 2.8: the 29th Gaussian (index 28) is the largest.
+    assert int(gaussian_expand(torch.tensor([2.82])).argmax()) == 28
+
+
+def test_unsupported_element_names_element_and_material():
+    s = Structure(Lattice.cubic(3.0), ["Fe"], [[0, 0, 0]])
+    with pytest.raises(ValueError, match=r"unsupported element Fe in material agm-iron"):
+        structure_to_graph(s, mat_id="agm-iron")
+    s6 = Structure(Lattice.cubic(5.0), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # Cs is period 6
+    with pytest.raises(ValueError, match="Cs"):
+        structure_to_graph(s6, mat_id="x")
+
+
+def test_isolated_atom_and_empty_structure_are_errors():
+    lonely = Structure(Lattice.cubic(6.0), ["Ar"], [[0, 0, 0]])
+    with pytest.raises(ValueError, match="no neighbour within 5.0"):
+        structure_to_graph(lonely, mat_id="ar-gas")
+    with pytest.raises(ValueError, match="no sites"):
+        structure_to_graph(Structure(Lattice.cubic(3.0), [], []), mat_id="empty")
