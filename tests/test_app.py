@@ -1,0 +1,130 @@
+"""The Hydra app: composition, strategies end to end (tiny data), outputs, W&B offline, DDP, errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import open_dict
+
+from optimate_pl.train import ConfigError, dl_architecture_for, train
+
+from .conftest import TINY_SIZES
+
+FAST = ["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1", "trainer.accelerator=cpu",
+        f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}",
+        "data.batch_size=16", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+
+
+def cfg_for(tmp_path, *overrides):
+    with initialize_config_module("optimate_pl.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[*FAST, f"paths.output_dir={tmp_path / 'run'}",
+                                          f"paths.root_dir={tmp_path}", *overrides])
+    return cfg
+
+
+def cli(*args, cwd, timeout=300):
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "optimate_pl", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_dl_picks_the_architecture_for_the_nearest_size():
+    assert dl_architecture_for(120) == "dl_100" and dl_architecture_for(250) == "dl_300"
+    assert dl_architecture_for(2000) == "dl_1000" and dl_architecture_for(None) == "dl_4610"
+
+
+def test_tl_with_auto_pretraining_writes_all_outputs(tmp_path, cache_dir):
+    cfg = cfg_for(tmp_path, "strategy=tl", "data.subset=60", 'strategy.pretrain_overrides=["trainer.max_epochs=1"]')
+    metrics = train(cfg)
+    out = tmp_path / "run"
+    for name in ("config.yaml", "metrics.json", "test_results.csv", "test_spectra.png"):
+        assert (out / name).is_file(), name
+    assert {"test/sc_median", "test/mse_median", "test/ipa_sc_median", "test/ipa_mse_median"} <= set(metrics)
+    assert metrics["objective"] == metrics["val/sc_median"]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test/sc_median"] == pytest.approx(metrics["test/sc_median"])
+    assert len((out / "test_results.csv").read_text().splitlines()) == 21
+    ipa = list((tmp_path / "checkpoints").glob("ipa-synthetic-*.ckpt"))
+    assert len(ipa) == 1  # pretrained once, reused next time
+    train(cfg_for(tmp_path / "again", "strategy=tl", "data.subset=60", f"paths.checkpoint_dir={tmp_path / 'checkpoints'}",
+                  'strategy.pretrain_overrides=["trainer.max_epochs=1"]'))
+    assert list((tmp_path / "checkpoints").glob("ipa-synthetic-*.ckpt")) == ipa
+
+
+@pytest.mark.parametrize("strategy", ["dl", "sc"])
+def test_dl_and_sc_strategies(tmp_path, cache_dir, strategy):
+    metrics = train(cfg_for(tmp_path, f"strategy={strategy}", "data.subset=60"))
+    key = "test/sc_median" if strategy == "dl" else "test/ae_median"
+    assert key in metrics and metrics["objective"] is not None
+
+
+def test_tl_from_published_state_dict_and_small_cells(tmp_path, cache_dir):
+    import torch
+    from optimate_pl.models import Optimate
+
+    path = tmp_path / "published_ipa.pt"
+    torch.save(Optimate().state_dict(), path)
+    cfg = cfg_for(tmp_path, "strategy=tl", f"strategy.checkpoint={path}", "data.max_sites=4")
+    metrics = train(cfg)
+    assert "test/sc_median" in metrics
+
+
+def test_configuration_errors_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        train(cfg_for(tmp_path, "strategy=tl", "strategy.checkpoint=/nope.ckpt"))
+    with pytest.raises(ConfigError, match="needs data.root"):
+        train(cfg_for(tmp_path, "data.source=figshare"))
+    cfg = cfg_for(tmp_path)
+    with open_dict(cfg):
+        cfg.strategy.name = "bogus"
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        train(cfg)
+    r = cli("strategy=tl", "strategy.checkpoint=/nope.ckpt", f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "error: strategy.checkpoint=/nope.ckpt does not exist" in r.stderr and "Traceback" not in r.stderr
+    r = cli("strategy=dl", "data.subset=999999", *FAST, f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert r.returncode == 2 and "larger than the training set" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_and_cfg_job(tmp_path):
+    r = cli("--help", cwd=tmp_path)
+    assert r.returncode == 0 and "strategy: dl, ipa, sc, tl" in r.stdout
+    r = cli("strategy=dl", "data.subset=300", "--cfg", "job", cwd=tmp_path)
+    assert r.returncode == 0 and "batch_size: 20" in r.stdout and "drop_last: true" in r.stdout
+
+
+def test_wandb_offline_run_holds_the_metrics(tmp_path, cache_dir):
+    os.environ.pop("WANDB_API_KEY", None)
+    train(cfg_for(tmp_path, "strategy=dl", "data.subset=40", "logger=wandb"))
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    blob = b"".join(p.read_bytes() for p in runs[0].rglob("*.wandb"))
+    for key in (b"val/sc_median", b"test/sc_median", b"test/per_material"):
+        assert key in blob, key
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_match_one_process(tmp_path, cache_dir):
+    import torch
+    from optimate_pl.models import Optimate
+
+    torch.manual_seed(0)
+    path = tmp_path / "weights.pt"
+    torch.save(Optimate().state_dict(), path)
+    common = ["strategy=tl", f"strategy.checkpoint={path}", "trainer.max_epochs=0", *FAST[1:],
+              f"paths.root_dir={tmp_path}"]
+    one = cli(*common, "hydra.run.dir=one", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = cli(*common, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "hydra.run.dir=two",
+              cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    for key in ("test/sc_median", "test/mse_median", "test/ipa_sc_median"):
+        assert m2[key] == pytest.approx(m1[key], rel=1e-5, abs=1e-6)
+    # One output directory for the whole DDP run; the CSV holds every test material once.
+    assert len((tmp_path / "two" / "test_results.csv").read_text().splitlines()) == 21
+    assert not (tmp_path / "outputs").exists()
