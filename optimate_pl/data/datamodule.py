@@ -145,6 +145,8 @@ class SpectraDataModule(pl.LightningDataModule):
         seed: seed of the split and of the subset draw (the authors use 0).
         target: ``eps_imag`` (spectra) or, for RPA, ``sc_rpa_ipa`` (scalar SC[RPA;IPA]).
         synthetic_seed, synthetic_sizes: generator seed and ``{"ipa": [tr, va, te], "rpa": [...]}``.
+        device_resident: keep each split on the training device and gather batches there
+            (:mod:`optimate_pl.data.device_batches`); ``"auto"`` does so on a single GPU.
     """
 
     kind = "ipa"
@@ -154,7 +156,7 @@ class SpectraDataModule(pl.LightningDataModule):
                  seed: int = 0, batch_size: int = 128, eval_batch_size: int = 256, num_workers: int = 0,
                  drop_last: bool = False, target: str = "eps_imag", cache_dir: str | None = None,
                  strict: bool = False, cutoff: float = 5.0, synthetic_seed: int = 0,
-                 synthetic_sizes: dict | None = None) -> None:
+                 synthetic_sizes: dict | None = None, device_resident: bool | str = "auto") -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"unknown data.source {source!r}; choose one of {SOURCES}")
@@ -169,6 +171,7 @@ class SpectraDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.drop_last, self.target, self.strict, self.cutoff = drop_last, target, strict, cutoff
         self.cache_dir = cache_dir
+        self.device_resident = device_resident
         self.synthetic_seed = synthetic_seed
         sizes = synthetic_sizes or {}
         self.synthetic_sizes = {"ipa": tuple(sizes.get("ipa", synthetic.IPA_SIZES)),
@@ -226,8 +229,25 @@ class SpectraDataModule(pl.LightningDataModule):
                  len(self.val_set), len(self.test_set))
 
     # -- loaders --------------------------------------------------------------------------------
-    def _loader(self, dataset: GraphDataset, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _loader(self, dataset: GraphDataset, batch_size: int, shuffle: bool, drop_last: bool = False):
         from torch_geometric.loader import DataLoader as PygLoader
+
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized() \
+            and torch.distributed.get_world_size() > 1
+        resident = self.device_resident
+        if resident == "auto":
+            resident = self._device().type == "cuda" and not distributed
+        if resident:
+            from .device_batches import DeviceBatchLoader, DeviceGraphBatcher
+
+            if distributed:
+                raise ValueError("data.device_resident=true is for single-device runs; set it to false with DDP")
+            return DeviceBatchLoader(DeviceGraphBatcher(dataset, self._device()), batch_size, shuffle, drop_last,
+                                     seed=self.seed)
 
         sampler = None
         if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized() \
