@@ -21,6 +21,14 @@ def fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def code_hash(*modules) -> str:
+    """Hash of the source files of ``modules``: a cache built by older code is never reused."""
+    h = hashlib.sha256()
+    for m in modules:
+        h.update(Path(m.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def source_stats(path: str | Path) -> list:
     """(relative name, size, mtime_ns) of a database file or of every JSON file in a folder.
 

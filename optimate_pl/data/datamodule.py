@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import synthetic
-from .cache import default_cache_dir, fingerprint, source_stats
+from . import featurize, readers, synthetic
+from .cache import code_hash, default_cache_dir, fingerprint, source_stats
 from .featurize import FEATURIZER_VERSION, graph_arrays
 from .parallel import parallel_map
 from .readers import EXCLUDED_IDS, MAX_DIRECT_GAP, MIN_INDIRECT_GAP, BadRecordError, read_database
@@ -76,7 +76,8 @@ def synthetic_stores(cache_dir: str | Path | None = None, seed: int = 0, ipa_siz
                      workers: int | None = None) -> dict[str, Path]:
     """Generate (once) and cache the SYNTHETIC IPA and RPA stores; returns their cache paths."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = fingerprint({"source": "synthetic", "generator": synthetic.GENERATOR_VERSION, "seed": seed,
+    key = fingerprint({"source": "synthetic", "generator": synthetic.GENERATOR_VERSION,
+                       "code": code_hash(synthetic, featurize), "seed": seed,
                        "ipa_sizes": list(ipa_sizes), "rpa_sizes": list(rpa_sizes), "cutoff": cutoff,
                        "featurizer": FEATURIZER_VERSION})
     paths = {k: cache_dir / f"synthetic-{k}-{key[:16]}.pt" for k in ("ipa", "rpa")}
@@ -112,7 +113,8 @@ def figshare_store(kind: str, root: str | Path, cache_dir: str | Path | None = N
         raise FileNotFoundError(f"data.root {root} does not exist (the {kind.upper()} database folder or .zip)")
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     key = fingerprint({"source": "figshare", "kind": kind, "root": str(root.resolve()), "files": source_stats(root),
-                       "filters": _filters(), "cutoff": cutoff, "featurizer": FEATURIZER_VERSION, "strict": strict})
+                       "filters": _filters(), "cutoff": cutoff, "featurizer": FEATURIZER_VERSION, "strict": strict,
+                       "code": code_hash(readers, featurize)})
     path = cache_dir / f"figshare-{kind}-{key[:16]}.pt"
     if path.exists():
         return path
