@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 QUICK ?= 0
 
-.PHONY: install run test test-fast bench studies clean
+.PHONY: install run test test-fast bench studies clean study-efficiency study-correlations study-spectra study-small-cells study-sc
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,32 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) outputs multirun checkpoints
+
+## The paper's studies: `make study-efficiency QUICK=1` (synthetic, minutes) or without QUICK (authors' epochs).
+SUFFIX := $(if $(filter 1,$(QUICK)),_quick,)
+STUDY_ARGS ?=
+
+study-efficiency: $(STAMP)
+	$(BIN)/python -m optimate_pl experiment=efficiency$(SUFFIX) $(STUDY_ARGS)
+	$(BIN)/python -m optimate_pl.studies efficiency studies/efficiency/runs --out studies/efficiency
+
+study-correlations: $(STAMP)  # uses the runs of study-efficiency
+	$(BIN)/python -m optimate_pl.studies correlations studies/efficiency/runs --out studies/correlations
+
+study-spectra: $(STAMP)  # uses the runs of study-efficiency
+	$(BIN)/python -m optimate_pl.studies spectra studies/efficiency/runs --out studies/spectra
+
+study-small-cells: $(STAMP)
+	$(BIN)/python -m optimate_pl experiment=small_cells$(SUFFIX) $(STUDY_ARGS)
+	$(BIN)/python -m optimate_pl.studies small_cells studies/small_cells/runs --out studies/small_cells
+
+study-sc: $(STAMP)
+	$(BIN)/python -m optimate_pl experiment=sc_model$(SUFFIX) $(STUDY_ARGS)
+	$(BIN)/python -m optimate_pl.studies sc_predictor studies/sc_model/run --out studies/sc_model
+	$(BIN)/python -m optimate_pl.studies latent studies/sc_model/run --out studies/sc_model
+
+studies: study-efficiency study-correlations study-spectra study-small-cells study-sc
+
+## Benchmark: ours vs a reference-style loop (CPU here; GPU when present).
+bench: $(STAMP)
+	$(BIN)/python -m optimate_pl.bench --out benchmarks/latest.md

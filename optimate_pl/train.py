@@ -20,6 +20,7 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from . import resolvers  # noqa: F401  (config resolvers)
 from .data.cache import atomic_write_text, fingerprint
 from .models.module import SpectraModule, summarise_rows, write_results_csv
 from .models.weights import CheckpointError, load_network_weights
@@ -229,6 +230,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Best validation checkpoint; a run too short to validate falls back to its last checkpoint.
     best = (ckpt_cb.best_model_path or ckpt_cb.last_model_path or None) if ckpt_cb is not None else None
     metrics["best_checkpoint"] = best
+    metrics["n_train"] = len(datamodule.train_set)
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=best if best else None, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})

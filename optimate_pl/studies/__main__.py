@@ -1,0 +1,4 @@
+"""``python -m optimate_pl.studies <study> <runs> [--out DIR]``: see :mod:`optimate_pl.studies.report`."""
+from .report import main
+
+main()

@@ -1,0 +1,53 @@
+"""Hydra callback: after an Optuna sweep, print the best parameters and write them as configs."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def best_configs(sweep_dir: str | Path, base_model: DictConfig | None = None) -> dict[str, Path]:
+    """From ``optimization_results.yaml`` write ``best_overrides.yaml`` (global package, usable as
+    ``experiment=``-style config) and, for architecture searches, ``best_model.yaml`` (a model config
+    with concrete lists, ready for ``conf/model/``)."""
+    sweep_dir = Path(sweep_dir)
+    results = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    params: dict[str, Any] = dict(results.best_params)
+    nested = OmegaConf.create({})
+    for key, value in params.items():
+        OmegaConf.update(nested, key, value, force_add=True)
+    written = {}
+    overrides = sweep_dir / "best_overrides.yaml"
+    overrides.write_text(f"# @package _global_\n# best of the sweep: objective {results.best_value}\n"
+                         + OmegaConf.to_yaml(nested))
+    written["overrides"] = overrides
+    if base_model is not None and "search" in base_model and "model" in nested:
+        from ..resolvers import gat_stack, repeat  # noqa: F401  (registers the resolvers)
+
+        model = OmegaConf.merge(base_model, {"search": nested.model.search})
+        resolved = OmegaConf.to_container(model, resolve=True)
+        resolved.pop("search", None)
+        resolved["name"] = "dl_best"
+        path = sweep_dir / "best_model.yaml"
+        path.write_text(f"# best architecture of the sweep in {sweep_dir}\n" + OmegaConf.to_yaml(resolved))
+        written["model"] = path
+    return written
+
+
+class WriteBestConfig(Callback):
+    """Writes the sweep's best parameters as configs at the end of a multirun."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not (sweep_dir / "optimization_results.yaml").is_file():
+            return
+        written = best_configs(sweep_dir, config.get("model"))
+        overrides = " ".join(f"{k}={v}" for k, v in OmegaConf.load(sweep_dir / "optimization_results.yaml").best_params.items())
+        log.info("best parameters: %s", overrides)
+        log.info("ready-to-use configs: %s", ", ".join(str(p) for p in written.values()))
+        print(f"best parameters: {overrides}\nconfigs: {', '.join(str(p) for p in written.values())}")
