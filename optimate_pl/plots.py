@@ -34,7 +34,7 @@ def save_figure(fig, path: Path) -> Path:
 
 @torch.no_grad()
 def plot_quantile_spectra(module, dataset, rows: list[dict[str, Any]], path: str | Path, synthetic: bool = False) -> Path:
-    """Predicted vs DFT (and IPA baseline) spectra for test materials at the 10%...90% SC quantiles."""
+    """Predicted vs DFT (or synthetic target) and IPA-baseline spectra for test materials at the 10%...90% SC quantiles."""
     picks = quantile_rows(rows)
     index = {m: k for k, m in enumerate(dataset.mat_ids)}
     batch = dataset.collate([index[r["mat_id"]] for r in picks])
@@ -43,8 +43,9 @@ def plot_quantile_spectra(module, dataset, rows: list[dict[str, Any]], path: str
     pred = module(batch.to(module.device)).float().cpu().numpy()
     module.train(was_training)
     fig, axes = plt.subplots(3, 3, figsize=(12, 9), sharex=True)
+    target_label = "target (synthetic)" if synthetic else "DFT"
     for ax, q, r, p, y in zip(axes.flat, QUANTILES, picks, pred, batch.y.numpy()):
-        ax.plot(ENERGY_GRID, y, color="k", lw=1.5, label="DFT")
+        ax.plot(ENERGY_GRID, y, color="k", lw=1.5, label=target_label)
         ax.plot(ENERGY_GRID, p, color="tab:red", lw=1.2, label="ML")
         if getattr(batch, "ipa", None) is not None:
             ax.plot(ENERGY_GRID, batch.ipa[picks.index(r)].numpy(), color="tab:blue", lw=1, ls="--", label="IPA")
