@@ -43,6 +43,7 @@ class Predictor(torch.nn.Module):
         self.batch_size = batch_size
         self.energy = ENERGY_GRID
         self.is_sc_model = net.mlp1.channel_list[-1] == 1
+        self.eval()
 
     @torch.no_grad()
     def predict_graphs(self, graphs: Sequence) -> np.ndarray:

@@ -54,13 +54,13 @@ def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path, capsys):
     main([f"checkpoint={checkpoint}", f"input={folder}", f"output={tmp_path / 'out'}"])
     assert "predicted 2 materials" in capsys.readouterr().out
     lines = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "energy_eV,nacl,POSCAR_gaas" and len(lines) == 2002 and lines[1].startswith("0.00,")
+    assert lines[0] == "energy_eV,POSCAR_gaas,nacl" and len(lines) == 2002 and lines[1].startswith("0.00,")
     errors = (tmp_path / "out" / "errors.txt").read_text()
     assert "unsupported element Fe" in errors and "broken.cif" in errors
     assert (tmp_path / "out" / "predictions.png").is_file()
     model = optimate_pl.load_model(checkpoint)
     expected = model.predict_structures([nacl])[0]
-    got = np.array([float(l.split(",")[1]) for l in lines[1:]])
+    got = np.array([float(l.split(",")[2]) for l in lines[1:]])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 

@@ -41,8 +41,8 @@ def test_presets_and_launcher_compose():
 @pytest.fixture(scope="module")
 def study_runs(tmp_path_factory, cache_dir):
     root = tmp_path_factory.mktemp("studies")
-    for args in (["experiment=efficiency_quick", "hydra.sweeper.params.data\\.subset=20,40"],
-                 ["experiment=small_cells_quick", "hydra.sweeper.params.data\\.max_sites=3,4"],
+    for args in (["experiment=efficiency_quick", "study.subsets='20,40'"],
+                 ["experiment=small_cells_quick", "study.max_sites='3,4'"],
                  ["experiment=sc_model_quick"]):
         r = cli(*args, *TINY, f"paths.root_dir={root}", cwd=root, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
@@ -80,7 +80,8 @@ def test_sc_predictor_and_latent_reports(study_runs, tmp_path):
 
 
 def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir):
-    args = ["strategy=dl", "sweep=dl", "data.subset=40", "hydra.sweeper.n_trials=2", *TINY, f"paths.root_dir={tmp_path}"]
+    args = ["strategy=dl", "sweep=dl", "data.subset=40", "hydra.sweeper.n_trials=2", *TINY,
+            "trainer.check_val_every_n_epoch=null", f"paths.root_dir={tmp_path}"]
     r = cli(*args, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     sweep = tmp_path / "multirun" / "sweep-dl-synthetic-40"

@@ -42,6 +42,10 @@ def best_configs(sweep_dir: str | Path, base_model: DictConfig | None = None) ->
 class WriteBestConfig(Callback):
     """Writes the sweep's best parameters as configs at the end of a multirun."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # The Optuna storage is a SQLite file inside the sweep dir, opened before Hydra creates it.
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not (sweep_dir / "optimization_results.yaml").is_file():
