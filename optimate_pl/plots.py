@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .data.cache import atomic_open  # noqa: E402
 from .data.records import ENERGY_GRID  # noqa: E402
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -23,11 +24,10 @@ def quantile_rows(rows: list[dict[str, Any]], key: str = "sc", quantiles=QUANTIL
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Save as PNG (and PDF alongside when asked by suffix) through a temporary name, then rename."""
+    """Save a figure atomically in the format its suffix names (png, pdf, ...)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    tmp.replace(path)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format=path.suffix.lstrip("."), dpi=130, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -23,7 +23,7 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Batch
 
-from .data.cache import atomic_write_text
+from .data.cache import atomic_open, atomic_write_text
 from .data.featurize import structure_to_graph
 from .data.records import ENERGY_GRID
 from .models.module import SpectraModule
@@ -147,7 +147,8 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
         atomic_write_text(body, out / "predictions.csv")
         written.append(out / "predictions.csv")
     elif format == "npz":
-        np.savez_compressed(out / "predictions.npz", energy=ENERGY_GRID, mat_id=np.array(ids), eps_imag=preds)
+        with atomic_open(out / "predictions.npz", "wb") as fh:
+            np.savez_compressed(fh, energy=ENERGY_GRID, mat_id=np.array(ids), eps_imag=preds)
         written.append(out / "predictions.npz")
     else:
         header = "energy_eV," + ",".join(ids)

@@ -74,3 +74,19 @@ def test_published_state_dict_and_sc_model(tmp_path):
     res = run_prediction(path, tmp_path / "nacl.cif", tmp_path / "o")
     assert res["n_predicted"] == 1
     assert (tmp_path / "o" / "predictions.csv").read_text().startswith("mat_id,sc_rpa_ipa\nnacl,")
+
+
+def test_npz_output_for_many_materials(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "ipa_published.pt"
+    torch.save(Optimate().state_dict(), path)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, s in enumerate(structures()):
+        s.to(filename=str(folder / f"s{i}.cif"))
+    res = run_prediction(path, folder, tmp_path / "o", format="npz")
+    data = np.load(tmp_path / "o" / "predictions.npz")
+    assert res["n_predicted"] == 2 and data["eps_imag"].shape == (2, 2001)
+    assert list(data["mat_id"]) == ["s0", "s1"] and data["energy"][-1] == 20.0
+    expected = optimate_pl.load_model(path).predict_structures(list(structures()))
+    np.testing.assert_allclose(data["eps_imag"], expected, rtol=1e-5, atol=1e-6)

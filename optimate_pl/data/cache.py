@@ -1,12 +1,13 @@
 """On-disk cache of featurised databases: fingerprinted by what produced them, written atomically."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import torch
 
@@ -46,36 +47,34 @@ def source_stats(path: str | Path) -> list:
     return out
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success fsync and rename it over ``path``.
 
-    A crash mid-write leaves at most a stray ``*.tmp`` file, never a truncated ``path``.
+    A crash or exception mid-write leaves at most a stray hidden ``*.tmp`` file, never a
+    truncated ``path`` that a later run would trust.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+        with os.fdopen(fd, mode) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
-    """Write text atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write text atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ..data.cache import atomic_write_text
+from ..data.cache import atomic_open, atomic_write_text
 from ..plots import QUANTILES, plt, quantile_rows
 
 PUBLISHED = "Published real-data values are in REFERENCE §7a / the paper; these runs are on {source} data."
@@ -54,9 +54,9 @@ def save_png_pdf(fig, out: Path, name: str, source: str) -> None:
     """Save a figure as PNG and PDF; synthetic figures say so."""
     if source == "SYNTHETIC":
         fig.suptitle("SYNTHETIC data (generated, not physics)", color="tab:red", fontsize=10)
-    out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
-        fig.savefig(out / f"{name}.{ext}", dpi=150, bbox_inches="tight")
+        with atomic_open(out / f"{name}.{ext}", "wb") as fh:
+            fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight")
     plt.close(fig)
 
 
