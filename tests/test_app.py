@@ -77,6 +77,8 @@ def test_configuration_errors_are_one_line(tmp_path):
         train(cfg_for(tmp_path, "strategy=tl", "strategy.checkpoint=/nope.ckpt"))
     with pytest.raises(ConfigError, match="needs data.root"):
         train(cfg_for(tmp_path, "data.source=figshare"))
+    with pytest.raises(ConfigError, match="unknown data.source 'zenodo'"):
+        train(cfg_for(tmp_path, "data.source=zenodo"))
     cfg = cfg_for(tmp_path)
     with open_dict(cfg):
         cfg.strategy.name = "bogus"
@@ -128,3 +130,26 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path, cache_dir):
     # One output directory for the whole DDP run; the CSV holds every test material once.
     assert len((tmp_path / "two" / "test_results.csv").read_text().splitlines()) == 21
     assert not (tmp_path / "outputs").exists()
+
+
+def test_seeded_cpu_runs_repeat(tmp_path, cache_dir):
+    a = train(cfg_for(tmp_path / "a", "strategy=dl", "data.subset=40", "seed=7"))
+    b = train(cfg_for(tmp_path / "b", "strategy=dl", "data.subset=40", "seed=7"))
+    for key in ("val/loss", "test/sc_median", "test/mse_median"):
+        assert a[key] == b[key], key
+
+
+@pytest.mark.slow
+def test_full_study_presets_in_fast_dev_run_mode(tmp_path, cache_dir):
+    """The real presets (sizes up to 4610 on the full synthetic data), one batch per job."""
+    import torch
+    from optimate_pl.models import Optimate
+
+    weights = tmp_path / "ipa.pt"
+    torch.save(Optimate().state_dict(), weights)
+    for preset, jobs in (("efficiency", 10), ("small_cells", 5), ("sc_model", 1)):
+        r = cli(f"experiment={preset}", "debug=fast", f"++strategy.checkpoint={weights}", "trainer.accelerator=cpu",
+                "callbacks.progress_bar=null", "callbacks.model_summary=null", f"paths.root_dir={tmp_path}",
+                cwd=tmp_path, timeout=600)
+        assert r.returncode == 0, (preset, r.stderr[-3000:])
+        assert len(list((tmp_path / "studies" / preset).rglob("metrics.json"))) == jobs, preset

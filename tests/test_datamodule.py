@@ -91,3 +91,25 @@ def test_figshare_rpa_needs_a_split_source(tmp_path):
         RPADataModule(source="figshare", root=str(root), cache_dir=str(tmp_path / "c")).setup()
     with pytest.raises(ValueError, match="needs data.root"):
         RPADataModule(source="figshare")
+
+
+def test_split_files_with_unknown_or_missing_materials(tmp_path, caplog):
+    db = synthetic.generate(0, ipa_sizes=(200, 40, 40), rpa_sizes=(100, 20, 20))
+    root = tmp_path / "db"
+    root.mkdir()
+    recs = db.ipa[:6]
+    for r in recs:
+        (root / f"{r.mat_id}.json").write_text(json.dumps(synthetic.to_entry_dict(r, "ipa")))
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    # Two train ids, one validation id, one test id that does not exist; recs[4:] are in no split.
+    (splits / "ipa_train_ids.txt").write_text(f"{recs[0].mat_id}\n{recs[1].mat_id}\n")
+    (splits / "ipa_validation_ids.txt").write_text(f"{recs[2].mat_id}\n")
+    (splits / "ipa_test_ids.txt").write_text(f"{recs[3].mat_id}\nagm999999999\n")
+    import logging
+    with caplog.at_level(logging.INFO):
+        dm = IPADataModule(source="figshare", root=str(root), split_dir=str(splits), cache_dir=str(tmp_path / "c"))
+        dm.setup()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (2, 1, 1)
+    assert "2 IPA materials are in no split" in caplog.text
+    assert "1 ids of the split files are not in this database" in caplog.text
