@@ -1,4 +1,5 @@
 import torch
+from torch_geometric.data import Batch
 
 from optimate_pl.data.device_batches import DeviceBatchLoader, DeviceGraphBatcher
 from optimate_pl.models import Optimate
@@ -8,7 +9,8 @@ def test_device_batches_equal_pyg_collation_and_give_the_same_loss(tiny_rpa):
     ds = tiny_rpa.train_set
     batcher = DeviceGraphBatcher(ds, "cpu")
     k = [5, 0, 17, 3, 42, 8]
-    ours, ref = batcher.batch(k), ds.collate(k)
+    ours, ref = batcher.batch(k), Batch.from_data_list([ds[i] for i in k])
+    assert torch.equal(ds.collate(k).edge_attr, ref.edge_attr)  # the DataLoader path gathers the same way
     for key in ("x", "edge_index", "edge_attr", "dist", "y", "batch", "ptr", "ipa"):
         assert torch.equal(getattr(ours, key), getattr(ref, key)), key
     assert ours.mat_id == ref.mat_id and ours.num_graphs == 6

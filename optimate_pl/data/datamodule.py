@@ -25,7 +25,7 @@ from .parallel import parallel_map
 from .readers import EXCLUDED_IDS, MAX_DIRECT_GAP, MIN_INDIRECT_GAP, BadRecordError, read_database
 from .records import MaterialRecord, SkippedRecord
 from .splits import SPLITS, apply_split, formula_split, read_split_files, training_subset
-from .store import GraphDataset, GraphStore
+from .store import GraphDataset, GraphStore, collate_prebatched
 
 log = logging.getLogger(__name__)
 SOURCES = ("synthetic", "figshare")
@@ -236,8 +236,6 @@ class SpectraDataModule(pl.LightningDataModule):
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def _loader(self, dataset: GraphDataset, batch_size: int, shuffle: bool, drop_last: bool = False):
-        from torch_geometric.loader import DataLoader as PygLoader
-
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized() \
             and torch.distributed.get_world_size() > 1
         resident = self.device_resident
@@ -252,15 +250,15 @@ class SpectraDataModule(pl.LightningDataModule):
                                      seed=self.seed)
 
         sampler = None
-        if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized() \
-                and torch.distributed.get_world_size() > 1:
+        if not shuffle and distributed:
             # Evaluation must see every material exactly once: the default DistributedSampler pads
             # with duplicates, which shifts a median.
             from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return PygLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
-                         sampler=sampler, drop_last=drop_last, num_workers=self.num_workers,
-                         persistent_workers=self.num_workers > 0)
+        # A plain torch DataLoader: GraphDataset.__getitems__ gathers each batch in one go.
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+                          sampler=sampler, drop_last=drop_last, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, collate_fn=collate_prebatched)
 
     def train_dataloader(self) -> DataLoader:
         drop = self.drop_last and len(self.train_set) > self.batch_size

@@ -9,19 +9,22 @@ materials (tested), so the loss is identical to the plain path.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch
 
 from .featurize import gaussian_expand
-from .store import GraphDataset
+
+if TYPE_CHECKING:  # store.py uses this module for its own collation
+    from .store import GraphDataset
 
 
 class DeviceGraphBatcher:
     """Gathers PyG batches of a :class:`GraphDataset` on ``device`` without per-graph Python work."""
 
-    def __init__(self, dataset: GraphDataset, device: torch.device | str = "cpu") -> None:
+    def __init__(self, dataset: "GraphDataset", device: torch.device | str = "cpu") -> None:
         s = dataset.store
         self.dataset = dataset
         self.device = torch.device(device)

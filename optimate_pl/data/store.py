@@ -18,6 +18,7 @@ from torch_geometric.data import Batch, Data
 
 from ..metrics import similarity_coefficient
 from .cache import atomic_torch_save
+from .device_batches import DeviceGraphBatcher
 from .featurize import gaussian_expand
 
 TARGETS = ("eps_imag", "sc_rpa_ipa")
@@ -120,6 +121,7 @@ class GraphDataset(torch.utils.data.Dataset):
         self.rows = torch.as_tensor(list(rows), dtype=torch.long)
         self.target_name = target
         self.y = store.target(target)
+        self._gather: DeviceGraphBatcher | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -141,5 +143,22 @@ class GraphDataset(torch.utils.data.Dataset):
         return data
 
     def collate(self, ks: Sequence[int]) -> Batch:
-        """A batch of items ``ks`` (what PyG's collater would build)."""
-        return Batch.from_data_list([self[k] for k in ks])
+        """A batch of items ``ks``, equal to ``Batch.from_data_list([self[k] for k in ks])`` (tested).
+
+        Gathered from the concatenated store with a few tensor ops instead of building one ``Data``
+        per material, and with the Gaussian edge features expanded once per batch: this is what
+        keeps our ``DataLoader`` at least as fast as a list of precomputed ``Data`` objects.
+        """
+        if self._gather is None:
+            self._gather = DeviceGraphBatcher(self, "cpu")
+        return self._gather.batch(ks)
+
+    def __getitems__(self, ks: list[int]) -> list[Batch]:
+        # torch's DataLoader fetches a whole batch of indices through this hook (see
+        # ``collate_prebatched``), so a batch is one gather, not ``batch_size`` ``__getitem__`` calls.
+        return [self.collate(ks)]
+
+
+def collate_prebatched(items: list[Batch]) -> Batch:
+    """``collate_fn`` for a ``DataLoader`` over a :class:`GraphDataset` (its ``__getitems__`` already batched)."""
+    return items[0]
