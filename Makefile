@@ -21,7 +21,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m optimate_pl strategy=tl data.subset=300
 
-## The test suite (about 5 minutes on 2 CPU cores).
+## The test suite (about 8 minutes on 2 CPU cores).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 

@@ -1,30 +1,37 @@
 """Benchmark: our training/evaluation paths against a reference-style loop, measured in one run.
 
-    python -m optimate_pl.bench [--graphs 2048] [--epochs 2] [--device auto] [--out bench.md]
+    python -m optimate_pl.bench [--graphs 2048] [--epochs 3] [--device auto] [--no-compile] [--out bench.md]
 
 Reference style (as the authors' notebooks): a Python list of PyG ``Data`` objects with edge
 features precomputed, PyG ``DataLoader``, a minimal LightningModule with the same network, and
-evaluation one material at a time. Ours: the cached :class:`GraphStore` with our DataModule and
-:class:`SpectraModule`, the device-resident batches, and batched evaluation. Same data, same
-device, same number of timed epochs after one warm-up epoch. Numbers are on SYNTHETIC data.
+evaluation one material at a time. Ours: the cached :class:`GraphStore` with our DataModule
+(batches gathered from the store) and :class:`SpectraModule`, the device-resident batches, the
+same with ``torch.compile``, and batched evaluation. Same data, same device, same number of timed
+epochs after one warm-up epoch (which also absorbs any compilation), every run in a fresh process,
+in rounds of alternating order. Numbers are on SYNTHETIC data.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import resource
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from torch_geometric.data import Batch
 
+from .allocator import keep_freed_memory
+from .data.cache import atomic_write_text
 from .data.datamodule import IPADataModule, synthetic_stores
 from .data.store import GraphStore
 from .models import Optimate, SpectraModule
-from .train import load_group_config
+from .train import compile_network, load_group_config, load_train_config
 
 
 class EpochTimer(pl.Callback):
@@ -60,17 +67,39 @@ class ReferenceModule(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
+def _quiet_lightning() -> None:
+    # The table is the output: no "GPU available"/tip lines for each of the dozen short fits.
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+
+
 def _trainer(accelerator: str, epochs: int, timer: EpochTimer, precision: str) -> pl.Trainer:
     return pl.Trainer(accelerator=accelerator, devices=1, max_epochs=epochs + 1, logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer], precision=precision)
 
 
-def train_throughput(kind: str, dm: IPADataModule, net: dict, batch_size: int, epochs: int, accelerator: str,
-                     precision: str, drop_last: bool) -> float:
-    """Graphs per second over the timed epochs (the first epoch is a warm-up)."""
+def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, batch_size: int, epochs: int,
+                     accelerator: str, precision: str, drop_last: bool) -> dict[str, float]:
+    """One training run: ``graphs`` and ``seconds`` of the timed epochs, ``warmup`` (seconds of the
+    warm-up epoch), ``rss_mib`` (peak RSS of the process) and ``gpu_mib`` (peak GPU memory).
+
+    ``kind``: ``reference`` (a plain script: list of ``Data``, PyG ``DataLoader``, minimal module,
+    no process settings), ``ours`` (our DataModule and module, with the process settings that
+    ``python -m optimate_pl`` applies), ``ours-resident`` (device-resident batches) or
+    ``ours-compiled`` (device-resident on a GPU, our DataLoader on a CPU, plus ``torch.compile``).
+    Run it in a fresh process (:func:`_fresh`): the allocator setting lasts for a process.
+    """
     from torch_geometric.loader import DataLoader
 
+    _quiet_lightning()
+    dm = IPADataModule(cache_dir=cache_dir, subset=graphs)
+    dm.setup()
+    net = OmegaConf.to_container(load_group_config("model", model_name).net)
     torch.manual_seed(0)
     timer = EpochTimer()
     trainer = _trainer(accelerator, epochs, timer, precision)
@@ -79,11 +108,23 @@ def train_throughput(kind: str, dm: IPADataModule, net: dict, batch_size: int, e
         loader = DataLoader(data_list, batch_size=batch_size, shuffle=True, drop_last=drop_last)
         trainer.fit(ReferenceModule(net), train_dataloaders=loader)
     else:
+        keep_freed_memory(int(load_train_config().keep_freed_memory_mb) * 2**20)
         dm.batch_size, dm.drop_last = batch_size, drop_last
-        dm.device_resident = kind == "ours-resident"
-        trainer.fit(SpectraModule(net=net), train_dataloaders=dm.train_dataloader())
+        dm.device_resident = kind == "ours-resident" or (kind == "ours-compiled" and accelerator == "gpu")
+        module = SpectraModule(net=net)
+        if kind == "ours-compiled":
+            compile_network(module.model)
+        trainer.fit(module, train_dataloaders=dm.train_dataloader())
     n = len(dm.train_set) - (len(dm.train_set) % batch_size if drop_last else 0)
-    return n * epochs / sum(timer.times[1:])
+    return {"graphs": n * epochs, "seconds": sum(timer.times[1:]), "warmup": timer.times[0],
+            "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0}
+
+
+def _fresh(fn, *args):
+    """``fn(*args)`` in a new Python process (spawned: no state inherited from this one)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 @torch.no_grad()
@@ -96,8 +137,8 @@ def eval_throughput(dm: IPADataModule, net: dict, device: torch.device, batched:
         for i in range(0, len(ds), 256):
             model(ds.collate(range(i, min(len(ds), i + 256))).to(device))
     else:
-        for i in range(len(ds)):
-            model(ds.collate([i]).to(device))
+        for i in range(len(ds)):  # as the authors: one Data, collated alone
+            model(Batch.from_data_list([ds[i]]).to(device))
     if device.type == "cuda":
         torch.cuda.synchronize()
     return len(ds) / (time.perf_counter() - t0)
@@ -106,11 +147,14 @@ def eval_throughput(dm: IPADataModule, net: dict, device: torch.device, batched:
 def main(argv: list[str] | None = None) -> str:
     """Run every measurement and print (and optionally write) a Markdown table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--graphs", type=int, default=2048, help="training graphs for the throughput runs")
-    p.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up epoch")
+    p.add_argument("--graphs", type=int, default=1024, help="training graphs for the throughput runs")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up epoch")
+    p.add_argument("--rounds", type=int, default=2, help="repeat every training measurement, alternating the order")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (they compile first)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--out", default=None, help="also write the table to this Markdown file")
     args = p.parse_args(argv)
+    _quiet_lightning()
     accelerator = "gpu" if args.device == "gpu" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
@@ -124,35 +168,47 @@ def main(argv: list[str] | None = None) -> str:
         reload = time.perf_counter() - t0
         rows.append(("dataset: generate + featurise (9745 IPA + 5852 RPA)", f"{n / build:.0f} mat/s",
                      f"cached reload {n / reload:.0f} mat/s", f"{build / reload:.0f}x"))
-        dm = IPADataModule(cache_dir=cache, subset=args.graphs, eval_batch_size=256)
-        dm.setup()
         for label, model_name, bs, drop in (("IPA/TL architecture, batch 128", "ipa", 128, False),
                                             ("DL-300 architecture, batch 20", "dl_300", 20, True)):
-            net = OmegaConf.to_container(load_group_config("model", model_name).net)
-            ref = train_throughput("reference", dm, net, bs, args.epochs, accelerator, precision, drop)
-            ours = train_throughput("ours", dm, net, bs, args.epochs, accelerator, precision, drop)
-            resident = train_throughput("ours-resident", dm, net, bs, args.epochs, accelerator, precision, drop)
-            rows.append((f"train {label}: reference loop", f"{ref:.0f} graphs/s", "", "1.00x"))
-            rows.append((f"train {label}: ours (DataLoader)", f"{ours:.0f} graphs/s", "", f"{ours / ref:.2f}x"))
-            rows.append((f"train {label}: ours (device-resident)", f"{resident:.0f} graphs/s", "",
-                         f"{resident / ref:.2f}x"))
+            kinds = {"reference": "reference loop", "ours": "ours (DataLoader)",
+                     "ours-resident": "ours (device-resident)", "ours-compiled": "ours + torch.compile"}
+            if args.no_compile:
+                kinds.pop("ours-compiled")
+            runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+            # Every run in a fresh process, in rounds of alternating order (ABCD, DCBA, ...) so that a
+            # slow or fast spell of a shared machine does not favour one path. Throughput = all timed
+            # graphs / all timed seconds (time to result; epochs vary with the allocator's state).
+            for r in range(args.rounds):
+                for kind in (list(kinds) if r % 2 == 0 else list(kinds)[::-1]):
+                    run = _fresh(train_throughput, kind, cache, args.graphs, model_name, bs, args.epochs,
+                                 accelerator, precision, drop)
+                    runs[kind].append(run)
+            speed = {k: sum(r["graphs"] for r in rs) / sum(r["seconds"] for r in rs) for k, rs in runs.items()}
+            for kind, name in kinds.items():
+                rss, gpu = max(r["rss_mib"] for r in runs[kind]), max(r["gpu_mib"] for r in runs[kind])
+                mem = f"peak RSS {rss:.0f} MiB" + (f", GPU {gpu:.0f} MiB" if gpu else "")
+                # The first run's warm-up includes a cold compilation (later ones hit the compile cache).
+                rows.append((f"train {label}: {name}", f"{speed[kind]:.0f} graphs/s",
+                             f"first warm-up epoch {runs[kind][0]['warmup']:.1f} s; {mem}",
+                             f"{speed[kind] / speed['reference']:.2f}x"))
+        dm = IPADataModule(cache_dir=cache, subset=args.graphs, eval_batch_size=256)
+        dm.setup()
         net = OmegaConf.to_container(load_group_config("model", "ipa").net)
         one = eval_throughput(dm, net, device, batched=False)
         batched = eval_throughput(dm, net, device, batched=True)
         rows.append(("evaluate IPA architecture: one material at a time", f"{one:.0f} graphs/s", "", "1.00x"))
         rows.append(("evaluate IPA architecture: batched (256)", f"{batched:.0f} graphs/s", "", f"{batched / one:.2f}x"))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    mem = f"peak RSS {rss:.0f} MiB" + (f", peak GPU {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
-                                       if device.type == "cuda" else "")
+    mem = f"peak RSS of the data/evaluation process {rss:.0f} MiB"
     dev_name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    lines = [f"Benchmark on {dev_name}, SYNTHETIC data, {args.graphs} training graphs, {args.epochs} timed epochs "
-             f"after 1 warm-up, precision {precision}; {mem}", "",
-             "| measurement | throughput | | ratio |", "|---|---|---|---|"]
+    lines = [f"Benchmark on {dev_name}, SYNTHETIC data, {args.graphs} training graphs, {args.rounds} rounds "
+             f"x {args.epochs} timed epochs after 1 warm-up, precision {precision}; {mem}", "",
+             "| measurement | throughput | note | ratio |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     table = "\n".join(lines)
     print(table)
     if args.out:
-        Path(args.out).write_text(table + "\n")
+        atomic_write_text(table + "\n", Path(args.out))
     return table
 
 

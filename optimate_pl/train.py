@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import resolvers  # noqa: F401  (config resolvers)
+from .allocator import keep_freed_memory
 from .data.cache import atomic_write_text, fingerprint
 from .models.module import SpectraModule, summarise_rows, write_results_csv
 from .models.weights import CheckpointError, load_network_weights
@@ -42,6 +43,11 @@ def load_group_config(group: str, name: str) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"no config {group}/{name}.yaml")
     return OmegaConf.create(path.read_text())
+
+
+def load_train_config() -> DictConfig:
+    """The packaged ``train.yaml`` as written (defaults list unresolved), for its plain settings."""
+    return OmegaConf.create(resources.files("optimate_pl.conf").joinpath("train.yaml").read_text())
 
 
 def dl_architecture_for(subset: int | None) -> str:
@@ -193,6 +199,16 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(candidates[-1])
 
 
+def compile_network(model: torch.nn.Module) -> None:
+    """``torch.compile`` the network in place (dynamic shapes: every batch has other node/edge counts).
+
+    ``nn.Module.compile`` keeps the parameter names, so checkpoints stay loadable without it. The
+    first steps pay the compilation (tens of seconds on a CPU); it pays off over long runs.
+    """
+    log.info("compile=true: torch.compile(dynamic=True) the network; the first steps compile")
+    model.compile(dynamic=True)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, validate and test one configuration; returns the metrics (and the sweep objective).
 
@@ -202,6 +218,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)
     resolve_model(cfg)
     prepare_wandb(cfg)
+    if cfg.get("keep_freed_memory_mb"):
+        keep_freed_memory(int(cfg.keep_freed_memory_mb) * 2**20)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,6 +234,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ckpt = tl_checkpoint(cfg)
         load_network_weights(module.model, ckpt)
         log.info("strategy=tl: loaded IPA weights from %s; retraining all parameters", ckpt)
+    if cfg.get("compile"):
+        compile_network(module.model)
 
     callbacks, loggers = build_callbacks_and_loggers(cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -55,10 +55,13 @@ def test_tl_with_auto_pretraining_writes_all_outputs(tmp_path, cache_dir):
 
 
 @pytest.mark.parametrize("strategy", ["dl", "sc"])
-def test_dl_and_sc_strategies(tmp_path, cache_dir, strategy):
-    metrics = train(cfg_for(tmp_path, f"strategy={strategy}", "data.subset=60"))
+def test_dl_and_sc_strategies(tmp_path, cache_dir, strategy, monkeypatch):
+    compiled = []  # compile=true reaches the network (compiling itself is tested in test_model.py)
+    monkeypatch.setattr("optimate_pl.train.compile_network", compiled.append)
+    metrics = train(cfg_for(tmp_path, f"strategy={strategy}", "data.subset=60", f"compile={strategy == 'sc'}"))
     key = "test/sc_median" if strategy == "dl" else "test/ae_median"
     assert key in metrics and metrics["objective"] is not None
+    assert [type(m).__name__ for m in compiled] == (["Optimate"] if strategy == "sc" else [])
 
 
 def test_tl_from_published_state_dict_and_small_cells(tmp_path, cache_dir):

@@ -8,7 +8,7 @@ from torch import nn
 from torch_geometric.nn import MLP, GATv2Conv
 
 from optimate_pl.models import CheckpointError, Optimate, count_parameters, load_network_weights
-from optimate_pl.train import load_group_config
+from optimate_pl.train import compile_network, load_group_config
 
 
 class AuthorsLayout(nn.Module):
@@ -92,3 +92,18 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path):
         load_network_weights(Optimate(), path)
     with pytest.raises(CheckpointError, match="not found"):
         load_network_weights(Optimate(), tmp_path / "missing.pt")
+
+
+def test_compiled_network_keeps_parameter_names_and_outputs(tiny_rpa):
+    torch.manual_seed(0)
+    net = Optimate(node_widths=[16], gat_layers=[[16, 2]], out_widths=[32]).eval()
+    keys = list(net.state_dict())
+    batches = [tiny_rpa.train_set.collate(range(8)), tiny_rpa.train_set.collate(range(8, 21))]  # two graph sizes
+    with torch.no_grad():
+        eager = [net(b) for b in batches]
+        compile_network(net)
+        compiled = [net(b) for b in batches]
+    assert net._compiled_call_impl is not None  # nn.Module.compile really wrapped the forward
+    assert list(net.state_dict()) == keys  # checkpoints load with or without compile
+    for e, c in zip(eager, compiled):
+        torch.testing.assert_close(c, e, atol=1e-5, rtol=1e-4)
