@@ -234,6 +234,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ckpt = tl_checkpoint(cfg)
         load_network_weights(module.model, ckpt)
         log.info("strategy=tl: loaded IPA weights from %s; retraining all parameters", ckpt)
+        # Pretraining (when the checkpoint did not exist yet) drew from the RNG: reseed, so that
+        # the TL run is the same whether or not it had to pretrain first.
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("compile"):
         compile_network(module.model)
 

@@ -49,9 +49,12 @@ def test_tl_with_auto_pretraining_writes_all_outputs(tmp_path, cache_dir):
     assert len((out / "test_results.csv").read_text().splitlines()) == 21
     ipa = list((tmp_path / "checkpoints").glob("ipa-synthetic-*.ckpt"))
     assert len(ipa) == 1  # pretrained once, reused next time
-    train(cfg_for(tmp_path / "again", "strategy=tl", "data.subset=60", f"paths.checkpoint_dir={tmp_path / 'checkpoints'}",
-                  'strategy.pretrain_overrides=["trainer.max_epochs=1"]'))
+    again = train(cfg_for(tmp_path / "again", "strategy=tl", "data.subset=60",
+                          f"paths.checkpoint_dir={tmp_path / 'checkpoints'}",
+                          'strategy.pretrain_overrides=["trainer.max_epochs=1"]'))
     assert list((tmp_path / "checkpoints").glob("ipa-synthetic-*.ckpt")) == ipa
+    # The same TL run whether or not it had to pretrain first.
+    assert again["test/sc_median"] == pytest.approx(metrics["test/sc_median"], abs=1e-6)
 
 
 @pytest.mark.parametrize("strategy", ["dl", "sc"])
