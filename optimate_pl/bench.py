@@ -1,6 +1,6 @@
 """Benchmark: our training/evaluation paths against a reference-style loop, measured in one run.
 
-    python -m optimate_pl.bench [--graphs 2048] [--epochs 3] [--device auto] [--no-compile] [--out bench.md]
+    python -m optimate_pl.bench [--graphs 1024] [--epochs 3] [--rounds 2] [--device auto] [--no-compile] [--out bench.md]
 
 Reference style (as the authors' notebooks): a Python list of PyG ``Data`` objects with edge
 features precomputed, PyG ``DataLoader``, a minimal LightningModule with the same network, and
@@ -164,9 +164,10 @@ def main(argv: list[str] | None = None) -> str:
         paths = synthetic_stores(cache)
         build = time.perf_counter() - t0
         t0 = time.perf_counter()
-        n = len(GraphStore.load(paths["ipa"])[0]) + len(GraphStore.load(paths["rpa"])[0])
+        n_ipa, n_rpa = len(GraphStore.load(paths["ipa"])[0]), len(GraphStore.load(paths["rpa"])[0])
         reload = time.perf_counter() - t0
-        rows.append(("dataset: generate + featurise (9745 IPA + 5852 RPA)", f"{n / build:.0f} mat/s",
+        n = n_ipa + n_rpa
+        rows.append((f"dataset: generate + featurise ({n_ipa} IPA + {n_rpa} RPA)", f"{n / build:.0f} mat/s",
                      f"cached reload {n / reload:.0f} mat/s", f"{build / reload:.0f}x"))
         for label, model_name, bs, drop in (("IPA/TL architecture, batch 128", "ipa", 128, False),
                                             ("DL-300 architecture, batch 20", "dl_300", 20, True)):

@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .data.cache import atomic_open  # noqa: E402
@@ -23,12 +22,13 @@ def quantile_rows(rows: list[dict[str, Any]], key: str = "sc", quantiles=QUANTIL
     return [ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] for q in quantiles]
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Save a figure atomically in the format its suffix names (png, pdf, ...)."""
+def save_figure(fig, path: Path, dpi: int = 130, close: bool = True) -> Path:
+    """Save a figure atomically in the format its suffix names (png, pdf, ...); then close it."""
     path = Path(path)
     with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format=path.suffix.lstrip("."), dpi=130, bbox_inches="tight")
-    plt.close(fig)
+        fig.savefig(fh, format=path.suffix.lstrip("."), dpi=dpi, bbox_inches="tight")
+    if close:
+        plt.close(fig)
     return path
 
 
@@ -44,11 +44,11 @@ def plot_quantile_spectra(module, dataset, rows: list[dict[str, Any]], path: str
     module.train(was_training)
     fig, axes = plt.subplots(3, 3, figsize=(12, 9), sharex=True)
     target_label = "target (synthetic)" if synthetic else "DFT"
-    for ax, q, r, p, y in zip(axes.flat, QUANTILES, picks, pred, batch.y.numpy()):
+    for k, (ax, q, r, p, y) in enumerate(zip(axes.flat, QUANTILES, picks, pred, batch.y.numpy())):
         ax.plot(ENERGY_GRID, y, color="k", lw=1.5, label=target_label)
         ax.plot(ENERGY_GRID, p, color="tab:red", lw=1.2, label="ML")
         if getattr(batch, "ipa", None) is not None:
-            ax.plot(ENERGY_GRID, batch.ipa[picks.index(r)].numpy(), color="tab:blue", lw=1, ls="--", label="IPA")
+            ax.plot(ENERGY_GRID, batch.ipa[k].numpy(), color="tab:blue", lw=1, ls="--", label="IPA")
         ax.set_title(f"{r['formula']} ({r['mat_id']})\n{int(q * 100)}% quantile, SC={r['sc']:.3f}", fontsize=9)
         ax.set_xlim(0, 20)
     for ax in axes[-1]:

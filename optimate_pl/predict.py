@@ -26,7 +26,6 @@ from torch_geometric.data import Batch
 from .data.cache import atomic_open, atomic_write_text
 from .data.featurize import structure_to_graph
 from .data.records import ENERGY_GRID
-from .models.module import SpectraModule
 from .models.optimate import Optimate
 from .models.weights import CheckpointError, load_network_weights, safe_load
 
@@ -64,7 +63,7 @@ class Predictor(torch.nn.Module):
 
 
 def load_model(path: str | Path, net: dict | None = None, device: str = "cpu") -> Predictor:
-    """Load a Lightning checkpoint of :class:`SpectraModule` or a plain (published) state_dict.
+    """Load a Lightning checkpoint of :class:`~optimate_pl.models.SpectraModule` or a plain (published) state_dict.
 
     Plain state_dicts need the architecture: ``net`` (Optimate kwargs), default the IPA model;
     an SC model is recognised by its output width. Loading uses ``weights_only=True``.
@@ -78,7 +77,7 @@ def load_model(path: str | Path, net: dict | None = None, device: str = "cpu") -
         if not net and "mlp1.lins.3.weight" in obj and obj["mlp1.lins.3.weight"].shape[0] == 1:
             kwargs["out_dim"] = 1
         model = Optimate(**kwargs)
-    load_network_weights(model, path)
+    load_network_weights(model, path, checkpoint=obj)
     return Predictor(model.to(device))
 
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import resolvers  # noqa: F401  (config resolvers)
 from .allocator import keep_freed_memory
-from .data.cache import atomic_write_text, fingerprint
+from .data.cache import atomic_open, atomic_write_text, fingerprint
 from .models.module import SpectraModule, summarise_rows, write_results_csv
 from .models.weights import CheckpointError, load_network_weights
 
@@ -147,10 +147,8 @@ def pretrain_ipa(cfg: DictConfig, target: Path) -> Path:
     best = result.get("best_checkpoint")
     if not best:
         raise RuntimeError("IPA pretraining produced no checkpoint")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".ckpt.tmp")
-    shutil.copyfile(best, tmp)
-    os.replace(tmp, target)  # atomic: a crash never leaves a half-copied checkpoint at target
+    with open(best, "rb") as src, atomic_open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)  # a crash never leaves a half-copied checkpoint at target
     log.info("IPA checkpoint ready: %s", target)
     return target
 

@@ -11,6 +11,18 @@ os.environ.setdefault("WANDB_SILENT", "true")
 #: Small enough to generate and train on in seconds, large enough for every split to be populated.
 TINY_SIZES = {"ipa": [200, 40, 40], "rpa": [100, 20, 20]}
 
+#: Rocksalt NaCl lattice constant (Å).
+NACL_A = 5.64
+
+
+def rocksalt_nacl():
+    """Rocksalt NaCl in its 2-atom fcc primitive cell (a = 5.64 Å)."""
+    from pymatgen.core import Lattice, Structure
+
+    a = NACL_A
+    return Structure(Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]), ["Na", "Cl"],
+                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):

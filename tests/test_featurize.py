@@ -8,12 +8,8 @@ from pymatgen.core import Lattice, Structure
 
 from optimate_pl.data.featurize import gaussian_expand, structure_to_graph
 
-A = 5.64  # rocksalt NaCl lattice constant (Å)
-
-
-def rocksalt_nacl() -> Structure:
-    return Structure(Lattice([[0, A / 2, A / 2], [A / 2, 0, A / 2], [A / 2, A / 2, 0]]), ["Na", "Cl"],
-                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+from .conftest import NACL_A as A  # rocksalt NaCl lattice constant (Å)
+from .conftest import rocksalt_nacl
 
 
 def test_nacl_neighbour_shells_match_the_lattice():

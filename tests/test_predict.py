@@ -8,13 +8,13 @@ import optimate_pl
 from optimate_pl.models import Optimate, SpectraModule
 from optimate_pl.predict import main, run_prediction
 
+from .conftest import rocksalt_nacl
+
 NET = dict(node_widths=[32], gat_layers=[[32, 2]], out_widths=[128], out_dim=2001)
 
 
 def structures():
-    a = 5.64
-    nacl = Structure(Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]), ["Na", "Cl"],
-                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl = rocksalt_nacl()
     gaas = Structure(Lattice([[0, 2.83, 2.83], [2.83, 0, 2.83], [2.83, 2.83, 0]]), ["Ga", "As"],
                      [[0, 0, 0], [0.25, 0.25, 0.25]])
     return nacl, gaas

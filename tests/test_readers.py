@@ -9,13 +9,9 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from optimate_pl.data.readers import BadRecordError, read_ipa_database, read_rpa_database
 
+from .conftest import rocksalt_nacl
+
 GRID = np.linspace(0, 20, 2001)
-
-
-def nacl() -> Structure:
-    a = 5.64
-    return Structure(Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]), ["Na", "Cl"],
-                     [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
 def monty_array(arr):
@@ -25,7 +21,7 @@ def monty_array(arr):
 def entry(mat_id, data, structure=None):
     base = {"mat_id": mat_id, "formula": "NaCl", "ipa_direct_gap": 5.0, "ipa_indirect_gap": 4.8}
     base.update(data)
-    return ComputedStructureEntry(structure or nacl(), 0.0, data={}).as_dict() | {"data": base}
+    return ComputedStructureEntry(structure or rocksalt_nacl(), 0.0, data={}).as_dict() | {"data": base}
 
 
 def write(folder, name, d):

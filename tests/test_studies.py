@@ -1,6 +1,5 @@
 """Study presets, sweeps and report steps, on tiny synthetic runs."""
 import sqlite3
-from pathlib import Path
 
 import pandas as pd
 import pytest

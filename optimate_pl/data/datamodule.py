@@ -24,7 +24,7 @@ from .featurize import FEATURIZER_VERSION, graph_arrays
 from .parallel import parallel_map
 from .readers import EXCLUDED_IDS, MAX_DIRECT_GAP, MIN_INDIRECT_GAP, BadRecordError, read_database
 from .records import MaterialRecord, SkippedRecord
-from .splits import SPLITS, apply_split, formula_split, read_split_files, training_subset
+from .splits import apply_split, formula_split, read_split_files, training_subset
 from .store import GraphDataset, GraphStore, collate_prebatched
 
 log = logging.getLogger(__name__)

@@ -39,9 +39,12 @@ def network_state_dict(obj: dict, prefix: str = "model.") -> dict:
     return obj
 
 
-def load_network_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load weights from ``path`` into ``model``; any mismatch is an error listing the keys and shapes."""
-    sd = network_state_dict(safe_load(path))
+def load_network_weights(model: nn.Module, path: str | Path, checkpoint: dict | None = None) -> nn.Module:
+    """Load weights from ``path`` into ``model``; any mismatch is an error listing the keys and shapes.
+
+    ``checkpoint``: the content of ``path`` when the caller has already read it with :func:`safe_load`.
+    """
+    sd = network_state_dict(safe_load(path) if checkpoint is None else checkpoint)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path} is not a state_dict (a mapping of parameter names to tensors)")
     own = model.state_dict()

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ..data.cache import atomic_open, atomic_write_text
-from ..plots import QUANTILES, plt, quantile_rows
+from ..data.cache import atomic_write_text
+from ..plots import QUANTILES, plt, quantile_rows, save_figure
 
 PUBLISHED = "Published real-data values are in REFERENCE §7a / the paper; these runs are on {source} data."
 
@@ -54,10 +54,8 @@ def save_png_pdf(fig, out: Path, name: str, source: str) -> None:
     """Save a figure as PNG and PDF; synthetic figures say so."""
     if source == "SYNTHETIC":
         fig.suptitle("SYNTHETIC data (generated, not physics)", color="tab:red", fontsize=10)
-    for ext in ("png", "pdf"):
-        with atomic_open(out / f"{name}.{ext}", "wb") as fh:
-            fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out / f"{name}.png", dpi=150, close=False)
+    save_figure(fig, out / f"{name}.pdf", dpi=150)
 
 
 # -- study 1: data efficiency ----------------------------------------------------------------
@@ -164,7 +162,9 @@ def correlations(root: str | Path, out: str | Path) -> pd.DataFrame:
 def spectra(root: str | Path, out: str | Path, size: int | None = None) -> pd.DataFrame:
     """DL vs TL vs IPA vs RPA for test materials at the 10-90% quantiles of the TL SC (Fig. 2)."""
     import hydra.utils
+    import torch
 
+    from ..data.records import ENERGY_GRID
     from ..models import SpectraModule
 
     runs, out = load_runs(root), Path(out)
@@ -181,14 +181,11 @@ def spectra(root: str | Path, out: str | Path, size: int | None = None) -> pd.Da
     preds = {}
     for s, run in pick.items():
         ckpt = run["metrics"].get("best_checkpoint")
-        module = SpectraModule.load_from_checkpoint(ckpt, weights_only=False).eval() if ckpt else None
-        if module is None:
+        if not ckpt:
             raise FileNotFoundError(f"run {run['dir']} has no checkpoint to predict with")
-        import torch
-
+        module = SpectraModule.load_from_checkpoint(ckpt, weights_only=False).eval()
         with torch.no_grad():
             preds[s] = module(batch).float().numpy()
-    from ..data.records import ENERGY_GRID
 
     fig, axes = plt.subplots(3, 3, figsize=(12, 9), sharex=True)
     for k, (ax, q, r) in enumerate(zip(axes.flat, QUANTILES, chosen)):
@@ -256,7 +253,7 @@ def latent(run_dir: str | Path, out: str | Path, n_neighbors: int = 30, min_dist
 
     html = px.scatter(df, x="umap_1", y="umap_2", color="sc_true", hover_data=["formula", "mat_id"],
                       title=f"SC model latent space ({source} data)")
-    html.write_html(out / "latent_umap.html", include_plotlyjs=True)
+    atomic_write_text(html.to_html(include_plotlyjs=True), out / "latent_umap.html")
     return df
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from ..data.cache import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 
@@ -23,8 +25,8 @@ def best_configs(sweep_dir: str | Path, base_model: DictConfig | None = None) ->
         OmegaConf.update(nested, key, value, force_add=True)
     written = {}
     overrides = sweep_dir / "best_overrides.yaml"
-    overrides.write_text(f"# @package _global_\n# best of the sweep: objective {results.best_value}\n"
-                         + OmegaConf.to_yaml(nested))
+    atomic_write_text(f"# @package _global_\n# best of the sweep: objective {results.best_value}\n"
+                      + OmegaConf.to_yaml(nested), overrides)
     written["overrides"] = overrides
     if base_model is not None and "search" in base_model and "model" in nested:
         from ..resolvers import gat_stack, repeat  # noqa: F401  (registers the resolvers)
@@ -34,7 +36,7 @@ def best_configs(sweep_dir: str | Path, base_model: DictConfig | None = None) ->
         resolved.pop("search", None)
         resolved["name"] = "dl_best"
         path = sweep_dir / "best_model.yaml"
-        path.write_text(f"# best architecture of the sweep in {sweep_dir}\n" + OmegaConf.to_yaml(resolved))
+        atomic_write_text(f"# best architecture of the sweep in {sweep_dir}\n" + OmegaConf.to_yaml(resolved), path)
         written["model"] = path
     return written
 
