@@ -1,7 +1,8 @@
 """OPTIMATE: graph attention network from a crystal graph to a spectrum (REFERENCE §5).
 
-node MLP -> GATv2Conv stack (edge features, concatenated heads, no self loops) -> softmax vector
-attention pooling -> output MLP -> leaky_relu. Submodules carry the authors' names
+node MLP -> GATv2Conv stack (edge features, concatenated heads, no self loops, and no activation
+between the layers or after the last one, as in the authors' forward) -> softmax vector attention
+pooling -> output MLP -> leaky_relu. Submodules carry the authors' names
 (``mlp_init_node``, ``gat1``, ``gat2``, ..., ``mlp_att``, ``mlp1``), so their published plain
 state_dicts load without renaming.
 """
@@ -47,7 +48,6 @@ class Optimate(nn.Module):
             self.add_module(f"gat{i}", GATv2Conv(width, int(out), heads=int(heads), concat=True, edge_dim=edge_dim,
                                                   add_self_loops=False))
             width = int(out) * int(heads)
-        self.latent_dim = width
         self.mlp_att = MLP([width, width], dropout=dropout, norm=norm)
         self.mlp1 = MLP([width, *out_widths, out_dim], dropout=dropout, norm=norm)
 
@@ -56,11 +56,11 @@ class Optimate(nn.Module):
         return [getattr(self, f"gat{i}") for i in range(1, self.num_gat + 1)]
 
     def latents(self, batch) -> Tensor:
-        """Pooled material vectors [B, latent_dim] (softmax attention over each graph's nodes)."""
+        """Pooled material vectors [B, heads * out of the last GAT] (softmax attention over each graph's nodes)."""
         edge_attr = batch.edge_attr if getattr(batch, "edge_attr", None) is not None else gaussian_expand(batch.dist)
         h = self.mlp_init_node(batch.x)
         for gat in self.gats():
-            h = F.relu(gat(h, batch.edge_index, edge_attr=edge_attr))
+            h = gat(h, batch.edge_index, edge_attr=edge_attr)  # the authors apply no activation here
         num_graphs = int(batch.num_graphs) if hasattr(batch, "num_graphs") else int(batch.batch.max()) + 1
         # A score per node and channel, softmax over the nodes of each graph, weighted sum.
         weights = softmax(self.mlp_att(h), batch.batch, num_nodes=h.size(0), dim=0)
