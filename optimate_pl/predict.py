@@ -27,7 +27,7 @@ from .data.cache import atomic_open, atomic_write_text
 from .data.featurize import structure_to_graph
 from .data.records import ENERGY_GRID
 from .models.optimate import Optimate
-from .models.weights import CheckpointError, load_network_weights, safe_load
+from .models.weights import CheckpointError, build_network, read_weights
 
 log = logging.getLogger(__name__)
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
@@ -62,23 +62,13 @@ class Predictor(torch.nn.Module):
         return self.predict_graphs(graphs)
 
 
-def load_model(path: str | Path, net: dict | None = None, device: str = "cpu") -> Predictor:
-    """Load a Lightning checkpoint of :class:`~optimate_pl.models.SpectraModule` or a plain (published) state_dict.
+def load_model(path: str | Path, device: str = "cpu") -> Predictor:
+    """Load any supported weight file in eval mode: our Lightning checkpoints or the authors' published
+    state_dicts (IPA ``eps_*.pt``, TL ``tl*.pt``, DL ``dl*.pt``), the architecture read from the file.
 
-    Plain state_dicts need the architecture: ``net`` (Optimate kwargs), default the IPA model;
-    an SC model is recognised by its output width. Loading uses ``weights_only=True``.
+    Loading uses ``weights_only=True``; see :mod:`optimate_pl.models.weights`.
     """
-    obj = safe_load(path)
-    if "state_dict" in obj and "hyper_parameters" in obj:
-        hp = obj["hyper_parameters"]
-        model = Optimate(**(hp.get("net") or {}))
-    else:
-        kwargs = dict(net or {})
-        if not net and "mlp1.lins.3.weight" in obj and obj["mlp1.lins.3.weight"].shape[0] == 1:
-            kwargs["out_dim"] = 1
-        model = Optimate(**kwargs)
-    load_network_weights(model, path, checkpoint=obj)
-    return Predictor(model.to(device))
+    return Predictor(build_network(read_weights(path)).to(device))
 
 
 def _is_structure_file(p: Path) -> bool:
@@ -126,9 +116,9 @@ def read_inputs(path: str | Path) -> Inputs:
 
 
 def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path = "predictions",
-                   format: str = "csv", plot: int = 6, net: dict | None = None) -> dict:
+                   format: str = "csv", plot: int = 6) -> dict:
     """Predict for every input structure and write ``predictions.csv`` (or ``.npz``) and a PNG."""
-    predictor = load_model(checkpoint, net)
+    predictor = load_model(checkpoint)
     inputs = read_inputs(input)
     graphs, ids, errors = [], [], list(inputs.errors)
     for mid, s in zip(inputs.ids, inputs.structures):
