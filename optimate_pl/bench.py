@@ -31,7 +31,8 @@ from .data.cache import atomic_write_text
 from .data.datamodule import IPADataModule, synthetic_stores
 from .data.store import GraphStore
 from .models import Optimate, SpectraModule
-from .train import compile_network, load_group_config, load_train_config
+from .config import load_group_config, load_train_config
+from .train import compile_network
 
 
 class EpochTimer(pl.Callback):

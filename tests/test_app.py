@@ -8,7 +8,9 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
-from optimate_pl.train import ConfigError, dl_architecture_for, train
+from optimate_pl.config import ConfigError, dl_architecture_for
+from optimate_pl.pipeline import run
+from optimate_pl.train import train
 
 from .conftest import TINY_SIZES
 
@@ -36,8 +38,8 @@ def test_dl_picks_the_architecture_for_the_nearest_size():
 
 
 def test_tl_with_auto_pretraining_writes_all_outputs(tmp_path, cache_dir):
-    cfg = cfg_for(tmp_path, "strategy=tl", "data.subset=60", 'strategy.pretrain_overrides=["trainer.max_epochs=1"]')
-    metrics = train(cfg)
+    cfg = cfg_for(tmp_path, "strategy=tl", "data.subset=60", "strategy.pretrain_epochs=1")
+    metrics = run(cfg)
     out = tmp_path / "run"
     for name in ("config.yaml", "metrics.json", "test_results.csv", "test_spectra.png"):
         assert (out / name).is_file(), name
@@ -48,12 +50,49 @@ def test_tl_with_auto_pretraining_writes_all_outputs(tmp_path, cache_dir):
     assert len((out / "test_results.csv").read_text().splitlines()) == 21
     ipa = list((tmp_path / "checkpoints").glob("ipa-synthetic-*.ckpt"))
     assert len(ipa) == 1  # pretrained once, reused next time
-    again = train(cfg_for(tmp_path / "again", "strategy=tl", "data.subset=60",
+    again = run(cfg_for(tmp_path / "again", "strategy=tl", "data.subset=60",
                           f"paths.checkpoint_dir={tmp_path / 'checkpoints'}",
-                          'strategy.pretrain_overrides=["trainer.max_epochs=1"]'))
+                          "strategy.pretrain_epochs=1"))
     assert list((tmp_path / "checkpoints").glob("ipa-synthetic-*.ckpt")) == ipa
     # The same TL run whether or not it had to pretrain first.
     assert again["test/sc_median"] == pytest.approx(metrics["test/sc_median"], abs=1e-6)
+
+
+def test_the_authors_recipes_are_the_defaults():
+    from optimate_pl.config import resolve_model
+
+    def composed(*overrides):
+        with initialize_config_module("optimate_pl.conf", version_base="1.3"):
+            cfg = compose("train", overrides=["data.source=figshare", "data.root=/db", *overrides])
+        resolve_model(cfg)
+        return (cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.data.batch_size, cfg.data.drop_last,
+                cfg.trainer.max_epochs, cfg.trainer.check_val_every_n_epoch)
+
+    assert composed("strategy=tl") == (1e-5, 1e-4, 128, False, 500, 20)
+    assert composed("strategy=dl", "data.subset=300") == (1e-5, 1e-4, 20, True, 500, 20)
+    assert composed("strategy=dl", "data.subset=3000", "optimizer.lr=3e-4")[:2] == (3e-4, 1e-4)
+    assert composed("strategy=sc") == (1e-3, 0.0, 64, True, 200, 20)
+    # TL on small cells: the hyperparameters of training-set size 1000 (the TL recipe).
+    assert composed("experiment=small_cells") == (1e-5, 1e-4, 128, False, 500, 20)
+
+
+def test_auto_pretraining_uses_the_tl_runs_own_settings(tmp_path):
+    from optimate_pl.pipeline import ipa_checkpoint_path, ipa_pretraining_config
+
+    ipa = ipa_pretraining_config(cfg_for(tmp_path, "strategy=tl", "data.subset=300", "data.cutoff=4.0"))
+    assert ipa.data._target_.endswith("IPADataModule") and ipa.data.cutoff == 4.0 and ipa.data.subset is None
+    assert (ipa.data.batch_size, ipa.optimizer.lr, ipa.trainer.max_epochs, ipa.test) == (128, 1e-3, 20, False)
+    assert ipa.trainer.accelerator == "cpu" and ipa.trainer.precision == "32-true"
+
+    def key(*overrides):
+        return ipa_checkpoint_path(cfg_for(tmp_path, "strategy=tl", *overrides)).name
+
+    # One IPA model serves every TL training size and the small-cell runs ...
+    assert key("data.subset=100") == key("data.subset=300") == key("data.max_sites=4") == key()
+    # ... but anything that changes the IPA model gets its own checkpoint.
+    changed = [key(o) for o in ("data.cutoff=4.0", "data.synthetic_seed=1", "seed=1", "strategy.pretrain_epochs=3",
+                                "trainer.precision=bf16-mixed", "data.split=formula")]
+    assert len({key(), *changed}) == 1 + len(changed)
 
 
 @pytest.mark.parametrize("strategy", ["dl", "sc"])
@@ -73,7 +112,7 @@ def test_tl_from_published_state_dict_and_small_cells(tmp_path, cache_dir):
     path = tmp_path / "published_ipa.pt"
     torch.save(Optimate().state_dict(), path)
     cfg = cfg_for(tmp_path, "strategy=tl", f"strategy.checkpoint={path}", "data.max_sites=4")
-    metrics = train(cfg)
+    metrics = run(cfg)
     assert "test/sc_median" in metrics
 
 

@@ -87,7 +87,10 @@ def test_figshare_rpa_needs_a_split_source(tmp_path):
     root.mkdir()
     for r in db.rpa[:5]:
         (root / f"{r.mat_id}.json").write_text(json.dumps(synthetic.to_entry_dict(r, "rpa")))
-    with pytest.raises(ValueError, match="data.split_dir"):
+    with pytest.raises(ValueError, match="data.ipa_root"):
+        RPADataModule(source="figshare", root=str(root), split="formula", cache_dir=str(tmp_path / "c")).setup()
+    # The default for real data is the published split, which knows no synthetic material.
+    with pytest.raises(ValueError, match="none of the 5 materials .* published split"):
         RPADataModule(source="figshare", root=str(root), cache_dir=str(tmp_path / "c")).setup()
     with pytest.raises(ValueError, match="needs data.root"):
         RPADataModule(source="figshare")
@@ -108,8 +111,8 @@ def test_split_files_with_unknown_or_missing_materials(tmp_path, caplog):
     (splits / "ipa_test_ids.txt").write_text(f"{recs[3].mat_id}\nagm999999999\n")
     import logging
     with caplog.at_level(logging.INFO):
-        dm = IPADataModule(source="figshare", root=str(root), split_dir=str(splits), cache_dir=str(tmp_path / "c"))
+        dm = IPADataModule(source="figshare", root=str(root), split=str(splits), cache_dir=str(tmp_path / "c"))
         dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (2, 1, 1)
     assert "2 IPA materials are in no split" in caplog.text
-    assert "1 ids of the split files are not in this database" in caplog.text
+    assert "split sizes 2/1/1 differ from the paper's 7742/944/1059: 1 of the 5 IDs" in caplog.text

@@ -56,9 +56,9 @@ def test_unsupported_element_names_element_and_material():
         structure_to_graph(s6, mat_id="x")
 
 
-def test_isolated_atom_and_empty_structure_are_errors():
-    lonely = Structure(Lattice.cubic(6.0), ["Ar"], [[0, 0, 0]])
-    with pytest.raises(ValueError, match="no neighbour within 5.0"):
-        structure_to_graph(lonely, mat_id="ar-gas")
+def test_isolated_atom_has_no_edges_and_empty_structure_is_an_error():
+    lonely = Structure(Lattice.cubic(6.0), ["Ar"], [[0, 0, 0]])  # nearest image 6 Å away
+    g = structure_to_graph(lonely, mat_id="ar-gas")
+    assert g.x.shape == (1, 13) and g.edge_index.shape == (2, 0) and g.edge_attr.shape == (0, 51)
     with pytest.raises(ValueError, match="no sites"):
         structure_to_graph(Structure(Lattice.cubic(3.0), [], []), mat_id="empty")

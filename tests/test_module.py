@@ -64,3 +64,23 @@ def test_sc_target_module(tmp_path, cache_dir):
     t.fit(module, datamodule=dm)
     res = t.test(module, datamodule=dm, verbose=False)[0]
     assert "test/ae_median" in res and {"true", "pred", "abs_error"} <= set(module.test_rows[0])
+
+
+def test_bf16_mixed_training_is_tested_in_fp32(tiny_rpa, tmp_path):
+    """The authors trained in bf16-mixed and evaluated in fp32: so does the test step."""
+    from optimate_pl.metrics import similarity_coefficient
+
+    pl.seed_everything(0)
+    module = SpectraModule(net=SMALL_NET)
+    t = trainer(tmp_path, max_epochs=1, precision="bf16-mixed", enable_checkpointing=False)
+    t.fit(module, datamodule=tiny_rpa)
+    t.test(module, datamodule=tiny_rpa, verbose=False)
+    got = torch.tensor([r["sc"] for r in module.test_rows])
+    batch = tiny_rpa.test_set.collate(range(len(tiny_rpa.test_set)))
+    module.eval()
+    with torch.no_grad():
+        fp32 = similarity_coefficient(module(batch), batch.y)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = similarity_coefficient(module(batch).float(), batch.y)
+    torch.testing.assert_close(got, fp32, atol=2e-6, rtol=0)
+    assert (bf16 - fp32).abs().max() > 1e-5  # bf16 would have been visibly different

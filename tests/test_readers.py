@@ -91,9 +91,34 @@ def test_rpa_reader_keeps_ipa_baseline(tmp_path):
     i_xx = np.exp(-((GRID - 6) ** 2))
     write(tmp_path, "r1.json", entry("agm010", {"rpa_epsI": {"xx": r_xx.tolist(), "zz": monty_array(r_zz)},
                                                 "ipa_epsI": {"xx": i_xx.tolist()}, "rpa_similarity": 0.99}))
-    write(tmp_path, "r2.json", entry("agm011", {"rpa_epsI": [1, 2, 3], "ipa_epsI": {"xx": i_xx.tolist()}}))
+    write(tmp_path, "r2.json", entry("agm011", {"rpa_epsI": [1, 2, 3], "ipa_epsI": {"xx": i_xx.tolist()},
+                                                "rpa_similarity": 0.9}))
+    # No rpa_similarity: the RPA run did not finish; the authors leave the file out (not an error).
+    write(tmp_path, "r3.json", entry("agm012", {"ipa_epsI": {"xx": i_xx.tolist()}, "nsites": 2}))
     report = read_rpa_database(tmp_path, workers=1)
     (rec,) = report.records
     np.testing.assert_allclose(rec.spectrum, (2 * r_xx + r_zz) / 3, rtol=1e-5, atol=1e-7)  # yy missing -> xx
     np.testing.assert_allclose(rec.ipa_spectrum, i_xx, rtol=1e-5, atol=1e-7)
-    assert "rpa_epsI" in report.skipped[0].reason
+    assert [s.source.split("/")[-1] for s in report.skipped] == ["r2.json"] and "rpa_epsI" in report.skipped[0].reason
+    (left_out,) = report.filtered
+    assert left_out.source.endswith("r3.json") and "no rpa_similarity" in left_out.reason
+    assert "missing calculation" in left_out.reason
+
+
+def test_exactly_the_authors_materials_are_kept(tmp_path):
+    """Everything that parses is kept (as the authors do), whatever a stricter reader would judge."""
+    from optimate_pl.data.datamodule import featurize_records
+
+    xx = np.exp(-((GRID - 6) ** 2))
+    lonely = Structure(Lattice.cubic(12.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # 10.4 Å apart
+    write(tmp_path, "a.json", entry("agm101", {"ipa_epsI_0": (xx - 0.01).tolist(), "formula": "ClNa"}))
+    write(tmp_path, "b.json", entry("agm102", {"ipa_epsI_0": [0.0] * 2001}))
+    write(tmp_path, "c.json", entry("agm103", {"ipa_epsI_0": xx.tolist()}, lonely))
+    report = read_ipa_database(tmp_path, workers=1)
+    assert [r.mat_id for r in report.records] == ["agm101", "agm102", "agm103"] and not report.skipped
+    # The split groups by the database's own formula field, not one recomputed from the structure.
+    assert report.records[0].formula == "ClNa"
+    store, skipped = featurize_records(report.records, workers=1)
+    assert not skipped and store.mat_id == ["agm101", "agm102", "agm103"]
+    # The isolated sites of agm103 are nodes without edges, as in the authors' graphs.
+    assert int(store.edge_ptr[3] - store.edge_ptr[2]) == 0 and int(store.nsites[2]) == 2

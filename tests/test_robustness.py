@@ -59,6 +59,11 @@ def _corrupt(d: dict, kind: str, rng: random.Random):
     return json.dumps(d), choice
 
 
+#: Odd but parseable records: the authors keep them, so do we (negative or all-zero spectra). The
+#: "isolated" corruption also drops sites, so the entry's composition no longer matches: a bad record.
+KEPT_AS_THE_AUTHORS_DO = ("negative", "zero")
+
+
 @pytest.mark.slow
 def test_fuzzed_database_loads_exactly_the_good_records(tmp_path):
     db = synthetic.generate(0, ipa_sizes=tuple(TINY_SIZES["ipa"]), rpa_sizes=tuple(TINY_SIZES["rpa"]))
@@ -74,7 +79,10 @@ def test_fuzzed_database_loads_exactly_the_good_records(tmp_path):
         else:
             text, label = _corrupt(d, "ipa", rng)
             (root / f"{rec.mat_id}.json").write_text(text)
-            labels.append(label)
+            if label in KEPT_AS_THE_AUTHORS_DO:
+                good.add(rec.mat_id)
+            else:
+                labels.append(label)
     # A duplicate of a good record under another file name is reported, not loaded twice.
     first = sorted(good)[0]
     (root / "zz_duplicate.json").write_text((root / f"{first}.json").read_text())
@@ -82,7 +90,7 @@ def test_fuzzed_database_loads_exactly_the_good_records(tmp_path):
     store, meta = GraphStore.load(path)
     assert set(store.mat_id) == good
     assert len(meta["skipped"]) == len(labels) + 1
-    assert len(set(labels)) >= 12  # the fuzzer exercised (almost) every corruption
+    assert len(set(labels)) >= 9  # the fuzzer exercised (almost) every corruption that is skipped
     assert any("duplicate mat_id" in s for s in meta["skipped"])
     assert all(": " in s for s in meta["skipped"])  # every skip names its file and the reason
 

@@ -68,6 +68,29 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a ``.lock`` file beside what it guards) while in the block.
+
+    Two processes building the same cache or checkpoint then do the work once: the second waits
+    here and finds the result when it gets the lock. POSIX ``flock``: released by the OS if the
+    holder dies, so a crash never leaves a stale lock. Where ``fcntl`` is missing it does nothing.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path, "wb") as fh:

@@ -20,11 +20,11 @@ from torch.utils.data import DataLoader
 
 from . import featurize, readers, synthetic
 from .cache import code_hash, default_cache_dir, fingerprint, source_stats
-from .featurize import FEATURIZER_VERSION, graph_arrays
+from .featurize import FEATURIZER_VERSION, graph_arrays, isolated_sites
 from .parallel import parallel_map
 from .readers import EXCLUDED_IDS, MAX_DIRECT_GAP, MIN_INDIRECT_GAP, BadRecordError, read_database
 from .records import MaterialRecord, SkippedRecord
-from .splits import apply_split, formula_split, read_split_files, training_subset
+from .splits import PAPER_SIZES, SPLITS, apply_split, formula_split, published_split, read_split_files, training_subset
 from .store import GraphDataset, GraphStore, collate_prebatched
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ def featurize_records(records: Sequence[MaterialRecord], cutoff: float = 5.0, wo
             graphs.append(res)
     if not keep:
         raise ValueError("no material could be featurised" + (f"; first error: {skipped[0]}" if skipped else ""))
+    lonely = [r.mat_id for r, g in zip(keep, graphs) if len(isolated_sites(g[1], len(g[0])))]
+    if lonely:
+        log.info("%d materials have sites with no neighbour within %.1f Å; kept with no edges there, as the "
+                 "authors do (e.g. %s)", len(lonely), cutoff, ", ".join(lonely[:3]))
     ipa = np.stack([r.ipa_spectrum for r in keep]) if keep[0].ipa_spectrum is not None else None
     store = GraphStore.from_graphs(graphs, np.stack([r.spectrum for r in keep]), [r.mat_id for r in keep],
                                    [r.formula for r in keep], ipa)
@@ -139,9 +143,10 @@ class SpectraDataModule(pl.LightningDataModule):
     Args:
         source: ``"synthetic"`` (built-in, default) or ``"figshare"`` (the real databases at ``root``).
         root: database folder or ``.zip`` (figshare only).
-        split_dir: folder with ``ipa_{train,validation,test}_ids.txt``; default: the authors'
-            formula-grouped seeded split.
-        ipa_root: (RPA, figshare) the IPA database to derive the split from when no ``split_dir``.
+        split: ``published`` (the authors' split, shipped with the package; default for figshare),
+            ``formula`` (recompute the authors' seeded formula-grouped split; default for synthetic
+            data) or a folder with ``ipa_{train,validation,test}_ids.txt``.
+        ipa_root: (RPA, figshare) the IPA database, for ``split=formula`` and TL's auto pretraining.
         subset: train on ``random.Random(seed).sample(train, subset)`` materials.
         max_sites: train on materials with at most this many sites (validation/test stay full).
         seed: seed of the split and of the subset draw (the authors use 0).
@@ -153,7 +158,7 @@ class SpectraDataModule(pl.LightningDataModule):
 
     kind = "ipa"
 
-    def __init__(self, source: str = "synthetic", root: str | None = None, split_dir: str | None = None,
+    def __init__(self, source: str = "synthetic", root: str | None = None, split: str | None = None,
                  ipa_root: str | None = None, subset: int | None = None, max_sites: int | None = None,
                  seed: int = 0, batch_size: int = 128, eval_batch_size: int = 256, num_workers: int = 0,
                  drop_last: bool = False, target: str = "eps_imag", cache_dir: str | None = None,
@@ -168,7 +173,7 @@ class SpectraDataModule(pl.LightningDataModule):
             raise ValueError(f"unknown data.target {target!r}; choose eps_imag or sc_rpa_ipa")
         if target == "sc_rpa_ipa" and self.kind != "rpa":
             raise ValueError("data.target=sc_rpa_ipa needs the RPA data module (data=rpa)")
-        self.source, self.root, self.split_dir, self.ipa_root = source, root, split_dir, ipa_root
+        self.source, self.root, self.split, self.ipa_root = source, root, split, ipa_root
         self.subset, self.max_sites, self.seed = subset, max_sites, seed
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.drop_last, self.target, self.strict, self.cutoff = drop_last, target, strict, cutoff
@@ -192,10 +197,21 @@ class SpectraDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         self.cache_path()
 
-    def split_assignment(self, store: GraphStore, meta: dict) -> dict[str, str]:
-        """``mat_id -> split`` for this database."""
-        if self.split_dir:
-            return read_split_files(self.split_dir)
+    def split_assignment(self, store: GraphStore, meta: dict) -> tuple[dict[str, str], str]:
+        """``mat_id -> split`` for this database, and where it came from (for the log)."""
+        mode = self.split or ("published" if self.source == "figshare" else "formula")
+        if mode == "published":
+            return published_split(), "the authors' published split"
+        if mode == "formula":
+            return self.formula_assignment(store, meta), f"the authors' formula split, seed {self.seed}"
+        folder = Path(str(mode)).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"data.split={mode}: use published, formula, or a folder holding "
+                             f"ipa_{{train,validation,test}}_ids.txt (no such folder)")
+        return read_split_files(folder), f"the split files in {folder}"
+
+    def formula_assignment(self, store: GraphStore, meta: dict) -> dict[str, str]:
+        """The authors' seeded formula split of this (IPA) database."""
         return formula_split(store.mat_id, store.formula, self.seed)
 
     def setup(self, stage: str | None = None) -> None:
@@ -204,16 +220,21 @@ class SpectraDataModule(pl.LightningDataModule):
         store, meta = _timed_load(self.cache_path())
         if meta.get("synthetic"):
             log.info("data: SYNTHETIC %s database (generated, not physics)", self.kind.upper())
-        assignment = self.split_assignment(store, meta)
+        assignment, origin = self.split_assignment(store, meta)
         rows, unknown = apply_split(store.mat_id, assignment)
+        sizes = tuple(len(rows[s]) for s in SPLITS)
+        log.info("%s splits from %s: train %d, validation %d, test %d", self.kind.upper(), origin, *sizes)
         if unknown:
             log.warning("%d %s materials are in no split and are left out (e.g. %s)", len(unknown),
                         self.kind.upper(), ", ".join(unknown[:3]))
-        missing = len(set(assignment) - set(store.mat_id))
-        if missing and self.split_dir:
-            log.info("%d ids of the split files are not in this database (filtered or not computed)", missing)
+        if self.source == "figshare" and sizes != PAPER_SIZES[self.kind]:
+            not_found = len(set(assignment) - set(store.mat_id))
+            log.warning("%s split sizes %s differ from the paper's %s: %d of the %d IDs of %s are not in this "
+                        "database (filtered, unfinished or missing files)", self.kind.upper(), "/".join(map(str, sizes)),
+                        "/".join(map(str, PAPER_SIZES[self.kind])), not_found, len(assignment), origin)
         if not rows["train"]:
-            raise ValueError(f"the training split of {self.kind.upper()} is empty")
+            raise ValueError(f"the training split of {self.kind.upper()} is empty: none of the {len(store)} "
+                             f"materials of this database is a training material of {origin}")
         train = rows["train"]
         if self.max_sites is not None:
             train = [i for i in train if int(store.nsites[i]) <= self.max_sites]
@@ -227,8 +248,10 @@ class SpectraDataModule(pl.LightningDataModule):
         self.train_set = GraphDataset(store, train, self.target)
         self.val_set = GraphDataset(store, rows["validation"], self.target)
         self.test_set = GraphDataset(store, rows["test"], self.target)
-        log.info("%s splits: train %d, validation %d, test %d", self.kind.upper(), len(self.train_set),
-                 len(self.val_set), len(self.test_set))
+        chosen = (f" (subset {self.subset})" if self.subset is not None else "") + \
+            (f" (at most {self.max_sites} sites)" if self.max_sites is not None else "")
+        log.info("%s data: training on %d materials%s, validating on %d, testing on %d", self.kind.upper(),
+                 len(self.train_set), chosen, len(self.val_set), len(self.test_set))
 
     # -- loaders --------------------------------------------------------------------------------
     def _device(self) -> torch.device:
@@ -288,13 +311,12 @@ class RPADataModule(SpectraDataModule):
 
     kind = "rpa"
 
-    def split_assignment(self, store: GraphStore, meta: dict) -> dict[str, str]:
-        if self.split_dir:
-            return read_split_files(self.split_dir)
+    def formula_assignment(self, store: GraphStore, meta: dict) -> dict[str, str]:
+        """The IPA database's formula split, which RPA materials inherit by ``mat_id``."""
         if "ipa_mat_ids" in meta:  # synthetic: the generator's IPA database
             return formula_split(meta["ipa_mat_ids"], meta["ipa_formulas"], self.seed)
         if self.ipa_root:
             ipa_store, _ = _timed_load(figshare_store("ipa", self.ipa_root, self.cache_dir, self.cutoff, self.strict))
             return formula_split(ipa_store.mat_id, ipa_store.formula, self.seed)
-        raise ValueError("the RPA split is inherited from the IPA split: set data.split_dir (folder with the "
-                         "published ipa_{train,validation,test}_ids.txt) or data.ipa_root (the IPA database)")
+        raise ValueError("data.split=formula on RPA data recomputes the IPA database's formula split: set "
+                         "data.ipa_root (the IPA database), or use data.split=published")

@@ -1,8 +1,9 @@
-"""Crystal structure -> PyG graph, exactly as REFERENCE §4.
+"""Crystal structure -> PyG graph, exactly as the authors build it.
 
 Nodes carry a one-hot main group (8 classes) and a one-hot period (5 classes); edges are every
-neighbour within the cutoff (periodic images included, both directions, no self loops) with the
-distance expanded on 51 Gaussians.
+neighbour within the cutoff as ``Structure.get_all_neighbors`` lists them (periodic images included,
+so a multigraph, both directions, no self loops) with the distance expanded on 51 Gaussians. A site
+with no neighbour within the cutoff simply has no edges, as in the authors' graphs.
 """
 from __future__ import annotations
 
@@ -56,8 +57,7 @@ def gaussian_expand(dist: torch.Tensor) -> torch.Tensor:
 def neighbour_list(structure: Structure, cutoff: float, mat_id: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Edges [2, E] (centre, neighbour) and distances [E] as listed by ``get_all_neighbors``.
 
-    Raises ``ValueError`` for an empty structure, partial occupancies, or an atom that has no
-    neighbour within the cutoff (its node would be cut off from every message).
+    Raises ``ValueError`` for an empty structure or partial occupancies.
     """
     name = mat_id or structure.formula
     if len(structure) == 0:
@@ -67,16 +67,17 @@ def neighbour_list(structure: Structure, cutoff: float, mat_id: str | None = Non
     all_neighbours = structure.get_all_neighbors(cutoff)
     centres, neighbours, dists = [], [], []
     for i, nbrs in enumerate(all_neighbours):
-        if not nbrs:
-            raise ValueError(
-                f"material {name}: site {i} ({structure[i].species_string}) has no neighbour within {cutoff} Å"
-            )
         for nb in nbrs:
             centres.append(i)
             neighbours.append(nb.index)
             dists.append(nb.nn_distance)
-    edge_index = np.asarray([centres, neighbours], dtype=np.int64)
+    edge_index = np.asarray([centres, neighbours], dtype=np.int64).reshape(2, -1)
     return edge_index, np.asarray(dists, dtype=np.float32)
+
+
+def isolated_sites(edge_index: np.ndarray, num_nodes: int) -> np.ndarray:
+    """Indices of the sites with no neighbour within the cutoff (no incoming or outgoing edge)."""
+    return np.setdiff1d(np.arange(num_nodes), edge_index.reshape(-1))
 
 
 def node_features(structure: Structure, mat_id: str | None = None) -> np.ndarray:

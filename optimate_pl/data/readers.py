@@ -1,8 +1,11 @@
-"""Readers for the authors' real IPA and RPA databases (REFERENCE §2).
+"""Readers for the authors' real IPA and RPA databases (their data release with the paper).
 
 Each material is one JSON file holding a pymatgen ``ComputedStructureEntry.as_dict()``; a
-database is a folder of such files or a ``.zip`` of them. Bad records are skipped with a reason
-(or raise with ``strict=True``); the authors' filters drop materials with a reason of their own.
+database is a folder of such files or a ``.zip`` of them. The materials kept are exactly the
+authors': their filters (gaps, one known bad calculation) and, for RPA, only finished runs (with
+``rpa_similarity``) are left out with a reason of their own; a record that cannot be parsed, or
+whose spectrum is NaN (a metal or failed run), is skipped as bad input with its reason (or raises
+with ``strict=True``). Nothing else is rejected: the authors keep every other record.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from .records import NUM_POINTS, LoadReport, MaterialRecord, SkippedRecord
 
 log = logging.getLogger(__name__)
 
-#: A known bad calculation excluded by the authors (REFERENCE §2).
+#: A known bad calculation excluded by the authors.
 EXCLUDED_IDS = frozenset({"agm005546161"})
 MIN_INDIRECT_GAP = 0.5
 MAX_DIRECT_GAP = 10.0
@@ -32,6 +35,10 @@ DIRECTIONS = ("xx", "yy", "zz")
 
 class BadRecordError(ValueError):
     """Raised (in strict mode) for a record that cannot be loaded; the message names the file."""
+
+
+class LeftOut(ValueError):
+    """A record the authors leave out by one of their rules (not broken input)."""
 
 
 def as_array(value: Any, what: str) -> np.ndarray:
@@ -48,13 +55,9 @@ def as_array(value: Any, what: str) -> np.ndarray:
 
 
 def check_spectrum(arr: np.ndarray, what: str) -> np.ndarray:
-    """Reject spectra that no DFT run produces: non-finite, clearly negative or all zero."""
+    """A NaN/inf spectrum is a metal or a failed run: skipped. Nothing else is judged (the authors keep it)."""
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what} contains NaN/inf (metal or failed run)")
-    if arr.min() < -1e-3 * max(1.0, float(np.abs(arr).max())):
-        raise ValueError(f"{what} has negative values (min {arr.min():.3g}); Im eps must be >= 0")
-    if not np.any(arr):
-        raise ValueError(f"{what} is all zero")
     return arr
 
 
@@ -106,6 +109,11 @@ def parse_entry(d: dict, kind: str) -> MaterialRecord:
         raise ValueError(f"not a valid ComputedStructureEntry ({type(err).__name__}: {err})") from None
     data = entry.data
     mat_id = str(_get(data, "mat_id"))
+    if kind == "rpa" and "rpa_similarity" not in data:
+        # The authors keep an RPA file only when its run finished (it then carries rpa_similarity).
+        nsites = data.get("nsites", len(entry.structure))
+        raise LeftOut(f"no rpa_similarity: the RPA calculation of {mat_id} did not finish"
+                      + (" (missing calculation)" if isinstance(nsites, int) and nsites <= 8 else ""))
     structure = entry.structure
     if len(structure) == 0:
         raise ValueError(f"material {mat_id}: structure has no sites")
@@ -120,15 +128,17 @@ def parse_entry(d: dict, kind: str) -> MaterialRecord:
         spectrum, ipa = dict_trace(data, "rpa_epsI"), dict_trace(data, "ipa_epsI")
     else:
         raise ValueError(f"unknown database kind {kind!r}")
-    # The split groups polymorphs by reduced formula, so derive it from the structure itself.
-    return MaterialRecord(mat_id=mat_id, formula=structure.composition.reduced_formula,
+    # The split groups polymorphs by the database's own formula, as the authors do.
+    formula = data.get("formula")
+    formula = str(formula) if formula else structure.composition.reduced_formula
+    return MaterialRecord(mat_id=mat_id, formula=formula,
                           structure=structure, spectrum=spectrum.astype(np.float32),
                           ipa_spectrum=None if ipa is None else ipa.astype(np.float32),
                           direct_gap=direct, indirect_gap=indirect)
 
 
 def filter_reason(rec: MaterialRecord) -> str | None:
-    """The authors' filters (REFERENCE §2); ``None`` keeps the material."""
+    """The authors' filters (indirect gap >= 0.5 eV, direct gap <= 10 eV, one bad run); ``None`` keeps it."""
     if rec.mat_id in EXCLUDED_IDS:
         return "excluded by the authors (known bad calculation)"
     if math.isnan(rec.indirect_gap) or rec.indirect_gap < MIN_INDIRECT_GAP:
@@ -160,6 +170,8 @@ def _load_one(source: tuple[str, str | None], kind: str) -> MaterialRecord | Ski
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             return SkippedRecord(name, f"invalid JSON ({err})")
         return parse_entry(d, kind)
+    except LeftOut as err:
+        return SkippedRecord(name, str(err), left_out=True)
     except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as err:
         return SkippedRecord(name, str(err))
 
@@ -195,6 +207,9 @@ def read_database(path: str | Path, kind: str, strict: bool = False, workers: in
     seen: dict[str, str] = {}
     for src, res in zip(sources, results):
         name = src[0] if src[1] is None else f"{src[0]}:{src[1]}"
+        if isinstance(res, SkippedRecord) and res.left_out:
+            report.filtered.append(res)
+            continue
         if isinstance(res, SkippedRecord):
             if strict:
                 raise BadRecordError(f"bad record {res.source}: {res.reason}")

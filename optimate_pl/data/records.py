@@ -36,10 +36,15 @@ class MaterialRecord:
 
 @dataclass
 class SkippedRecord:
-    """A file or entry that was not loaded, and why."""
+    """A file or entry that was not loaded, and why.
+
+    ``left_out``: dropped by one of the authors' own rules (a filter, an unfinished RPA run), not
+    because it is broken.
+    """
 
     source: str
     reason: str
+    left_out: bool = False
 
     def __str__(self) -> str:
         return f"{self.source}: {self.reason}"

@@ -1,13 +1,21 @@
-"""Train/validation/test splits and training subsets (REFERENCE §3)."""
+"""Train/validation/test splits and training subsets, as the authors make them.
+
+The IPA split groups materials by formula (80/10/10, seeded); RPA materials inherit the split of
+their ``mat_id``. The authors' published IPA split ships with the package (``published_split/``).
+"""
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 SPLITS = ("train", "validation", "test")
+#: The paper's split sizes on the real databases (train, validation, test).
+PAPER_SIZES = {"ipa": (7742, 944, 1059), "rpa": (4610, 603, 639)}
 
 
 def formula_split(mat_ids: Sequence[str], formulas: Sequence[str], seed: int = 0) -> dict[str, str]:
@@ -27,12 +35,13 @@ def formula_split(mat_ids: Sequence[str], formulas: Sequence[str], seed: int = 0
     return {m: where[f] for m, f in zip(mat_ids, formulas)}
 
 
-def read_split_files(split_dir: str | Path, prefix: str = "ipa") -> dict[str, str]:
+def read_split_files(split_dir: Any, prefix: str = "ipa") -> dict[str, str]:
     """Read ``{prefix}_{train,validation,test}_ids.txt`` (one ``mat_id`` a line) into ``mat_id -> split``.
 
-    A ``mat_id`` listed in two files is an error naming both files.
+    ``split_dir``: a folder (path or package resource). A ``mat_id`` listed in two files is an
+    error naming both files.
     """
-    split_dir = Path(split_dir)
+    split_dir = split_dir if hasattr(split_dir, "joinpath") else Path(split_dir)
     assignment: dict[str, str] = {}
     for split in SPLITS:
         path = split_dir / f"{prefix}_{split}_ids.txt"
@@ -47,6 +56,11 @@ def read_split_files(split_dir: str | Path, prefix: str = "ipa") -> dict[str, st
                                  f"split files in {split_dir}")
             assignment[mat_id] = split
     return assignment
+
+
+def published_split() -> dict[str, str]:
+    """The authors' published IPA split (7742/944/1059 ``mat_id`` s), shipped as package data."""
+    return read_split_files(resources.files("optimate_pl.data").joinpath("published_split"))
 
 
 def apply_split(mat_ids: Sequence[str], assignment: Mapping[str, str]) -> tuple[dict[str, list[int]], list[str]]:
@@ -66,7 +80,11 @@ def apply_split(mat_ids: Sequence[str], assignment: Mapping[str, str]) -> tuple[
 
 
 def training_subset(train_ids: Sequence[str], n: int, seed: int = 0) -> list[str]:
-    """The authors' subset: ``random.seed(seed); random.sample(train, n)`` (on a private ``Random``)."""
+    """The authors' subset: ``random.seed(seed); random.sample(train, n)`` (on a private ``Random``).
+
+    ``train_ids`` must be in the authors' order: file-name order of the database (their notebooks
+    read ``sorted(os.listdir(...))`` and keep that order through filtering and splitting).
+    """
     if n > len(train_ids):
         raise ValueError(f"data.subset={n} is larger than the training set ({len(train_ids)} materials); "
                          f"choose at most {len(train_ids)} or leave subset unset")

@@ -75,7 +75,10 @@ class SpectraModule(pl.LightningModule):
             self.log("val/ae_median", self.val_ae, batch_size=batch.num_graphs, prog_bar=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        pred = self(batch).float()
+        # The final evaluation in fp32 whatever the training precision, as the authors evaluated
+        # (bf16-mixed keeps fp32 master weights, so leaving autocast gives the fp32 network).
+        with torch.autocast(self.device.type, enabled=False):
+            pred = self(batch).float()
         rows = {"mat_id": list(batch.mat_id), "formula": list(batch.formula), "nsites": batch.nsites.tolist()}
         if self.spectral:
             for m, v in ((self.test_sc, "sc"), (self.test_mse, "mse"), (self.test_mae, "mae")):
