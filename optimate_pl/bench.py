@@ -27,8 +27,9 @@ from omegaconf import OmegaConf
 from torch_geometric.data import Batch
 
 from .allocator import keep_freed_memory
-from .data.cache import atomic_write_text
-from .data.datamodule import IPADataModule, synthetic_stores
+from .atomic import atomic_write_text
+from .data.build import synthetic_stores
+from .data.datamodule import IPADataModule
 from .data.store import GraphStore
 from .models import Optimate, SpectraModule
 from .config import load_group_config, load_train_config

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .data.build import SOURCES
+
 STRATEGIES = ("ipa", "dl", "tl", "sc")
-SOURCES = ("synthetic", "figshare")
 #: The training-set sizes the paper tuned a DL architecture for.
 DL_SIZES = (100, 300, 1000, 3000, 4610)
 

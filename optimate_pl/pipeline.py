@@ -14,7 +14,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .config import check_config, load_group_config, resolve_model, resolve_precision
-from .data.cache import atomic_open, file_lock, fingerprint
+from .atomic import atomic_open, file_lock
+from .data.cache import fingerprint
 
 log = logging.getLogger("optimate_pl")
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from .data.cache import atomic_open  # noqa: E402
+from .atomic import atomic_open  # noqa: E402
 from .data.records import ENERGY_GRID  # noqa: E402
 
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

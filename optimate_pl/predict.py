@@ -23,7 +23,7 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Batch
 
-from .data.cache import atomic_open, atomic_write_text
+from .atomic import atomic_open, atomic_write_text
 from .data.featurize import structure_to_graph
 from .data.records import ENERGY_GRID
 from .models.optimate import Optimate

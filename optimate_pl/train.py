@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import resolvers  # noqa: F401  (config resolvers)
 from .config import ConfigError, check_config, resolve_model, resolve_precision
-from .data.cache import atomic_write_text
+from .atomic import atomic_write_text
 from .models.module import SpectraModule, summarise_rows, write_results_csv
 from .models.weights import Weights, load_network_weights, read_weights
 

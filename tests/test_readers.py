@@ -107,7 +107,7 @@ def test_rpa_reader_keeps_ipa_baseline(tmp_path):
 
 def test_exactly_the_authors_materials_are_kept(tmp_path):
     """Everything that parses is kept (as the authors do), whatever a stricter reader would judge."""
-    from optimate_pl.data.datamodule import featurize_records
+    from optimate_pl.data.build import featurize_records
 
     xx = np.exp(-((GRID - 6) ** 2))
     lonely = Structure(Lattice.cubic(12.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # 10.4 Å apart

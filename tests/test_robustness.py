@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from optimate_pl.data import synthetic
-from optimate_pl.data.datamodule import figshare_store
+from optimate_pl.data.build import figshare_store
 from optimate_pl.data.store import GraphStore
 
 from .conftest import TINY_SIZES
@@ -97,7 +97,7 @@ def test_fuzzed_database_loads_exactly_the_good_records(tmp_path):
 
 KILL_DURING_SAVE = r"""
 import sys, time, torch
-from optimate_pl.data.datamodule import figshare_store
+from optimate_pl.data.build import figshare_store
 real_save = torch.save
 def slow_save(obj, fh, *a, **k):
     fh.write(b"partial bytes")

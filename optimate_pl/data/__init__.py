@@ -1,5 +1,6 @@
-"""Data layer: featurisation, real-format readers, the synthetic generator, splits, DataModules."""
-from .datamodule import IPADataModule, RPADataModule, SpectraDataModule, featurize_records
+"""Data layer: raw files -> records -> graphs -> cached stores -> batches, served by DataModules."""
+from .build import featurize_records
+from .datamodule import IPADataModule, RPADataModule, SpectraDataModule
 from .featurize import structure_to_graph
 from .readers import read_ipa_database, read_rpa_database
 from .records import ENERGY_GRID, MaterialRecord

@@ -1,140 +1,25 @@
 """LightningDataModules for the IPA and RPA databases (synthetic by default, or the real figshare data).
 
-A featurised database is built once and cached on disk, keyed by a fingerprint of what produced
-it (source files or generator settings, filters, featuriser version); splits, subsets and
-small-cell selections are cheap selections on the cached store made in ``setup()``.
+The featurised database comes from the cache (:mod:`optimate_pl.data.build`, built on first use);
+splits, subsets and small-cell selections are cheap selections on the store made in ``setup()``,
+and the loaders serve them as batches gathered from the store (:mod:`optimate_pl.data.batching`).
 """
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import featurize, readers, synthetic
-from .cache import code_hash, default_cache_dir, fingerprint, source_stats
-from .featurize import FEATURIZER_VERSION, graph_arrays, isolated_sites
-from .parallel import parallel_map
-from .readers import EXCLUDED_IDS, MAX_DIRECT_GAP, MIN_INDIRECT_GAP, BadRecordError, read_database
-from .records import MaterialRecord, SkippedRecord
+from . import synthetic
+from .batching import BatchLoader, collate_prebatched
+from .build import SOURCES, figshare_store, load_store, synthetic_stores
 from .splits import PAPER_SIZES, SPLITS, apply_split, formula_split, published_split, read_split_files, training_subset
-from .store import GraphDataset, GraphStore, collate_prebatched
+from .store import GraphDataset, GraphStore
 
 log = logging.getLogger(__name__)
-SOURCES = ("synthetic", "figshare")
-
-
-def _featurize_one(item: tuple[Any, str], cutoff: float):
-    try:
-        return graph_arrays(item[0], cutoff, item[1])
-    except ValueError as err:
-        return str(err)
-
-
-def featurize_records(records: Sequence[MaterialRecord], cutoff: float = 5.0, workers: int | None = None,
-                      strict: bool = False, desc: str = "featurising") -> tuple[GraphStore, list[SkippedRecord]]:
-    """Featurise records in parallel into a :class:`GraphStore`; failures are skipped with a reason."""
-    results = parallel_map(partial(_featurize_one, cutoff=cutoff), [(r.structure, r.mat_id) for r in records],
-                           workers, desc=desc)
-    keep, graphs, skipped = [], [], []
-    for rec, res in zip(records, results):
-        if isinstance(res, str):
-            if strict:
-                raise BadRecordError(res)
-            skipped.append(SkippedRecord(rec.mat_id, res))
-        else:
-            keep.append(rec)
-            graphs.append(res)
-    if not keep:
-        raise ValueError("no material could be featurised" + (f"; first error: {skipped[0]}" if skipped else ""))
-    lonely = [r.mat_id for r, g in zip(keep, graphs) if len(isolated_sites(g[1], len(g[0])))]
-    if lonely:
-        log.info("%d materials have sites with no neighbour within %.1f Å; kept with no edges there, as the "
-                 "authors do (e.g. %s)", len(lonely), cutoff, ", ".join(lonely[:3]))
-    ipa = np.stack([r.ipa_spectrum for r in keep]) if keep[0].ipa_spectrum is not None else None
-    store = GraphStore.from_graphs(graphs, np.stack([r.spectrum for r in keep]), [r.mat_id for r in keep],
-                                   [r.formula for r in keep], ipa)
-    return store, skipped
-
-
-def _filters() -> dict:
-    return {"min_indirect_gap": MIN_INDIRECT_GAP, "max_direct_gap": MAX_DIRECT_GAP, "excluded": sorted(EXCLUDED_IDS)}
-
-
-def _timed_load(path: Path) -> tuple[GraphStore, dict]:
-    t0 = time.perf_counter()
-    store, meta = GraphStore.load(path)
-    log.info("loaded cached %s (%d materials) in %.2f s", path.name, len(store), time.perf_counter() - t0)
-    return store, meta
-
-
-def synthetic_stores(cache_dir: str | Path | None = None, seed: int = 0, ipa_sizes: Sequence[int] = synthetic.IPA_SIZES,
-                     rpa_sizes: Sequence[int] = synthetic.RPA_SIZES, cutoff: float = 5.0,
-                     workers: int | None = None) -> dict[str, Path]:
-    """Generate (once) and cache the SYNTHETIC IPA and RPA stores; returns their cache paths."""
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = fingerprint({"source": "synthetic", "generator": synthetic.GENERATOR_VERSION,
-                       "code": code_hash(synthetic, featurize), "seed": seed,
-                       "ipa_sizes": list(ipa_sizes), "rpa_sizes": list(rpa_sizes), "cutoff": cutoff,
-                       "featurizer": FEATURIZER_VERSION})
-    paths = {k: cache_dir / f"synthetic-{k}-{key[:16]}.pt" for k in ("ipa", "rpa")}
-    if all(p.exists() for p in paths.values()):
-        return paths
-    t0 = time.perf_counter()
-    log.info("generating the SYNTHETIC IPA/RPA databases (seed %d, sizes %s / %s) ...", seed, ipa_sizes, rpa_sizes)
-    db = synthetic.generate(seed, tuple(ipa_sizes), tuple(rpa_sizes))
-    ipa_store, skipped = featurize_records(db.ipa, cutoff, workers, strict=True, desc="featurising synthetic IPA")
-    # RPA materials are IPA materials: reuse their graphs instead of featurising twice.
-    row = ipa_store.index_of()
-    rows = [row[r.mat_id] for r in db.rpa]
-    rpa_store = GraphStore.from_graphs([ipa_store.arrays(i) for i in rows], np.stack([r.spectrum for r in db.rpa]),
-                                       [r.mat_id for r in db.rpa], [r.formula for r in db.rpa],
-                                       np.stack([r.ipa_spectrum for r in db.rpa]))
-    meta = {"source": "synthetic", "fingerprint": key, "synthetic": True, "skipped": [], "filtered": 0}
-    ipa_store.save(paths["ipa"], {**meta, "kind": "ipa"})
-    # The RPA split is inherited from the IPA split, so the RPA store carries the IPA formulas.
-    rpa_store.save(paths["rpa"], {**meta, "kind": "rpa", "ipa_mat_ids": ipa_store.mat_id,
-                                  "ipa_formulas": ipa_store.formula})
-    log.info("built SYNTHETIC databases (%d IPA, %d RPA) in %.1f s", len(ipa_store), len(rpa_store),
-             time.perf_counter() - t0)
-    return paths
-
-
-def figshare_store(kind: str, root: str | Path, cache_dir: str | Path | None = None, cutoff: float = 5.0,
-                   strict: bool = False, workers: int | None = None) -> Path:
-    """Read (once) and cache a real-format database folder or zip; returns the cache path."""
-    if root is None:
-        raise ValueError(f"data.source=figshare needs data.root: the {kind.upper()} database folder or .zip")
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"data.root {root} does not exist (the {kind.upper()} database folder or .zip)")
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = fingerprint({"source": "figshare", "kind": kind, "root": str(root.resolve()), "files": source_stats(root),
-                       "filters": _filters(), "cutoff": cutoff, "featurizer": FEATURIZER_VERSION, "strict": strict,
-                       "code": code_hash(readers, featurize)})
-    path = cache_dir / f"figshare-{kind}-{key[:16]}.pt"
-    if path.exists():
-        return path
-    t0 = time.perf_counter()
-    report = read_database(root, kind, strict=strict, workers=workers)
-    if not report.records:
-        raise ValueError(f"no usable material in {root}:\n{report.summary()}")
-    store, skipped = featurize_records(report.records, cutoff, workers, strict, desc=f"featurising {kind.upper()}")
-    report.skipped.extend(skipped)
-    if report.skipped:
-        log.warning("%s", report.summary())
-    store.save(path, {"source": "figshare", "kind": kind, "fingerprint": key, "synthetic": False,
-                      "skipped": [str(s) for s in report.skipped], "filtered": len(report.filtered)})
-    log.info("built %s database from %s (%d materials) in %.1f s", kind.upper(), root, len(store),
-             time.perf_counter() - t0)
-    return path
 
 
 class SpectraDataModule(pl.LightningDataModule):
@@ -153,7 +38,7 @@ class SpectraDataModule(pl.LightningDataModule):
         target: ``eps_imag`` (spectra) or, for RPA, ``sc_rpa_ipa`` (scalar SC[RPA;IPA]).
         synthetic_seed, synthetic_sizes: generator seed and ``{"ipa": [tr, va, te], "rpa": [...]}``.
         device_resident: keep each split on the training device and gather batches there
-            (:mod:`optimate_pl.data.device_batches`); ``"auto"`` does so on a single GPU.
+            (:mod:`optimate_pl.data.batching`); ``"auto"`` does so on a single GPU.
     """
 
     kind = "ipa"
@@ -217,7 +102,7 @@ class SpectraDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        store, meta = _timed_load(self.cache_path())
+        store, meta = load_store(self.cache_path())
         if meta.get("synthetic"):
             log.info("data: SYNTHETIC %s database (generated, not physics)", self.kind.upper())
         assignment, origin = self.split_assignment(store, meta)
@@ -265,12 +150,9 @@ class SpectraDataModule(pl.LightningDataModule):
         if resident == "auto":
             resident = self._device().type == "cuda" and not distributed
         if resident:
-            from .device_batches import DeviceBatchLoader, DeviceGraphBatcher
-
             if distributed:
                 raise ValueError("data.device_resident=true is for single-device runs; set it to false with DDP")
-            return DeviceBatchLoader(DeviceGraphBatcher(dataset, self._device()), batch_size, shuffle, drop_last,
-                                     seed=self.seed)
+            return BatchLoader(dataset.batcher(self._device()), batch_size, shuffle, drop_last, seed=self.seed)
 
         sampler = None
         if not shuffle and distributed:
@@ -316,7 +198,7 @@ class RPADataModule(SpectraDataModule):
         if "ipa_mat_ids" in meta:  # synthetic: the generator's IPA database
             return formula_split(meta["ipa_mat_ids"], meta["ipa_formulas"], self.seed)
         if self.ipa_root:
-            ipa_store, _ = _timed_load(figshare_store("ipa", self.ipa_root, self.cache_dir, self.cutoff, self.strict))
+            ipa_store, _ = load_store(figshare_store("ipa", self.ipa_root, self.cache_dir, self.cutoff, self.strict))
             return formula_split(ipa_store.mat_id, ipa_store.formula, self.seed)
         raise ValueError("data.split=formula on RPA data recomputes the IPA database's formula split: set "
                          "data.ipa_root (the IPA database), or use data.split=published")

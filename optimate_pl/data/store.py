@@ -1,9 +1,9 @@
 """A featurised database held as a few concatenated tensors (like PyG's collated in-memory data).
 
 One ``GraphStore`` holds every material of a database: node features, edges and distances of all
-graphs back to back with pointer arrays, plus the spectra. It saves and loads as one file, hands
-out single graphs for a ``DataLoader``, and can build whole batches by index with tensor ops only
-(the device-resident fast path).
+graphs back to back with pointer arrays, plus the spectra. It saves and loads as one file. A
+``GraphDataset`` serves some of its materials: single graphs by index, or whole batches gathered by
+:class:`~optimate_pl.data.batching.GraphBatcher`.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from ..metrics import similarity_coefficient
-from .cache import atomic_torch_save
-from .device_batches import DeviceGraphBatcher
+from ..atomic import atomic_torch_save
+from .batching import GraphBatcher
 from .featurize import gaussian_expand
 
 TARGETS = ("eps_imag", "sc_rpa_ipa")
@@ -82,14 +82,6 @@ class GraphStore:
         """``mat_id -> row``."""
         return {m: i for i, m in enumerate(self.mat_id)}
 
-    def take(self, rows: Sequence[int]) -> "GraphStore":
-        """A new store with the given materials only (copies)."""
-        rows = list(rows)
-        graphs = [self.arrays(i) for i in rows]
-        return GraphStore.from_graphs(
-            graphs, self.spectrum[rows].numpy(), [self.mat_id[i] for i in rows], [self.formula[i] for i in rows],
-            None if self.ipa is None else self.ipa[rows].numpy())
-
     def arrays(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(x, edge_index, dist)`` of material ``i`` as NumPy arrays."""
         n0, n1 = int(self.node_ptr[i]), int(self.node_ptr[i + 1])
@@ -103,7 +95,7 @@ class GraphStore:
         if name == "sc_rpa_ipa":
             if self.ipa is None:
                 raise ValueError("target sc_rpa_ipa needs RPA data (with the IPA spectra of the RPA workflow)")
-            # SC[RPA; IPA]: the IPA spectrum is the reference here (REFERENCE §7).
+            # SC[RPA; IPA]: the IPA spectrum is the reference here (the paper's SC predictor).
             return similarity_coefficient(self.spectrum, self.ipa).unsqueeze(-1)
         raise ValueError(f"unknown target {name!r}; choose one of {TARGETS}")
 
@@ -121,7 +113,7 @@ class GraphDataset(torch.utils.data.Dataset):
         self.rows = torch.as_tensor(list(rows), dtype=torch.long)
         self.target_name = target
         self.y = store.target(target)
-        self._gather: DeviceGraphBatcher | None = None
+        self._cpu_batcher: GraphBatcher | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -142,6 +134,10 @@ class GraphDataset(torch.utils.data.Dataset):
             data.ipa = s.ipa[i:i + 1]
         return data
 
+    def batcher(self, device: torch.device | str = "cpu") -> GraphBatcher:
+        """A :class:`GraphBatcher` over this dataset's materials, its tensors on ``device``."""
+        return GraphBatcher(self.store, self.rows, self.y, device)
+
     def collate(self, ks: Sequence[int]) -> Batch:
         """A batch of items ``ks``, equal to ``Batch.from_data_list([self[k] for k in ks])`` (tested).
 
@@ -149,16 +145,11 @@ class GraphDataset(torch.utils.data.Dataset):
         per material, and with the Gaussian edge features expanded once per batch: this is what
         keeps our ``DataLoader`` at least as fast as a list of precomputed ``Data`` objects.
         """
-        if self._gather is None:
-            self._gather = DeviceGraphBatcher(self, "cpu")
-        return self._gather.batch(ks)
+        if self._cpu_batcher is None:
+            self._cpu_batcher = self.batcher("cpu")
+        return self._cpu_batcher.batch(ks)
 
     def __getitems__(self, ks: list[int]) -> list[Batch]:
         # torch's DataLoader fetches a whole batch of indices through this hook (see
-        # ``collate_prebatched``), so a batch is one gather, not ``batch_size`` ``__getitem__`` calls.
+        # ``batching.collate_prebatched``), so a batch is one gather, not ``batch_size`` ``__getitem__`` calls.
         return [self.collate(ks)]
-
-
-def collate_prebatched(items: list[Batch]) -> Batch:
-    """``collate_fn`` for a ``DataLoader`` over a :class:`GraphDataset` (its ``__getitems__`` already batched)."""
-    return items[0]

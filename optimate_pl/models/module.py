@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.cache import atomic_write_text
+from ..atomic import atomic_write_text
 from ..metrics import AbsoluteError, SimilarityCoefficient, SpectralMAE, SpectralMSE, median
 from .optimate import Optimate
 

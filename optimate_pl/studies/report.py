@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ..data.cache import atomic_write_text
+from ..atomic import atomic_write_text
 from ..plots import QUANTILES, plt, quantile_rows, save_figure
 
 PUBLISHED = "Published real-data values are in REFERENCE §7a / the paper; these runs are on {source} data."

@@ -8,7 +8,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.cache import atomic_write_text
+from ..atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 import torch
 from torch_geometric.data import Batch
 
-from optimate_pl.data.device_batches import DeviceBatchLoader, DeviceGraphBatcher
+from optimate_pl.data.batching import BatchLoader
 from optimate_pl.models import Optimate
 
 
-def test_device_batches_equal_pyg_collation_and_give_the_same_loss(tiny_rpa):
+def test_gathered_batches_equal_pyg_collation_and_give_the_same_loss(tiny_rpa):
     ds = tiny_rpa.train_set
-    batcher = DeviceGraphBatcher(ds, "cpu")
+    batcher = ds.batcher("cpu")
     k = [5, 0, 17, 3, 42, 8]
     ours, ref = batcher.batch(k), Batch.from_data_list([ds[i] for i in k])
     assert torch.equal(ds.collate(k).edge_attr, ref.edge_attr)  # the DataLoader path gathers the same way
@@ -20,11 +20,11 @@ def test_device_batches_equal_pyg_collation_and_give_the_same_loss(tiny_rpa):
     assert torch.equal(l1(net(ours), ours.y), l1(net(ref), ref.y))
 
 
-def test_device_loader_covers_every_material_once_per_epoch(tiny_rpa):
-    loader = DeviceBatchLoader(DeviceGraphBatcher(tiny_rpa.train_set), batch_size=16, shuffle=True, drop_last=False)
+def test_batch_loader_covers_every_material_once_per_epoch(tiny_rpa):
+    loader = BatchLoader(tiny_rpa.train_set.batcher(), batch_size=16, shuffle=True, drop_last=False)
     seen = [m for b in loader for m in b.mat_id]
     assert sorted(seen) == sorted(tiny_rpa.train_set.mat_ids) and len(loader) == 7
-    dropped = DeviceBatchLoader(DeviceGraphBatcher(tiny_rpa.train_set), batch_size=16, shuffle=True, drop_last=True)
+    dropped = BatchLoader(tiny_rpa.train_set.batcher(), batch_size=16, shuffle=True, drop_last=True)
     assert len(dropped) == 6 and sum(b.num_graphs for b in dropped) == 96
     epoch1, epoch2 = [b.mat_id for b in loader][0], [b.mat_id for b in loader][0]
     assert epoch1 != epoch2  # reshuffled every epoch

@@ -1,17 +1,16 @@
-"""Device-resident batches: the whole featurised split lives on the device, batches are gathered by index.
+"""Batches gathered by index from a :class:`~optimate_pl.data.store.GraphStore`, on the CPU or on the device.
 
-Small crystal graphs leave a GPU mostly idle when a ``DataLoader`` builds every batch in Python on
-the CPU (one ``Data`` per material, PyG collation, host-to-device copy). Here the concatenated
-tensors of a :class:`GraphStore` are moved to the device once; a batch is a handful of
-``repeat_interleave``/gather ops on the device. The result equals PyG's collation of the same
-materials (tested), so the loss is identical to the plain path. On the CPU the same gather (with
-``device="cpu"``, no copies of the graph tensors) is how :meth:`GraphDataset.collate` builds the
-batches of our ordinary ``DataLoader``.
+One batcher serves both paths. Our ``DataLoader`` gathers each batch on the CPU from the store's
+concatenated tensors (a few index ops and one Gaussian expansion per batch, instead of one ``Data``
+per material and PyG collation). On a single GPU the same batcher holds the split on the device
+and a :class:`BatchLoader` hands out batches gathered there: small crystal graphs would otherwise
+leave the GPU waiting for Python collation and host-to-device copies. Either way the result equals
+PyG's collation of the same materials (tested), so the loss is identical.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,32 +18,34 @@ from torch_geometric.data import Batch
 
 from .featurize import gaussian_expand
 
-if TYPE_CHECKING:  # store.py uses this module for its own collation
-    from .store import GraphDataset
 
+class GraphBatcher:
+    """Gathers PyG batches of the materials ``rows`` of a store on ``device``, without per-graph Python work.
 
-class DeviceGraphBatcher:
-    """Gathers PyG batches of a :class:`GraphDataset` on ``device`` without per-graph Python work."""
+    Args:
+        store: a :class:`~optimate_pl.data.store.GraphStore` (its concatenated tensors and ids).
+        rows: [n] the store rows this batcher serves; batches are requested by position in ``rows``.
+        targets: [M, D] the target of every store row (``store.target(name)``).
+        device: where the tensors live and batches are built (no copy on the CPU).
+    """
 
-    def __init__(self, dataset: "GraphDataset", device: torch.device | str = "cpu") -> None:
-        s = dataset.store
-        self.dataset = dataset
+    def __init__(self, store: Any, rows: Tensor, targets: Tensor, device: torch.device | str = "cpu") -> None:
+        self.store, self.rows = store, rows
         self.device = torch.device(device)
-        rows = dataset.rows
         # Node/edge counts stay on the CPU: batch sizes are known without a device sync.
-        self.n_nodes = (s.node_ptr[rows + 1] - s.node_ptr[rows])
-        self.n_edges = (s.edge_ptr[rows + 1] - s.edge_ptr[rows])
-        self.node_start = s.node_ptr[rows].to(self.device)
-        self.edge_start = s.edge_ptr[rows].to(self.device)
-        self.x = s.x.to(self.device)
-        self.edge_index = s.edge_index.to(self.device)
-        self.dist = s.dist.to(self.device)
-        self.y = dataset.y[rows].to(self.device)
-        self.ipa = s.ipa[rows].to(self.device) if s.ipa is not None else None
-        self.nsites = s.nsites[rows].to(self.device)
+        self.n_nodes = (store.node_ptr[rows + 1] - store.node_ptr[rows])
+        self.n_edges = (store.edge_ptr[rows + 1] - store.edge_ptr[rows])
+        self.node_start = store.node_ptr[rows].to(self.device)
+        self.edge_start = store.edge_ptr[rows].to(self.device)
+        self.x = store.x.to(self.device)
+        self.edge_index = store.edge_index.to(self.device)
+        self.dist = store.dist.to(self.device)
+        self.y = targets[rows].to(self.device)
+        self.ipa = store.ipa[rows].to(self.device) if store.ipa is not None else None
+        self.nsites = store.nsites[rows].to(self.device)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.rows)
 
     def _ranges(self, starts: Tensor, counts_cpu: Tensor, counts_dev: Tensor) -> tuple[Tensor, Tensor]:
         total = int(counts_cpu.sum())
@@ -54,7 +55,7 @@ class DeviceGraphBatcher:
         return torch.repeat_interleave(starts, counts_dev, output_size=total) + local, offsets
 
     def batch(self, k: Sequence[int] | Tensor) -> Batch:
-        """The batch of dataset items ``k`` (positions in the dataset), built on the device."""
+        """The batch of items ``k`` (positions in ``rows``), built on the device; ``num_graphs`` from ``ptr``."""
         k_cpu = torch.as_tensor(k, dtype=torch.long).cpu()
         k_dev = k_cpu.to(self.device, non_blocking=True)
         nn_cpu, ne_cpu = self.n_nodes[k_cpu], self.n_edges[k_cpu]
@@ -72,10 +73,9 @@ class DeviceGraphBatcher:
                                                     output_size=int(nn_cpu.sum())), ptr=ptr)
         if self.ipa is not None:
             batch.ipa = self.ipa[k_dev]
-        rows = self.dataset.rows[k_cpu].tolist()
-        batch.mat_id = [self.dataset.store.mat_id[i] for i in rows]
-        batch.formula = [self.dataset.store.formula[i] for i in rows]
-        batch._num_graphs = b
+        rows = self.rows[k_cpu].tolist()
+        batch.mat_id = [self.store.mat_id[i] for i in rows]
+        batch.formula = [self.store.formula[i] for i in rows]
         return batch
 
     def iterate(self, batch_size: int, shuffle: bool, drop_last: bool = False,
@@ -88,10 +88,13 @@ class DeviceGraphBatcher:
             yield self.batch(order[i:i + batch_size])
 
 
-class DeviceBatchLoader:
-    """An iterable a Lightning ``Trainer`` can use as a dataloader: re-shuffles every epoch."""
+class BatchLoader:
+    """Batches of a :class:`GraphBatcher` as an iterable a Lightning ``Trainer`` takes as a dataloader.
 
-    def __init__(self, batcher: DeviceGraphBatcher, batch_size: int, shuffle: bool, drop_last: bool = False,
+    Re-shuffles every epoch with its own seeded generator. Used for device-resident splits.
+    """
+
+    def __init__(self, batcher: GraphBatcher, batch_size: int, shuffle: bool, drop_last: bool = False,
                  seed: int = 0) -> None:
         self.batcher, self.batch_size, self.shuffle, self.drop_last = batcher, batch_size, shuffle, drop_last
         self.generator = torch.Generator().manual_seed(seed)
@@ -104,3 +107,8 @@ class DeviceBatchLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         return self.batcher.iterate(self.batch_size, self.shuffle, self.drop_last, self.generator)
+
+
+def collate_prebatched(items: list[Batch]) -> Batch:
+    """``collate_fn`` for a ``DataLoader`` over a dataset whose ``__getitems__`` already built the batch."""
+    return items[0]
