@@ -58,4 +58,4 @@ studies: study-efficiency study-correlations study-spectra study-small-cells stu
 
 ## Benchmark: ours vs a reference-style loop (CPU here; GPU when present).
 bench: $(STAMP)
-	$(BIN)/python -m optimate_pl.bench --out benchmarks/latest.md
+	$(BIN)/python benchmarks/bench.py --out benchmarks/latest.md

@@ -6,7 +6,7 @@ as more than a few tens of MiB are free, so the next step touches fresh pages ag
 that page-faulting costs about a third of the step time. Serving blocks up to 32 MiB from the heap
 (glibc's largest ``M_MMAP_THRESHOLD``) and trimming the heap only beyond ``M_TRIM_THRESHOLD`` lets freed
 activations be reused: kept, not additionally allocated (peak RSS of a TL run +6 %, from fragmentation).
-The reference-style loop in :mod:`optimate_pl.bench` runs without it, which is most of the difference
+The reference-style loop of ``benchmarks/bench.py`` runs without it, which is most of the difference
 measured there.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Spectral metrics (REFERENCE §7) as functions and as torchmetrics with per-sample state.
+"""Spectral metrics (docs/domain.md §7) as functions and as torchmetrics with per-sample state.
 
 SC[X; Y] = 1 - ∫|X - Y| dω / ∫|Y| dω, where Y is the reference (trapezoid rule on the grid).
 The metric classes keep every per-spectrum value as state (reduced across processes by

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from .config import check_config, load_group_config, resolve_model, resolve_precision
 from .atomic import atomic_open, file_lock
 from .data.cache import fingerprint
+from .models.card import read_card, write_card
 
 log = logging.getLogger("optimate_pl")
 
@@ -119,5 +120,8 @@ def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
             raise RuntimeError("IPA pretraining produced no checkpoint")
         with open(best, "rb") as src, atomic_open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)  # a crash never leaves a half-copied checkpoint at target
+        card = read_card(best)
+        if card is not None:
+            write_card(target, card)
     log.info("IPA checkpoint ready: %s", target)
     return target

@@ -1,6 +1,6 @@
 """Predict spectra (or SC[RPA;IPA]) for new structures.
 
-Command line::
+Command line (a Hydra app, ``conf/predict.yaml``; see :mod:`optimate_pl.cli`)::
 
     optimate-pl-predict checkpoint=PATH input=PATH [output=DIR] [format=csv|npz]
 
@@ -13,7 +13,6 @@ Command line::
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +26,7 @@ from .atomic import atomic_open, atomic_write_text
 from .data.featurize import structure_to_graph
 from .data.records import ENERGY_GRID
 from .models.optimate import Optimate
-from .models.weights import CheckpointError, build_network, read_weights
+from .models.weights import build_network, read_weights
 
 log = logging.getLogger(__name__)
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
@@ -100,13 +99,13 @@ def read_inputs(path: str | Path) -> Inputs:
             except Exception as err:  # pymatgen raises many types for malformed files
                 out.errors.append(f"{p}: unreadable structure ({type(err).__name__}: {err})")
         return out
-    from .data.readers import list_sources, _load_one
+    from .data.readers import list_sources, read_entry
     from .data.records import SkippedRecord
 
     for src in list_sources(path):  # a JSON database: structures of whatever kind of entries
-        rec = _load_one(src, "ipa")
+        rec = read_entry(src, "ipa")
         if isinstance(rec, SkippedRecord) and "epsI" in rec.reason:
-            rec = _load_one(src, "rpa")
+            rec = read_entry(src, "rpa")
         if isinstance(rec, SkippedRecord):
             out.errors.append(str(rec))
         else:
@@ -116,9 +115,12 @@ def read_inputs(path: str | Path) -> Inputs:
 
 
 def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path = "predictions",
-                   format: str = "csv", plot: int = 6) -> dict:
+                   format: str = "csv", plot: int = 6, batch_size: int = 256, device: str = "cpu") -> dict:
     """Predict for every input structure and write ``predictions.csv`` (or ``.npz``) and a PNG."""
-    predictor = load_model(checkpoint)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    predictor = load_model(checkpoint, device=device)
+    predictor.batch_size = batch_size
     inputs = read_inputs(input)
     graphs, ids, errors = [], [], list(inputs.errors)
     for mid, s in zip(inputs.ids, inputs.structures):
@@ -165,26 +167,3 @@ def plot_predictions(ids: Sequence[str], preds: np.ndarray, path: Path) -> Path:
     ax.set_xlim(0, 20)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``optimate-pl-predict checkpoint=PATH input=PATH [output=DIR] [format=csv|npz] [plot=N]``."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    args = dict(a.split("=", 1) for a in (sys.argv[1:] if argv is None else argv) if "=" in a)
-    unknown = set(args) - {"checkpoint", "input", "output", "format", "plot"}
-    if "checkpoint" not in args or "input" not in args or unknown:
-        print("usage: optimate-pl-predict checkpoint=PATH input=PATH [output=DIR] [format=csv|npz] [plot=N]",
-              file=sys.stderr)
-        sys.exit(2)
-    try:
-        result = run_prediction(args["checkpoint"], args["input"], args.get("output", "predictions"),
-                                args.get("format", "csv"), int(args.get("plot", 6)))
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print(f"predicted {result['n_predicted']} materials -> {', '.join(result['files'])}"
-          + (f"; {len(result['errors'])} inputs skipped (see errors.txt)" if result["errors"] else ""))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,8 @@
-"""OmegaConf resolvers used by the configs (registered on import of :mod:`optimate_pl.train`).
+"""OmegaConf resolvers used by the configs (registered on import of :mod:`optimate_pl.config`).
 
-They let a sweep search over scalars (width, depth, heads) that become the list-valued
-architecture arguments of :class:`~optimate_pl.models.Optimate`.
+``repeat``/``gat_stack`` let a sweep search over scalars (width, depth, heads) that become the
+list-valued architecture arguments of :class:`~optimate_pl.models.Optimate`; ``or_default`` names
+folders after optional values.
 """
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ def gat_stack(width, heads, n):
     return [[int(width), int(heads)] for _ in range(int(n))]
 
 
-for _name, _fn in (("repeat", repeat), ("gat_stack", gat_stack)):
+def or_default(value, default):
+    """``${or_default:${data.subset},full}`` -> ``full`` when ``data.subset`` is null (``oc.select`` only
+    falls back for a missing key, not for a null one)."""
+    return default if value is None else value
+
+
+for _name, _fn in (("repeat", repeat), ("gat_stack", gat_stack), ("or_default", or_default)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)

@@ -17,11 +17,12 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from . import resolvers  # noqa: F401  (config resolvers)
 from .config import ConfigError, check_config, resolve_model, resolve_precision
 from .atomic import atomic_write_text
-from .models.module import SpectraModule, summarise_rows, write_results_csv
+from .models.card import make_card, write_card
+from .models.module import SpectraModule
 from .models.weights import Weights, load_network_weights, read_weights
+from .outputs import write_run_outputs
 
 log = logging.getLogger("optimate_pl")
 ARCHITECTURE_KEYS = ("node_widths", "gat_layers", "out_widths", "out_dim")
@@ -69,6 +70,26 @@ def compile_network(model: torch.nn.Module) -> None:
     model.compile(dynamic=True)
 
 
+def write_cards(ckpt_cb, module: SpectraModule, metrics: dict[str, Any]) -> None:
+    """A model card beside the best and the last checkpoint of the run."""
+    if ckpt_cb is None:
+        return
+    test = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    for path in {ckpt_cb.best_model_path, ckpt_cb.last_model_path} - {"", None}:
+        if Path(path).is_file():
+            write_card(path, make_card(dict(module.hparams), test, best=path == ckpt_cb.best_model_path))
+
+
+def finish_loggers(loggers: list) -> None:
+    """One W&B run per Hydra job, also in a multirun."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        import wandb
+
+        wandb.finish()
+
+
 def use_checkpoint_architecture(cfg: DictConfig, weights: Weights) -> None:
     """The network a run starts from is the initial weights' own: set ``model.net`` to it (logged when it differs)."""
     configured = OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.model.get("net") else {}
@@ -109,10 +130,13 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     t_start = time.perf_counter()
 
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()  # builds the cache once (under a lock, also when DDP ranks race)
+    datamodule.setup()
     module = SpectraModule(net=OmegaConf.to_container(cfg.model.net, resolve=True),
                            optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
                            scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
-                           target=cfg.data.target)
+                           target=cfg.data.target,
+                           data={**datamodule.describe(), "initial_weights": str(weights.path) if weights else None})
     if weights is not None:
         load_network_weights(module.model, weights)
         log.info("loaded initial weights from %s (%s layout); retraining all parameters", weights.path,
@@ -138,42 +162,12 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
         trainer.test(module, datamodule=datamodule, ckpt_path=best if best else None, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if trainer.is_global_zero:
-            write_outputs(cfg, module, datamodule, metrics, out, loggers)
+            write_run_outputs(cfg, module, datamodule, metrics, out, loggers)
     metrics["time_s"] = time.perf_counter() - t_start
     if trainer.is_global_zero:
         atomic_write_text(json.dumps(metrics, indent=2), out / "metrics.json")
-    for lg in loggers:
-        if lg.__class__.__name__ == "WandbLogger":
-            import wandb
-
-            wandb.finish()  # one W&B run per Hydra job, also in multirun
+        write_cards(ckpt_cb, module, metrics)
+    finish_loggers(loggers)
     objective = cfg.get("optimized_metric")
     metrics["objective"] = metrics.get(objective) if objective else None
     return metrics
-
-
-def write_outputs(cfg: DictConfig, module: SpectraModule, datamodule, metrics: dict, out: Path, loggers: list) -> None:
-    """Per-material CSV, summary table, spectra figure; also to W&B when it is a logger."""
-    from .plots import plot_quantile_spectra
-    from .summary import print_summary
-
-    rows = module.test_rows
-    csv_path = write_results_csv(rows, out / "test_results.csv")
-    metrics.update({f"test_rows/{k}": v for k, v in summarise_rows(rows).items()})
-    figure = None
-    if module.spectral and rows:
-        figure = plot_quantile_spectra(module, datamodule.test_set, rows, out / "test_spectra.png",
-                                       synthetic=cfg.data.source == "synthetic")
-    print_summary(cfg, metrics, len(rows))
-    for lg in loggers:
-        if lg.__class__.__name__ == "WandbLogger":
-            import pandas as pd
-            import wandb
-
-            lg.experiment.summary.update({k: v for k, v in metrics.items() if isinstance(v, float)})
-            lg.log_table(key="test/per_material", dataframe=pd.DataFrame(rows))
-            if figure:
-                lg.experiment.log({"test/spectra": wandb.Image(str(figure))})
-    log.info("wrote %s", csv_path)
-
-

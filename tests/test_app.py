@@ -50,6 +50,17 @@ def test_tl_with_auto_pretraining_writes_all_outputs(tmp_path, cache_dir):
     assert len((out / "test_results.csv").read_text().splitlines()) == 21
     ipa = list((tmp_path / "checkpoints").glob("ipa-synthetic-*.ckpt"))
     assert len(ipa) == 1  # pretrained once, reused next time
+    # A model card beside every checkpoint kept: loading never has to guess.
+    from optimate_pl import __version__
+    from optimate_pl.models.card import read_card
+
+    card = read_card(metrics["best_checkpoint"])
+    assert card["architecture"]["gat_layers"] == [[48, 4], [96, 4]] and card["target"] == "eps_imag"
+    assert card["data"]["source"] == "synthetic" and card["data"]["synthetic"] and card["data"]["fingerprint"]
+    assert card["data"]["sizes"] == {"train": 60, "validation": 20, "test": 20} and card["data"]["cutoff"] == 5.0
+    assert card["data"]["initial_weights"] == str(ipa[0]) and card["optimate_pl_version"] == __version__
+    assert card["test"]["test/sc_median"] == pytest.approx(metrics["test/sc_median"])
+    assert read_card(ipa[0])["data"]["kind"] == "ipa"
     again = run(cfg_for(tmp_path / "again", "strategy=tl", "data.subset=60",
                           f"paths.checkpoint_dir={tmp_path / 'checkpoints'}",
                           "strategy.pretrain_epochs=1"))

@@ -2,7 +2,8 @@ import lightning.pytorch as pl
 import torch
 
 from optimate_pl.models import SpectraModule
-from optimate_pl.models.module import summarise_rows, write_results_csv
+from optimate_pl.models.targets import SPECTRUM
+from optimate_pl.outputs import summarise_rows, write_results_csv
 
 SMALL_NET = dict(node_widths=[32], gat_layers=[[32, 2]], out_widths=[128], out_dim=2001)
 
@@ -30,7 +31,7 @@ def test_test_metrics_baseline_csv_and_checkpoint_resume(tiny_rpa, tmp_path):
     res = t.test(module, datamodule=tiny_rpa, verbose=False)[0]
     rows = module.test_rows
     assert len(rows) == 20 and {"mat_id", "formula", "nsites", "sc", "mse", "mae", "ipa_sc", "ipa_mse"} <= set(rows[0])
-    summary = summarise_rows(rows)
+    summary = summarise_rows(rows, SPECTRUM)
     assert abs(res["test/sc_median"] - summary["sc_median"]) < 1e-5
     assert abs(res["test/ipa_sc_median"] - summary["ipa_sc_median"]) < 1e-5
     # The IPA baseline is SC[IPA; RPA] of the data itself, independent of the model.

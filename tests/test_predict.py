@@ -6,7 +6,7 @@ from pymatgen.core import Lattice, Structure
 
 import optimate_pl
 from optimate_pl.models import Optimate, SpectraModule
-from optimate_pl.predict import main, run_prediction
+from optimate_pl.predict import run_prediction
 
 from .conftest import rocksalt_nacl
 
@@ -43,7 +43,17 @@ def test_api_matches_predict_step(checkpoint, tiny_rpa):
     assert spectra.shape == (2, 2001)
 
 
-def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path, capsys):
+def predict_cli(*args, cwd):
+    import os
+    import subprocess
+    import sys
+
+    entry = "import sys; from optimate_pl.cli import predict_main; sys.argv[0] = 'optimate-pl-predict'; predict_main()"
+    return subprocess.run([sys.executable, "-c", entry, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path):
     folder = tmp_path / "candidates"
     folder.mkdir()
     nacl, gaas = structures()
@@ -51,8 +61,9 @@ def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path, capsys):
     gaas.to(filename=str(folder / "POSCAR_gaas"), fmt="poscar")
     Structure(Lattice.cubic(2.9), ["Fe"], [[0, 0, 0]]).to(filename=str(folder / "iron.cif"))
     (folder / "broken.cif").write_text("data_broken\n_cell_length_a oops\n")
-    main([f"checkpoint={checkpoint}", f"input={folder}", f"output={tmp_path / 'out'}"])
-    assert "predicted 2 materials" in capsys.readouterr().out
+    r = predict_cli(f"checkpoint={checkpoint}", f"input={folder}", f"output={tmp_path / 'out'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "predicted 2 materials" in r.stdout
     lines = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
     assert lines[0] == "energy_eV,POSCAR_gaas,nacl" and len(lines) == 2002 and lines[1].startswith("0.00,")
     errors = (tmp_path / "out" / "errors.txt").read_text()

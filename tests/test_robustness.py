@@ -20,7 +20,7 @@ from .conftest import TINY_SIZES
 from .test_app import FAST, cfg_for, cli
 
 
-def _corrupt(d: dict, kind: str, rng: random.Random):
+def _corrupt(d: dict, rng: random.Random):
     """One way to break a valid entry dict; returns (text, label)."""
     d = copy.deepcopy(d)
     data = d["data"]
@@ -77,7 +77,7 @@ def test_fuzzed_database_loads_exactly_the_good_records(tmp_path):
             (root / f"{rec.mat_id}.json").write_text(json.dumps(d))
             good.add(rec.mat_id)
         else:
-            text, label = _corrupt(d, "ipa", rng)
+            text, label = _corrupt(d, rng)
             (root / f"{rec.mat_id}.json").write_text(text)
             if label in KEPT_AS_THE_AUTHORS_DO:
                 good.add(rec.mat_id)

@@ -69,6 +69,8 @@ class SpectraDataModule(pl.LightningDataModule):
         self.synthetic_sizes = {"ipa": tuple(sizes.get("ipa", synthetic.IPA_SIZES)),
                                 "rpa": tuple(sizes.get("rpa", synthetic.RPA_SIZES))}
         self.store: GraphStore | None = None
+        self.meta: dict = {}
+        self.split_origin = ""
         self.train_set = self.val_set = self.test_set = None
 
     # -- building -------------------------------------------------------------------------------
@@ -105,7 +107,9 @@ class SpectraDataModule(pl.LightningDataModule):
         store, meta = load_store(self.cache_path())
         if meta.get("synthetic"):
             log.info("data: SYNTHETIC %s database (generated, not physics)", self.kind.upper())
+        self.meta = meta
         assignment, origin = self.split_assignment(store, meta)
+        self.split_origin = origin
         rows, unknown = apply_split(store.mat_id, assignment)
         sizes = tuple(len(rows[s]) for s in SPLITS)
         log.info("%s splits from %s: train %d, validation %d, test %d", self.kind.upper(), origin, *sizes)
@@ -138,6 +142,16 @@ class SpectraDataModule(pl.LightningDataModule):
         log.info("%s data: training on %d materials%s, validating on %d, testing on %d", self.kind.upper(),
                  len(self.train_set), chosen, len(self.val_set), len(self.test_set))
 
+    def describe(self) -> dict:
+        """What a model trained on this data module learns from: saved in its checkpoints and model cards."""
+        if self.train_set is None:
+            self.setup()
+        return {"kind": self.kind, "source": self.source, "synthetic": bool(self.meta.get("synthetic")),
+                "root": str(self.root) if self.root else None, "fingerprint": self.meta.get("fingerprint"),
+                "cutoff": self.cutoff, "split": self.split_origin, "subset": self.subset,
+                "max_sites": self.max_sites, "seed": self.seed, "target": self.target,
+                "sizes": {"train": len(self.train_set), "validation": len(self.val_set), "test": len(self.test_set)}}
+
     # -- loaders --------------------------------------------------------------------------------
     def _device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)
@@ -157,7 +171,8 @@ class SpectraDataModule(pl.LightningDataModule):
         sampler = None
         if not shuffle and distributed:
             # Evaluation must see every material exactly once: the default DistributedSampler pads
-            # with duplicates, which shifts a median.
+            # with duplicates, which shifts a median. Lightning's own sampler for this (what it uses
+            # for prediction) is not re-exported at a shorter public path.
             from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         # A plain torch DataLoader: GraphDataset.__getitems__ gathers each batch in one go.

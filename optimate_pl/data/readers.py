@@ -161,7 +161,8 @@ def _read_text(source: tuple[str, str | None]) -> bytes:
     return zf.read(member)
 
 
-def _load_one(source: tuple[str, str | None], kind: str) -> MaterialRecord | SkippedRecord:
+def read_entry(source: tuple[str, str | None], kind: str) -> MaterialRecord | SkippedRecord:
+    """One database file (``(path, None)``, or ``(zip path, member)``) as a record, or the reason it is not one."""
     name = source[0] if source[1] is None else f"{source[0]}:{source[1]}"
     try:
         raw = _read_text(source)
@@ -202,7 +203,7 @@ def read_database(path: str | Path, kind: str, strict: bool = False, workers: in
     sources = list_sources(path)
     if not sources:
         raise ValueError(f"no .json files found in {path}")
-    results = parallel_map(partial(_load_one, kind=kind), sources, workers, desc=f"reading {kind.upper()} database")
+    results = parallel_map(partial(read_entry, kind=kind), sources, workers, desc=f"reading {kind.upper()} database")
     report = LoadReport(records=[])
     seen: dict[str, str] = {}
     for src, res in zip(sources, results):

@@ -1,4 +1,4 @@
-"""OPTIMATE: graph attention network from a crystal graph to a spectrum (REFERENCE §5).
+"""OPTIMATE: graph attention network from a crystal graph to a spectrum (docs/domain.md §5).
 
 node MLP -> GATv2Conv stack (edge features, concatenated heads, no self loops, and no activation
 between the layers or after the last one, as in the authors' forward) -> softmax vector attention

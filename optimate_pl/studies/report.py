@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from ..atomic import atomic_write_text
 from ..plots import QUANTILES, plt, quantile_rows, save_figure
 
-PUBLISHED = "Published real-data values are in REFERENCE §7a / the paper; these runs are on {source} data."
+PUBLISHED = "Published real-data values are in docs/domain.md §8 and the paper; these runs are on {source} data."
 
 
 def load_runs(root: str | Path) -> list[dict[str, Any]]:

@@ -1,6 +1,8 @@
 """Benchmark: our training/evaluation paths against a reference-style loop, measured in one run.
 
-    python -m optimate_pl.bench [--graphs 1024] [--epochs 3] [--rounds 2] [--device auto] [--no-compile] [--out bench.md]
+    python benchmarks/bench.py [--graphs 1024] [--epochs 3] [--rounds 2] [--device auto] [--no-compile] [--out bench.md]
+
+(``make bench`` runs it; it is tooling, not part of the package.)
 
 Reference style (as the authors' notebooks): a Python list of PyG ``Data`` objects with edge
 features precomputed, PyG ``DataLoader``, a minimal LightningModule with the same network, and
@@ -26,14 +28,14 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch_geometric.data import Batch
 
-from .allocator import keep_freed_memory
-from .atomic import atomic_write_text
-from .data.build import synthetic_stores
-from .data.datamodule import IPADataModule
-from .data.store import GraphStore
-from .models import Optimate, SpectraModule
-from .config import load_group_config, load_train_config
-from .train import compile_network
+from optimate_pl.allocator import keep_freed_memory
+from optimate_pl.atomic import atomic_write_text
+from optimate_pl.config import load_group_config, load_train_config
+from optimate_pl.data.build import synthetic_stores
+from optimate_pl.data.datamodule import IPADataModule
+from optimate_pl.data.store import GraphStore
+from optimate_pl.models import Optimate, SpectraModule
+from optimate_pl.train import compile_network
 
 
 class EpochTimer(pl.Callback):
