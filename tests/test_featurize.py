@@ -62,3 +62,70 @@ def test_isolated_atom_has_no_edges_and_empty_structure_is_an_error():
     assert g.x.shape == (1, 13) and g.edge_index.shape == (2, 0) and g.edge_attr.shape == (0, 51)
     with pytest.raises(ValueError, match="no sites"):
         structure_to_graph(Structure(Lattice.cubic(3.0), [], []), mat_id="empty")
+
+
+def _reference_edges(s, cutoff=5.0):
+    """get_all_neighbors' multigraph as (centre, neighbour, distance) rows, sorted."""
+    rows = sorted((i, nb.index, nb.nn_distance) for i, nbs in enumerate(s.get_all_neighbors(cutoff)) for nb in nbs)
+    return np.array(rows, dtype=float).reshape(-1, 3)
+
+
+def _parity_structures():
+    from optimate_pl.data import synthetic
+
+    rng = np.random.default_rng(7)
+    structs = [r.structure for r in synthetic.generate(0, (200, 40, 40), (100, 20, 20)).ipa[:220]]
+    for k in range(100):  # tiny and skewed cells: hundreds of periodic images within 5 Å
+        m = np.eye(3) * rng.uniform(1.8, 3.0) + rng.normal(0, 0.3, (3, 3))
+        m[1] += m[0] * rng.uniform(0.5, 0.95)
+        structs.append(Structure(Lattice(m), ["Si", "O"][: 1 + k % 2], rng.random((1 + k % 2, 3))))
+    structs.append(Structure(Lattice.cubic(5.0), ["Ar"], [[0, 0, 0]]))  # neighbours at exactly the cutoff
+    return structs
+
+
+@pytest.mark.parametrize("backend", ["matscipy", "pymatgen"])
+def test_fast_neighbour_list_is_exactly_get_all_neighbors(backend, monkeypatch):
+    """The same edges as a multiset and the same distances (1e-5) as pymatgen's get_all_neighbors(5)."""
+    import builtins
+
+    from optimate_pl.data.featurize import neighbour_list
+
+    if backend == "pymatgen":  # the fallback when matscipy is not installed
+        real_import = builtins.__import__
+
+        def no_matscipy(name, *args, **kwargs):
+            if name.startswith("matscipy"):
+                raise ImportError(name)
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", no_matscipy)
+    structs = _parity_structures()
+    n_edges = 0
+    for s in structs:
+        ref = _reference_edges(s)
+        edge_index, dist = neighbour_list(s, 5.0)
+        ours = np.array(sorted(zip(edge_index[0], edge_index[1], dist.astype(float))), dtype=float).reshape(-1, 3)
+        assert ours.shape == ref.shape, s.composition
+        np.testing.assert_array_equal(ours[:, :2], ref[:, :2])
+        np.testing.assert_allclose(ours[:, 2], ref[:, 2], atol=1e-5, rtol=0)
+        n_edges += len(ref)
+    assert len(structs) == 321 and n_edges > 40_000
+    assert len(neighbour_list(structs[-1], 5.0)[1]) == 6  # a neighbour at exactly 5 Å counts, as in pymatgen
+
+
+def test_new_structures_are_checked_before_prediction():
+    from optimate_pl.data.featurize import StructureError, graph_arrays
+
+    overlap = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
+    with pytest.raises(StructureError, match="0.200 Å apart, closer than 0.5 Å") as err:
+        graph_arrays(overlap, 5.0, "x", min_distance=0.5)
+    assert err.value.reason == "atoms_too_close"
+    gas = Structure(Lattice.cubic(9.0), ["Ar"], [[0, 0, 0]])
+    with pytest.raises(StructureError, match="no atom has a neighbour within 5.0 Å") as err:
+        graph_arrays(gas, 5.0, "gas", require_edges=True)
+    assert err.value.reason == "no_neighbours"
+    assert graph_arrays(gas, 5.0)[1].shape == (2, 0)  # the authors' training data keeps such a graph
+    flat = Structure(Lattice([[1, 0, 0], [2, 0, 0], [0, 0, 1]]), ["Si"], [[0, 0, 0]])
+    with pytest.raises(StructureError) as err:
+        graph_arrays(flat, 5.0, "flat")
+    assert err.value.reason == "invalid_lattice"

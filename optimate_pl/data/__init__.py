@@ -1,10 +1,20 @@
-"""Data layer: raw files -> records -> graphs -> cached stores -> batches, served by DataModules."""
-from .build import featurize_records
-from .datamodule import IPADataModule, RPADataModule, SpectraDataModule
-from .featurize import structure_to_graph
-from .readers import read_ipa_database, read_rpa_database
-from .records import ENERGY_GRID, MaterialRecord
-from .store import GraphDataset, GraphStore
+"""Data layer: raw files -> records -> graphs -> cached stores -> batches, served by DataModules.
 
-__all__ = ["IPADataModule", "RPADataModule", "SpectraDataModule", "featurize_records", "structure_to_graph",
-           "read_ipa_database", "read_rpa_database", "ENERGY_GRID", "MaterialRecord", "GraphDataset", "GraphStore"]
+Names are imported when first used, so that a module of the layer (e.g. ``featurize`` in a
+featurisation worker) does not pull in Lightning.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "IPADataModule": "datamodule", "RPADataModule": "datamodule", "SpectraDataModule": "datamodule",
+    "featurize_records": "build", "structure_to_graph": "featurize", "read_ipa_database": "readers",
+    "read_rpa_database": "readers", "ENERGY_GRID": "records", "MaterialRecord": "records",
+    "GraphDataset": "store", "GraphStore": "store",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

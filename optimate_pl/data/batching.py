@@ -112,3 +112,24 @@ class BatchLoader:
 def collate_prebatched(items: list[Batch]) -> Batch:
     """``collate_fn`` for a ``DataLoader`` over a dataset whose ``__getitems__`` already built the batch."""
     return items[0]
+
+
+def batch_from_arrays(graphs: Sequence[tuple[Any, Any, Any]]) -> Batch:
+    """A PyG batch of featurised ``(x [n, 13], edge_index [2, E], dist [E])`` arrays, as PyG would collate them.
+
+    The edge features are left to the network (``Optimate`` expands ``dist`` on its device); an
+    empty sequence gives a batch of zero graphs.
+    """
+    import numpy as np
+
+    n_nodes = np.array([len(g[0]) for g in graphs], dtype=np.int64)
+    node_off = np.concatenate([[0], np.cumsum(n_nodes)])
+    x = np.concatenate([g[0] for g in graphs]) if graphs else np.zeros((0, 13), np.float32)
+    edges = np.concatenate([g[1] + off for g, off in zip(graphs, node_off[:-1])], axis=1) if graphs else \
+        np.zeros((2, 0), np.int64)
+    dist = np.concatenate([g[2] for g in graphs]) if graphs else np.zeros(0, np.float32)
+    return Batch(x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                 edge_index=torch.from_numpy(np.ascontiguousarray(edges, dtype=np.int64)),
+                 dist=torch.from_numpy(np.ascontiguousarray(dist, dtype=np.float32)),
+                 batch=torch.from_numpy(np.repeat(np.arange(len(graphs)), n_nodes)),
+                 ptr=torch.from_numpy(node_off), nsites=torch.from_numpy(n_nodes))
