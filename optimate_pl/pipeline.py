@@ -13,9 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .config import check_config, load_group_config, resolve_model, resolve_precision
+from .config import ConfigError, check_config, load_group_config, resolve_model, resolve_precision, writable_problem
 from .atomic import atomic_open, file_lock
-from .data.cache import fingerprint
+from .data.cache import default_cache_dir, fingerprint
 from .models.card import read_card, write_card
 
 log = logging.getLogger("optimate_pl")
@@ -28,15 +28,40 @@ DATA_KEYS_WITHOUT_EFFECT = ("cache_dir", "num_workers", "eval_batch_size")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """One command: the IPA pretraining stage when a TL run needs it, then :func:`train`."""
+    """One command: the IPA pretraining stage when a TL run needs it, then :func:`train`.
+
+    Every folder the run will write is checked first, so that an unwritable one is a one-line
+    error before any expensive work.
+    """
     from .train import train
 
     check_config(cfg)
+    check_writable(cfg)
     init = None
-    if cfg.strategy.name == "tl" and not cfg.get("ckpt_path"):
+    if cfg.strategy.name == "tl":
         ckpt = str(cfg.strategy.checkpoint)
-        init = ensure_ipa_checkpoint(cfg) if ckpt == "auto" else Path(ckpt).expanduser()
+        if ckpt != "auto":
+            init = Path(ckpt).expanduser()
+        elif not cfg.get("ckpt_path"):
+            init = ensure_ipa_checkpoint(cfg)
+        else:  # resuming: the IPA checkpoint only names the architecture, when it is there
+            resolve_model(cfg)
+            path = ipa_checkpoint_path(cfg)
+            init = path if path.is_file() else None
     return train(cfg, init_weights=init)
+
+
+def check_writable(cfg: DictConfig) -> None:
+    """The run's output folder, the data cache and (for TL's automatic pretraining) the checkpoint folder."""
+
+    places = [("paths.output_dir", cfg.paths.output_dir, "the run's output folder"),
+              ("data.cache_dir", cfg.data.get("cache_dir") or default_cache_dir(), "the data cache")]
+    if cfg.strategy.name == "tl" and str(cfg.strategy.get("checkpoint")) == "auto":
+        places.append(("paths.checkpoint_dir", cfg.paths.checkpoint_dir, "the folder of automatic IPA checkpoints"))
+    for key, path, what in places:
+        problem = writable_problem(path)
+        if problem:
+            raise ConfigError(f"cannot write {what} {path}: {problem}; choose another with {key}=...")
 
 
 def ipa_pretraining_config(cfg: DictConfig) -> DictConfig:

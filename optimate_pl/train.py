@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,12 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .config import ConfigError, check_config, resolve_model, resolve_precision
 from .atomic import atomic_write_text
+from .callbacks import EpochLog, SaveOnInterrupt
+from .config import ConfigError, check_config, ensure_final_validation, resolve_model, resolve_precision
 from .models.card import make_card, write_card
 from .models.module import SpectraModule
-from .models.weights import Weights, load_network_weights, read_weights
+from .models.weights import CheckpointError, Weights, load_network_weights, read_weights, safe_load
 from .outputs import write_run_outputs
 
 log = logging.getLogger("optimate_pl")
@@ -31,10 +33,28 @@ ARCHITECTURE_KEYS = ("node_widths", "gat_layers", "out_widths", "out_dim")
 # -- the run ----------------------------------------------------------------------------------
 
 def build_callbacks_and_loggers(cfg: DictConfig) -> tuple[list, list]:
-    """Instantiate the ``callbacks`` and ``logger`` groups (each a dict of ``_target_`` entries)."""
+    """Instantiate the ``callbacks`` and ``logger`` groups (each a dict of ``_target_`` entries), plus ours.
+
+    Every run gets :class:`SaveOnInterrupt`. Without a terminal (SLURM, nohup) progress bars are
+    dropped (they would show only their final state) and :class:`EpochLog` writes a line per validation.
+    """
+    from lightning.pytorch.callbacks import ProgressBar
+
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if not sys.stderr.isatty():
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(EpochLog())
+    callbacks.append(SaveOnInterrupt(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", command_line()))
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     return callbacks, loggers
+
+
+def command_line() -> list[str]:
+    """The overrides this run was started with on the command line (empty when called as a library)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def prepare_wandb(cfg: DictConfig) -> None:
@@ -45,19 +65,61 @@ def prepare_wandb(cfg: DictConfig) -> None:
         os.environ["WANDB_MODE"] = "offline"
 
 
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path=last`` -> the newest ``last.ckpt`` under the output or run directories of this task."""
+#: What a resumed checkpoint must share with the run resuming it (from the saved hyperparameters).
+RESUME_DATA_KEYS = ("kind", "source", "fingerprint", "cutoff", "split", "subset", "max_sites", "seed")
+
+
+def resume_mismatches(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings that shape the model or the data and differ between a checkpoint and this run."""
+    diffs = []
+    net_saved, net_now = saved.get("net") or {}, now.get("net") or {}
+    diffs += [f"model.net.{k} (checkpoint {net_saved.get(k)}, now {net_now.get(k)})" for k in ARCHITECTURE_KEYS
+              if net_saved.get(k) != net_now.get(k)]
+    if saved.get("target", "eps_imag") != now.get("target"):
+        diffs.append(f"data.target (checkpoint {saved.get('target')}, now {now.get('target')})")
+    data_saved, data_now = saved.get("data") or {}, now.get("data") or {}
+    diffs += [f"data.{k} (checkpoint {data_saved.get(k)}, now {data_now.get(k)})" for k in RESUME_DATA_KEYS
+              if data_saved.get(k) != data_now.get(k)]
+    for key in ("optimizer", "scheduler"):
+        if (saved.get(key) or None) != (now.get(key) or None):
+            diffs.append(f"{key} (checkpoint {saved.get(key)}, now {now.get(key)})")
+    return diffs
+
+
+def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
+    """The checkpoint to resume (``ckpt_path``): a path, or ``last`` (this task's newest ``last.ckpt``).
+
+    Only a checkpoint whose saved hyperparameters match this run on everything that shapes the model
+    and the data is resumed; otherwise a :class:`ConfigError` names it and the differing settings.
+    """
     ckpt = cfg.get("ckpt_path")
-    if ckpt != "last":
-        return ckpt
-    own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    if own.is_file():
-        return str(own)
-    candidates = sorted(Path(cfg.paths.root_dir, "outputs", cfg.task_name).glob("*/checkpoints/last.ckpt"),
-                        key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise ConfigError(f"ckpt_path=last: no last.ckpt found for task {cfg.task_name}; give the path explicitly")
-    return str(candidates[-1])
+    if not ckpt:
+        return None
+    if ckpt == "last":
+        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        found = sorted(Path(cfg.paths.root_dir, "outputs", cfg.task_name).glob("*/checkpoints/last.ckpt"),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+        candidates = ([own] if own.is_file() else []) + [p for p in found if p != own]
+        if not candidates:
+            raise ConfigError(f"ckpt_path=last: no last.ckpt found for task {cfg.task_name} under "
+                              f"{Path(cfg.paths.root_dir, 'outputs', cfg.task_name)}; give the path explicitly")
+    else:
+        candidates = [Path(ckpt).expanduser()]
+    first_refusal = None
+    for path in candidates:
+        saved = safe_load(path)
+        if not isinstance(saved, dict) or "hyper_parameters" not in saved:
+            raise CheckpointError(f"ckpt_path={ckpt}: {path} is not a Lightning checkpoint of optimate_pl "
+                                  f"(no saved hyperparameters); to start from its weights use strategy=tl "
+                                  f"strategy.checkpoint={path}")
+        diffs = resume_mismatches(saved["hyper_parameters"], dict(module.hparams))
+        if not diffs:
+            log.info("resuming from %s (epoch %d, step %d)", path, saved.get("epoch", -1), saved.get("global_step", -1))
+            return str(path)
+        first_refusal = first_refusal or (path, diffs)
+    path, diffs = first_refusal
+    raise ConfigError(f"ckpt_path={ckpt}: {path} was written by a run with another configuration: "
+                      f"{'; '.join(diffs)}. Resume with that run's settings, or start anew without ckpt_path")
 
 
 def compile_network(model: torch.nn.Module) -> None:
@@ -114,12 +176,17 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     if chosen:
         log.info("strategy=dl: using architecture %s for data.subset=%s", chosen, cfg.data.get("subset"))
     weights = None
-    if cfg.strategy.name == "tl" and init_weights is None and not cfg.get("ckpt_path"):
+    resuming = bool(cfg.get("ckpt_path"))
+    if cfg.strategy.name == "tl" and init_weights is None and not resuming:
         raise ConfigError("strategy=tl starts from IPA weights: pass train(cfg, init_weights=...), or call "
                           "optimate_pl.pipeline.run(cfg), which loads or pretrains strategy.checkpoint first")
     if init_weights is not None:
+        # The initial weights set the architecture; a resumed run then restores its own weights.
         weights = init_weights if isinstance(init_weights, Weights) else read_weights(init_weights)
         use_checkpoint_architecture(cfg, weights)
+    changed = ensure_final_validation(cfg)
+    if changed:
+        log.info("%s, so that it ends with a validation", changed)
     precision = resolve_precision(cfg)
     if precision != "32-true":
         log.info("training in %s precision; the final test runs in fp32 from the best checkpoint", precision)
@@ -137,7 +204,7 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
                            scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
                            target=cfg.data.target,
                            data={**datamodule.describe(), "initial_weights": str(weights.path) if weights else None})
-    if weights is not None:
+    if weights is not None and not resuming:
         load_network_weights(module.model, weights)
         log.info("loaded initial weights from %s (%s layout); retraining all parameters", weights.path,
                  weights.layout)
@@ -151,7 +218,7 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     if trainer.is_global_zero:
         atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), out / "config.yaml")
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, module))
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     ckpt_cb = trainer.checkpoint_callback
     # Best validation checkpoint; a run too short to validate falls back to its last checkpoint.

@@ -26,8 +26,6 @@ from .records import MaterialRecord, SkippedRecord
 from .store import GraphStore
 
 log = logging.getLogger(__name__)
-#: Where a database comes from: the built-in generator or the authors' real-format files.
-SOURCES = ("synthetic", "figshare")
 
 
 def _featurize_one(item: tuple[Any, str], cutoff: float):

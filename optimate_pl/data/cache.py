@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+#: Where a database comes from: the built-in generator or the authors' real-format files.
+SOURCES = ("synthetic", "figshare")
+
 
 def default_cache_dir() -> Path:
     """``$OPTIMATE_PL_CACHE`` or ``~/.cache/optimate_pl``."""

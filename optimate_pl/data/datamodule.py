@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader
 
 from . import synthetic
 from .batching import BatchLoader, collate_prebatched
-from .build import SOURCES, figshare_store, load_store, synthetic_stores
+from .build import figshare_store, load_store, synthetic_stores
+from .cache import SOURCES
 from .splits import PAPER_SIZES, SPLITS, apply_split, formula_split, published_split, read_split_files, training_subset
 from .store import GraphDataset, GraphStore
 

@@ -1,10 +1,11 @@
-"""Hydra callback: after an Optuna sweep, print the best parameters and write them as configs."""
+"""Hydra callback of the Optuna sweeps: the best parameters as configs at the end, and one line when every trial failed."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,11 +43,36 @@ def best_configs(sweep_dir: str | Path, base_model: DictConfig | None = None) ->
 
 
 class WriteBestConfig(Callback):
-    """Writes the sweep's best parameters as configs at the end of a multirun."""
+    """Writes the sweep's best parameters as configs at the end of a multirun.
+
+    It also counts the trials: when all of them failed, the sweep ends with one line saying why (and
+    exit code 2) instead of Optuna's "Record does not exist" traceback when it looks for the best.
+    """
+
+    def __init__(self) -> None:
+        self.n_trials, self.done, self.succeeded, self.first_failure = 0, 0, 0, ""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # The Optuna storage is a SQLite file inside the sweep dir, opened before Hydra creates it.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        self.n_trials = int(config.hydra.sweeper.get("n_trials") or 0)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        import math
+        import sys
+
+        self.done += 1
+        # The public JobReturn.return_value re-raises a failed job's exception (and writes to stderr).
+        value = job_return._return_value
+        if job_return.status == JobStatus.COMPLETED and isinstance(value, (int, float)) and math.isfinite(value):
+            self.succeeded += 1
+        elif not self.first_failure:
+            self.first_failure = str(value) if job_return.status == JobStatus.FAILED else \
+                f"the trial returned no objective ({config.get('optimized_metric')} = {value})"
+        if self.n_trials and self.done >= self.n_trials and not self.succeeded:
+            print(f"error: all {self.done} trials of the sweep failed; the first because: {self.first_failure}",
+                  file=sys.stderr)
+            sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

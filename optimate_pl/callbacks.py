@@ -1,0 +1,73 @@
+"""Lightning callbacks of a run: no work lost to Ctrl-C or SIGTERM, readable logs in batch jobs."""
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger("optimate_pl")
+
+
+class SaveOnInterrupt(pl.Callback):
+    """On Ctrl-C or SIGTERM (a SLURM pre-emption), write a resumable ``last.ckpt`` and say how to resume.
+
+    The checkpoint is Lightning's own (weights, optimiser, loops, and the checkpoint callback's
+    state), so a resumed run continues from the epoch reached and keeps its best-checkpoint tracking.
+
+    Args:
+        path: where to write the checkpoint (the run's ``checkpoints/last.ckpt``).
+        command: the command line that started the run; the resume hint adds ``ckpt_path=`` to it.
+    """
+
+    def __init__(self, path: str | Path, command: list[str] | None = None) -> None:
+        self.path = Path(path)
+        self.command = list(command or [])
+        self.saved: Path | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return
+        what = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
+        if trainer.world_size > 1 and isinstance(exception, KeyboardInterrupt):
+            # Ctrl-C reaches one rank only: a collective save would wait for the others forever.
+            log.warning("%s under DDP: no checkpoint written (resume from the last one saved)", what)
+            return
+        trainer.save_checkpoint(self.path)
+        self.saved = self.path
+        if trainer.is_global_zero:
+            args = [a for a in self.command if not a.startswith(("ckpt_path=", "hydra.run.dir="))]
+            resume = shlex.join(["python", "-m", "optimate_pl", *args, f"ckpt_path={self.path}",
+                                 f"hydra.run.dir={self.path.parent.parent}"])
+            log.warning("%s at epoch %d (step %d): wrote the resumable checkpoint %s\nresume with: %s", what,
+                        trainer.current_epoch, trainer.global_step, self.path, resume)
+
+
+class EpochLog(pl.Callback):
+    """One log line per validation: epoch, losses, median SC (or |ΔSC|), and the time per epoch.
+
+    For runs without a terminal (SLURM, nohup), where progress bars show only their final state.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._last_epoch = 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last, self._last_epoch = time.perf_counter(), trainer.current_epoch
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != "fit":
+            return
+        now = time.perf_counter()
+        m = trainer.callback_metrics
+        parts = [f"{k} {float(m[k]):.4f}" for k in ("train/loss", "val/loss", "val/sc_median", "val/mse_median",
+                                                    "val/ae_median") if k in m]
+        epochs = trainer.current_epoch + 1 - self._last_epoch
+        timing = f"{(now - self._last) / epochs:.1f} s/epoch" if epochs > 0 else \
+            f"{now - self._last:.1f} s since the last validation"
+        log.info("epoch %d/%s: %s (%s)", trainer.current_epoch + 1, trainer.max_epochs, ", ".join(parts), timing)
+        self._last, self._last_epoch = now, trainer.current_epoch + 1

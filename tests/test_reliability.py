@@ -1,0 +1,183 @@
+"""No silent wrong answer, no lost work, errors that say what to do (each class failed before its fix)."""
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from .test_app import FAST, cfg_for, cli
+from .test_predict import predict_cli
+
+
+def test_command_line_mistakes_end_in_one_line_with_exit_code_2(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["data.subsett=3"], "unknown setting data.subsett; did you mean data.subset?"),
+        (["data.subset=2.5"], "data.subset: Value '2.5' of type 'float' could not be converted to Integer"),
+        (["optimizer.lr=-1"], "optimizer.lr=-1: must be positive"),
+        (["trainer.max_epochs=-5"], "trainer.max_epochs=-5: must be at least -1"),
+        (["trainer=gpu"], "no CUDA GPU is visible on this machine: use trainer=cpu"),
+        (["strategy=bogus"], "no strategy named 'bogus'; Available options: dl, ipa, sc, tl"),
+        ([f"hydra.run.dir={tmp_path / 'afile' / 'run'}"], "cannot write the output folder"),
+        (["strategy=tl", "strategy.checkpoint=/nope.pt"], "strategy.checkpoint=/nope.pt does not exist"),
+    ]
+    for args, message in cases:
+        r = cli(*args, f"paths.root_dir={tmp_path}", cwd=tmp_path)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and message in lines[0] and len(lines) <= 2, (args, r.stderr[-1500:])
+        assert "Traceback" not in r.stderr
+    for args, message in ((["input=x"], "checkpoint is required"),
+                          ([f"checkpoint={tmp_path / 'empty.pt'}", "input=x"], "the file is empty (0 bytes)"),
+                          ([f"checkpoint={tmp_path / 'nope.pt'}", "input=x"], "no such file")):
+        r = predict_cli(*args, cwd=tmp_path)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
+    r = cli("data.subset=2.5", "verbose_errors=true", cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" in r.stderr  # the full story when asked for
+
+
+def test_help_opens_with_a_description_examples_and_groups(tmp_path):
+    r = cli("--help", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("optimate-pl (python -m optimate_pl): train OPTIMATE")
+    assert "Common commands:" in r.stdout and "strategy: dl, ipa, sc, tl" in r.stdout
+    r = predict_cli("--help", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("optimate-pl-predict:")
+    assert "Common commands:" in r.stdout and "recursive: false" in r.stdout
+
+
+def test_resume_refuses_another_configuration_and_names_the_checkpoint(tmp_path, cache_dir, caplog):
+    import logging
+
+    from optimate_pl.config import ConfigError
+    from optimate_pl.train import train
+
+    first = train(cfg_for(tmp_path / "a", "strategy=dl", "data.subset=40", "trainer.max_epochs=1"))
+    last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
+    assert last.is_file() and first["best_checkpoint"]
+    with pytest.raises(ConfigError, match=r"last.ckpt was written by a run with another configuration: "
+                                          r"data.subset \(checkpoint 40, now 50\)"):
+        train(cfg_for(tmp_path / "b", "strategy=dl", "data.subset=50", f"ckpt_path={last}"))
+    with pytest.raises(ConfigError, match=r"optimizer \(checkpoint"):
+        train(cfg_for(tmp_path / "c", "strategy=dl", "data.subset=40", "optimizer.lr=0.1", f"ckpt_path={last}"))
+    with caplog.at_level(logging.INFO, logger="optimate_pl"):
+        again = train(cfg_for(tmp_path / "d", "strategy=dl", "data.subset=40", "trainer.max_epochs=2",
+                              f"ckpt_path={last}"))
+    assert f"resuming from {last} (epoch 0" in caplog.text and again["time_s"] > 0
+
+
+def test_sigterm_leaves_a_resumable_checkpoint_and_resume_keeps_best_tracking(tmp_path, cache_dir):
+    args = ["strategy=dl", "data.subset=40", *FAST, "trainer.max_epochs=60", "trainer.check_val_every_n_epoch=1",
+            "hydra.run.dir=run", f"paths.root_dir={tmp_path}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "optimate_pl", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(checkpoints.glob("best-*.ckpt")):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)  # what SLURM sends before pre-empting a job
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    state = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    tracking = next(v for k, v in state["callbacks"].items() if k.startswith("ModelCheckpoint"))
+    assert state["epoch"] < 59 and tracking["best_model_path"]
+    resume = next(line for line in (out + err).splitlines() if line.startswith("resume with: "))[len("resume with: "):]
+    command = shlex.split(resume)
+    assert command[:3] == ["python", "-m", "optimate_pl"] and f"ckpt_path={checkpoints / 'last.ckpt'}" in command
+    r = cli(*command[3:], cwd=tmp_path, timeout=400)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming from {checkpoints / 'last.ckpt'}" in r.stdout + r.stderr
+    final = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    kept = next(v for k, v in final["callbacks"].items() if k.startswith("ModelCheckpoint"))
+    assert final["epoch"] == 59 and float(kept["best_model_score"]) <= float(tracking["best_model_score"])
+    assert "test/sc_median" in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_batch_jobs_log_a_line_per_validation(tmp_path, cache_dir):
+    with_bar = [a for a in FAST if not a.startswith("callbacks.progress_bar")]  # the default RichProgressBar
+    r = cli("strategy=dl", "data.subset=40", *with_bar, "trainer.max_epochs=3", f"paths.root_dir={tmp_path}",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [line for line in (r.stdout + r.stderr).splitlines() if "] - epoch " in line]  # no terminal: no bars
+    assert len(lines) == 3 and "epoch 3/3: " in lines[-1]
+    assert "val/loss" in lines[-1] and "val/sc_median" in lines[-1] and "s/epoch)" in lines[-1]
+
+
+def test_short_sweep_trials_validate_and_a_failing_sweep_says_why(tmp_path, cache_dir):
+    common = ["-m", "sweep=tl", "hydra.sweeper.n_trials=2", "data.subset=60", "trainer.max_epochs=2",
+              "strategy.pretrain_epochs=1", *FAST[2:], f"paths.root_dir={tmp_path}"]
+    r = cli(*common, cwd=tmp_path, timeout=600)  # check_val_every_n_epoch is 20: longer than the run
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "multirun" / "sweep-tl-synthetic-60" / "best_overrides.yaml").is_file()
+    r = cli(*common, "optimizer._target_=torch.optim.SGD", "hydra.sweeper.params={optimizer.lr: 'interval(1e25, 1e27)'}",
+            "hydra.sweep.dir=diverging", cwd=tmp_path, timeout=600)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("error: all 2 trials of the sweep failed; the first because: "
+                                                        "non-finite training loss")
+    assert "Record does not exist" not in r.stderr
+
+
+def test_unwritable_places_fail_before_any_work(tmp_path, cache_dir):
+    from optimate_pl.config import ConfigError
+    from optimate_pl.pipeline import run
+
+    (tmp_path / "afile").write_text("a file, not a folder")
+    fresh_cache = tmp_path / "fresh-cache"
+    with pytest.raises(ConfigError, match=r"cannot write the folder of automatic IPA checkpoints .*afile/ckpt: "
+                                          r"Not a directory; choose another with paths.checkpoint_dir="):
+        run(cfg_for(tmp_path, "strategy=tl", f"paths.checkpoint_dir={tmp_path / 'afile' / 'ckpt'}",
+                    f"data.cache_dir={fresh_cache}"))
+    assert not list(fresh_cache.glob("*.pt"))  # nothing was built before the error
+    with pytest.raises(ConfigError, match="cannot write the data cache"):
+        run(cfg_for(tmp_path, "strategy=dl", f"data.cache_dir={tmp_path / 'afile' / 'cache'}"))
+
+
+def test_files_are_written_with_the_users_umask(tmp_path):
+    from optimate_pl.atomic import atomic_write_text
+
+    old = os.umask(0o002)  # a group-shared project folder
+    try:
+        shared = atomic_write_text("x", tmp_path / "shared.txt")
+        os.umask(0o077)
+        private = atomic_write_text("y", tmp_path / "private.txt")
+    finally:
+        os.umask(old)
+    assert (shared.stat().st_mode & 0o777, private.stat().st_mode & 0o777) == (0o664, 0o600)
+
+
+BUILD = r"""
+import sys, time
+import optimate_pl.data.build as build
+real = build._build_figshare
+def counted(*a, **k):
+    with open(sys.argv[3], "a") as fh:
+        fh.write("built\n")
+    time.sleep(1.0)  # long enough for the other process to arrive and wait
+    return real(*a, **k)
+build._build_figshare = counted
+print(build.figshare_store("ipa", sys.argv[1], sys.argv[2], workers=1))
+"""
+
+
+def test_two_processes_building_the_same_cache_do_it_once(tmp_path):
+    from optimate_pl.data import synthetic
+
+    from .conftest import TINY_SIZES
+
+    db = synthetic.generate(0, ipa_sizes=tuple(TINY_SIZES["ipa"]), rpa_sizes=tuple(TINY_SIZES["rpa"]))
+    root = tmp_path / "db"
+    root.mkdir()
+    for rec in db.ipa[:6]:
+        (root / f"{rec.mat_id}.json").write_text(json.dumps(synthetic.to_entry_dict(rec, "ipa")))
+    log = tmp_path / "builds.txt"
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD, str(root), str(tmp_path / "cache"), str(log)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    paths = [p.communicate(timeout=240)[0].strip().splitlines()[-1] for p in procs]
+    assert all(p.returncode == 0 for p in procs) and paths[0] == paths[1]
+    assert log.read_text().count("built") == 1
