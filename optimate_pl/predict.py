@@ -1,64 +1,113 @@
-"""Predict spectra (or SC[RPA;IPA]) for new structures.
+"""Predict Im ε(ω) (or SC[RPA;IPA]) and derived optical properties for new structures.
 
-Command line (a Hydra app, ``conf/predict.yaml``; see :mod:`optimate_pl.cli`)::
+Python::
 
-    optimate-pl-predict checkpoint=PATH input=PATH [output=DIR] [format=csv|npz]
+    model = optimate_pl.load_model("best.ckpt")          # or the authors' eps_300.pt / tl4610.pt / dl4610.pt
+    spectra = model.predict_structures([structure, ...])  # [n, 2001] on model.energy (eV)
 
-``input`` is a CIF/POSCAR file, a folder of them, or a real-format JSON database (folder or
-.zip). Python::
+Command line (a Hydra app, ``conf/predict.yaml``; :mod:`optimate_pl.cli`)::
 
-    model = optimate_pl.load_model("best.ckpt")
-    energy, spectra = model.energy, model.predict_structures([structure, ...])
+    optimate-pl-predict checkpoint=PATH input=PATH [output=DIR] [rank_by=alpha_visible_mean top=20]
+
+``run_prediction`` streams any input (:mod:`optimate_pl.inputs`) through ``trainer.predict`` and
+writes shards (:mod:`optimate_pl.screen`), then, on rank 0, the merged tables: ``materials.parquet``
+and ``.csv`` (one row a material: ``id``, ``source``, formula, sites, predicted scalars),
+``spectra/`` (a Parquet dataset: ``id``, ``source``, the spectra), ``energy.csv`` (the grid, once),
+``spectra.csv`` for small runs (``format=csv``: one row a material, one column an energy),
+``errors.csv`` (what was skipped and why), ``summary.json``, ``predictions.png`` and the ranking.
 """
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass, field
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from pymatgen.core import Structure
-from torch_geometric.data import Batch
 
-from .atomic import atomic_open, atomic_write_text
-from .data.featurize import structure_to_graph
+from .atomic import atomic_write_text
+from .data.featurize import MIN_DISTANCE, graph_arrays
 from .data.records import ENERGY_GRID
-from .models.optimate import Optimate
-from .models.weights import build_network, read_weights
+from .models.card import read_card
+from .models.weights import Weights, build_network, read_weights
 
-log = logging.getLogger(__name__)
-STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
+log = logging.getLogger("optimate_pl")
+#: Spectra a prediction can keep in ``spectra/`` (Im ε and what :mod:`optimate_pl.optics` derives from it).
+SPECTRA = ("eps_imag", "eps_real", "n", "k", "alpha", "reflectivity")
+#: ``format=csv`` writes ``spectra.csv`` (one column an energy) up to this many materials.
+CSV_SPECTRA_LIMIT = 100_000
+
+
+def model_info(weights: Weights) -> dict[str, Any]:
+    """What a weight file says about itself: target, the data it was trained on, its cutoff."""
+    data = weights.hparams.get("data") or (read_card(weights.path) or {}).get("data") or {}
+    source = data.get("source") or "unknown"
+    trained_on = ("SYNTHETIC data (generated, not physics)" if data.get("synthetic") else
+                  "real DFT data (figshare)" if source == "figshare" else
+                  "unknown data (a weight file without a model card, e.g. the authors' published weights)")
+    return {"checkpoint": str(weights.path), "layout": weights.layout, "architecture": weights.net,
+            "target": weights.hparams.get("target") or ("sc_rpa_ipa" if weights.out_dim == 1 else "eps_imag"),
+            "data_source": source, "synthetic": bool(data.get("synthetic")), "trained_on": trained_on,
+            "cutoff": float(data.get("cutoff") or 5.0), "split": data.get("split"),
+            "fingerprint": data.get("fingerprint")}
 
 
 class Predictor(torch.nn.Module):
-    """A trained network in eval mode with a NumPy-in, NumPy-out API."""
+    """A trained network in eval mode with a NumPy-in, NumPy-out API, and what it was trained on (``info``).
 
-    def __init__(self, net: Optimate, batch_size: int = 256) -> None:
+    Featurisation uses the cutoff the model was trained with (``info["cutoff"]``) and the checks for
+    new structures (overlapping atoms, graphs without edges).
+    """
+
+    def __init__(self, net: torch.nn.Module, info: dict[str, Any] | None = None, batch_size: int = 256) -> None:
         super().__init__()
         self.net = net.eval()
+        self.info = info or {"cutoff": 5.0, "synthetic": False, "trained_on": "unknown data", "target": "eps_imag"}
         self.batch_size = batch_size
         self.energy = ENERGY_GRID
-        self.is_sc_model = net.mlp1.channel_list[-1] == 1
         self.eval()
 
+    @property
+    def is_sc_model(self) -> bool:
+        return self.net.mlp1.channel_list[-1] == 1
+
+    @property
+    def cutoff(self) -> float:
+        return float(self.info.get("cutoff", 5.0))
+
     @torch.no_grad()
+    def forward(self, batch) -> torch.Tensor:
+        """Predictions [B, out_dim] of a batch, in fp32."""
+        return self.net(batch).float()
+
     def predict_graphs(self, graphs: Sequence) -> np.ndarray:
-        """Predictions [n, out_dim] for featurised graphs, evaluated in batches."""
+        """Predictions [n, out_dim] for featurised ``Data`` graphs, evaluated in batches."""
+        from torch_geometric.data import Batch
+
         device = next(self.net.parameters()).device
-        out = [self.net(Batch.from_data_list(list(graphs[i:i + self.batch_size])).to(device)).float().cpu()
+        out = [self(Batch.from_data_list(list(graphs[i:i + self.batch_size])).to(device)).cpu()
                for i in range(0, len(graphs), self.batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.net.mlp1.channel_list[-1]), dtype=np.float32)
 
-    def predict_structures(self, structures: Sequence[Structure]) -> np.ndarray:
+    def predict_structures(self, structures: Sequence) -> np.ndarray:
         """Spectra [n, 2001] on :attr:`energy` (or [n, 1] SC[RPA;IPA] for an SC model).
 
-        Raises ``ValueError`` naming the structure for unsupported input.
+        Raises ``ValueError`` naming the structure for input the model cannot take.
         """
-        graphs = [structure_to_graph(s, mat_id=f"structure {i} ({s.composition.reduced_formula})")
-                  for i, s in enumerate(structures)]
-        return self.predict_graphs(graphs)
+        from .data.batching import batch_from_arrays
+
+        arrays = [graph_arrays(s, self.cutoff, f"structure {i} ({s.composition.reduced_formula})",
+                               min_distance=MIN_DISTANCE, require_edges=True) for i, s in enumerate(structures)]
+        device = next(self.net.parameters()).device
+        out = [self(batch_from_arrays(arrays[i:i + self.batch_size]).to(device)).cpu()
+               for i in range(0, len(arrays), self.batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.net.mlp1.channel_list[-1]), dtype=np.float32)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Predictor:
@@ -67,103 +116,213 @@ def load_model(path: str | Path, device: str = "cpu") -> Predictor:
 
     Loading uses ``weights_only=True``; see :mod:`optimate_pl.models.weights`.
     """
-    return Predictor(build_network(read_weights(path)).to(device))
+    weights = read_weights(path)
+    return Predictor(build_network(weights).to(device), model_info(weights))
 
 
-def _is_structure_file(p: Path) -> bool:
-    return p.suffix.lower() in STRUCTURE_SUFFIXES or p.name.upper().startswith(("POSCAR", "CONTCAR"))
+# -- the command's pipeline ---------------------------------------------------------------------------
+
+def _run_fingerprint(checkpoint: Path, input: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    st = checkpoint.stat()
+    return {"checkpoint": str(checkpoint.resolve()), "checkpoint_size": st.st_size, "checkpoint_mtime": st.st_mtime_ns,
+            "input": str(input.resolve()), **settings}
 
 
-@dataclass
-class Inputs:
-    """What was read: ids with structures, and per-file problems."""
+def _prepare_output(output: Path, run: dict[str, Any], resume: bool) -> None:
+    """A new output folder, or the resumable state of the same prediction (else an error, nothing touched)."""
+    from .inputs import InputError
 
-    ids: list[str] = field(default_factory=list)
-    structures: list[Structure] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-def read_inputs(path: str | Path) -> Inputs:
-    """CIF/POSCAR file(s) or a real-format JSON database; unreadable files are reported, not fatal."""
-    path = Path(path)
-    out = Inputs()
-    if not path.exists():
-        raise FileNotFoundError(f"input not found: {path}")
-    files = [path] if path.is_file() and _is_structure_file(path) else \
-        sorted(p for p in path.iterdir() if p.is_file() and _is_structure_file(p)) if path.is_dir() else []
-    if files:
-        for p in files:
-            try:
-                out.structures.append(Structure.from_file(p))
-                out.ids.append(p.stem)
-            except Exception as err:  # pymatgen raises many types for malformed files
-                out.errors.append(f"{p}: unreadable structure ({type(err).__name__}: {err})")
-        return out
-    from .data.readers import list_sources, read_entry
-    from .data.records import SkippedRecord
-
-    for src in list_sources(path):  # a JSON database: structures of whatever kind of entries
-        rec = read_entry(src, "ipa")
-        if isinstance(rec, SkippedRecord) and "epsI" in rec.reason:
-            rec = read_entry(src, "rpa")
-        if isinstance(rec, SkippedRecord):
-            out.errors.append(str(rec))
-        else:
-            out.ids.append(rec.mat_id)
-            out.structures.append(rec.structure)
-    return out
+    saved = output / "run.json"
+    if saved.is_file():
+        previous = json.loads(saved.read_text())
+        if previous == run and resume:
+            return
+        if resume and (output / "shards").is_dir():
+            differ = sorted(k for k in set(run) | set(previous) if run.get(k) != previous.get(k))
+            raise InputError(f"{output} holds the shards of another prediction ({', '.join(differ)} differ): "
+                             f"choose another output, or resume=false to start it anew")
+    for stale in ("shards", "spectra"):
+        shutil.rmtree(output / stale, ignore_errors=True)
+    atomic_write_text(json.dumps(run, indent=2), saved)
 
 
-def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path = "predictions",
-                   format: str = "csv", plot: int = 6, batch_size: int = 256, device: str = "cpu") -> dict:
-    """Predict for every input structure and write ``predictions.csv`` (or ``.npz``) and a PNG."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    predictor = load_model(checkpoint, device=device)
-    predictor.batch_size = batch_size
-    inputs = read_inputs(input)
-    graphs, ids, errors = [], [], list(inputs.errors)
-    for mid, s in zip(inputs.ids, inputs.structures):
-        try:
-            graphs.append(structure_to_graph(s, mat_id=mid))
-            ids.append(mid)
-        except ValueError as err:
-            errors.append(f"{mid}: {err}")
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    preds = predictor.predict_graphs(graphs)
+def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path = "predictions", *,
+                   format: str = "csv", plot: int = 6, batch_size: int = 256, chunk_size: int = 10_000,
+                   workers: int | None = None, recursive: bool = False, min_distance: float = MIN_DISTANCE,
+                   spectra: Sequence[str] = ("eps_imag",), rank_by: str | None = None, top: int = 20,
+                   resume: bool = True, trainer: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Predict for every structure of ``input`` and write the tables, figures and summary into ``output``.
+
+    Bad inputs are skipped with their reason into ``errors.csv`` and never stop the run; a run
+    killed midway and started again with the same arguments skips the finished chunks.
+    Returns the summary (also in ``summary.json``).
+    """
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    from .inputs import InputError, iter_inputs
+    from .screen import PredictionModule, ShardWriter, StructureStream
+
+    if format not in ("csv", "parquet"):
+        raise ValueError(f"format={format}: use csv (Parquet plus CSV tables) or parquet")
+    unknown = set(spectra) - set(SPECTRA)
+    if unknown:
+        raise ValueError(f"spectra={list(spectra)}: unknown {sorted(unknown)}; choose from {', '.join(SPECTRA)}")
+    checkpoint, input, output = Path(checkpoint).expanduser(), Path(input).expanduser(), Path(output).expanduser()
+    t0 = time.perf_counter()
+    weights = read_weights(checkpoint)
+    info = model_info(weights)
+    predictor = Predictor(build_network(weights), info, batch_size=batch_size)
+    if info["synthetic"]:
+        log.warning("this model was trained on SYNTHETIC data (generated, not physics): its predictions are not "
+                    "physical spectra")
+    store = () if predictor.is_sc_model else tuple(spectra)
+    try:
+        next(iter(iter_inputs(input, recursive)))  # a missing or empty input is an error before any file is written
+    except StopIteration:
+        raise InputError(f"no structure found in {input}") from None
+    settings = {"recursive": recursive, "cutoff": predictor.cutoff, "min_distance": min_distance,
+                "chunk_size": chunk_size, "spectra": list(store), "target": info["target"]}
+    output.mkdir(parents=True, exist_ok=True)
+    _prepare_output(output, _run_fingerprint(checkpoint, input, settings), resume)
+    metadata = {"optimate_pl.model": json.dumps({k: info[k] for k in ("checkpoint", "target", "trained_on",
+                                                                       "data_source", "cutoff")}),
+                "optimate_pl.energy_eV": "linspace(0, 20, 2001)"}
+    writer = ShardWriter(output, store, metadata)
+    stream = StructureStream(input, output, predictor.cutoff, min_distance, batch_size, chunk_size, workers, recursive)
+    kwargs = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
+              "enable_model_summary": False, "enable_progress_bar": sys.stderr.isatty(), **(trainer or {})}
+    pl_trainer = pl.Trainer(callbacks=[writer], **kwargs)
+    pl_trainer.predict(PredictionModule(predictor, store), dataloaders=DataLoader(stream, batch_size=None),
+                       return_predictions=False)
+    pl_trainer.strategy.barrier()
+    if not pl_trainer.is_global_zero:
+        return {}
+    return finalize(output, info, format=format, plot=plot, rank_by=rank_by, top=top, seconds=time.perf_counter() - t0,
+                    input=input)
+
+
+def finalize(output: Path, info: dict[str, Any], format: str = "csv", plot: int = 6, rank_by: str | None = None,
+             top: int = 20, seconds: float = 0.0, input: Path | None = None) -> dict[str, Any]:
+    """Merge the shards into the output tables, write the figures, the ranking and ``summary.json``."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    shards = sorted((output / "shards").glob("materials-*.parquet"))
+    materials = pd.concat([pd.read_parquet(p) for p in shards], ignore_index=True) if shards else pd.DataFrame()
+    if len(materials):
+        materials.insert(4, "model_trained_on", "SYNTHETIC" if info["synthetic"] else info["data_source"])
+    materials.to_parquet(output / "materials.parquet", index=False) if len(materials) else None
+    errors = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False)
+                        for p in sorted((output / "shards").glob("errors-*.csv"))], ignore_index=True)
+    markers = [json.loads(p.read_text()) for p in sorted((output / "shards").glob("done-*.json"))]
+    reasons = Counter()
+    for m in markers:
+        reasons.update(m["reasons"])
     written = []
-    if predictor.is_sc_model:
-        body = "mat_id,sc_rpa_ipa\n" + "".join(f"{m},{v:.6f}\n" for m, v in zip(ids, preds[:, 0]))
-        atomic_write_text(body, out / "predictions.csv")
-        written.append(out / "predictions.csv")
-    elif format == "npz":
-        with atomic_open(out / "predictions.npz", "wb") as fh:
-            np.savez_compressed(fh, energy=ENERGY_GRID, mat_id=np.array(ids), eps_imag=preds)
-        written.append(out / "predictions.npz")
-    else:
-        header = "energy_eV," + ",".join(ids)
-        rows = [f"{e:.2f}," + ",".join(f"{v:.6g}" for v in preds[:, k]) for k, e in enumerate(ENERGY_GRID)]
-        atomic_write_text(header + "\n" + "\n".join(rows) + "\n", out / "predictions.csv")
-        written.append(out / "predictions.csv")
-        if plot and len(ids):
-            written.append(plot_predictions(ids[:plot], preds[:plot], out / "predictions.png"))
-    if errors:
-        atomic_write_text("\n".join(errors) + "\n", out / "errors.txt")
-        for e in errors:
-            log.warning("skipped %s", e)
-    return {"n_predicted": len(ids), "errors": errors, "files": [str(p) for p in written]}
+    atomic_write_text(errors.to_csv(index=False), output / "errors.csv")
+    written.append(output / "errors.csv")
+    atomic_write_text(pd.DataFrame({"energy_eV": ENERGY_GRID}).to_csv(index=False), output / "energy.csv")
+    if len(materials):
+        written.append(output / "materials.parquet")
+        if format == "csv":
+            atomic_write_text(materials.to_csv(index=False, float_format="%.6g"), output / "materials.csv")
+            written.append(output / "materials.csv")
+    parts = sorted((output / "spectra").glob("part-*.parquet"))
+    if parts and format == "csv" and 0 < len(materials) <= CSV_SPECTRA_LIMIT:
+        table = pd.concat([pq.read_table(p, columns=["id", "eps_imag"]).to_pandas() for p in parts], ignore_index=True)
+        wide = pd.DataFrame(np.stack(table.eps_imag.to_numpy()), columns=[f"{e:.2f}" for e in ENERGY_GRID])
+        wide.insert(0, "id", table.id.to_numpy())
+        atomic_write_text(wide.to_csv(index=False, float_format="%.6g"), output / "spectra.csv")
+        written.append(output / "spectra.csv")
+    if parts and plot and len(materials):
+        written.append(plot_predictions(output, materials.id.head(plot).tolist(), output / "predictions.png", info))
+    if rank_by and len(materials):
+        written += write_ranking(output, materials, rank_by, top, info)
+    n_items = sum(m["n_items"] for m in markers)
+    summary = {"input": str(input) if input else None, "n_inputs": n_items, "n_predicted": int(len(materials)),
+               "n_skipped": int(len(errors)), "skipped_by_reason": dict(reasons), "seconds": round(seconds, 2),
+               "materials_per_second": round(n_items / seconds, 1) if seconds else None, "model": info,
+               "files": [str(p) for p in written]}
+    duplicated = int(materials.id.duplicated().sum()) if len(materials) else 0
+    if duplicated:
+        summary["duplicate_ids"] = duplicated
+        log.warning("%d ids occur more than once (the same material in several input files); `source` tells them "
+                    "apart", duplicated)
+    atomic_write_text(json.dumps(summary, indent=2, default=str), output / "summary.json")
+    print_summary(summary)
+    return summary
 
 
-def plot_predictions(ids: Sequence[str], preds: np.ndarray, path: Path) -> Path:
-    """Predicted Im eps for a handful of materials."""
+def print_summary(summary: dict[str, Any]) -> None:
+    """What was predicted, what was skipped and why, which model and how fast."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    model = summary["model"]
+    console.print(f"model {Path(model['checkpoint']).name} ({model['target']}), trained on {model['trained_on']}; "
+                  f"{summary['materials_per_second']} materials/s")
+    table = Table()
+    table.add_column("materials")
+    table.add_column("count", justify="right")
+    table.add_row("read", str(summary["n_inputs"]))
+    table.add_row("predicted", str(summary["n_predicted"]))
+    for reason, n in sorted(summary["skipped_by_reason"].items(), key=lambda kv: -kv[1]):
+        table.add_row(f"skipped: {reason.replace('_', ' ')}", str(n))
+    console.print(table)
+
+
+def load_predictions(output: str | Path, spectrum: str = "eps_imag") -> tuple[Any, np.ndarray, np.ndarray]:
+    """``(materials DataFrame, energy [2001], spectra [n, 2001])`` of a prediction folder, rows aligned."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    output = Path(output)
+    materials = pd.read_parquet(output / "materials.parquet")
+    parts = sorted((output / "spectra").glob("part-*.parquet"))
+    table = pd.concat([pq.read_table(p, columns=["source", spectrum]).to_pandas() for p in parts], ignore_index=True)
+    by_source = dict(zip(table.source, table[spectrum]))
+    return materials, ENERGY_GRID, np.stack([by_source[s] for s in materials.source]).astype(np.float32)
+
+
+def _spectra_of(output: Path, sources: list[str], spectrum: str = "eps_imag") -> dict[str, np.ndarray]:
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(output / "spectra", format="parquet")
+    table = dataset.to_table(columns=["source", spectrum], filter=ds.field("source").isin(sources))
+    return {s: np.asarray(v, dtype=np.float32) for s, v in zip(table.column("source").to_pylist(),
+                                                                 table.column(spectrum).to_pylist())}
+
+
+def plot_predictions(output: Path, ids: Sequence[str], path: Path, info: dict[str, Any],
+                     sources: Sequence[str] | None = None, title: str = "") -> Path:
+    """Predicted Im ε for a handful of materials; a model trained on SYNTHETIC data says so."""
+    import pandas as pd
+
     from .plots import plt, save_figure
 
+    if sources is None:
+        materials = pd.read_parquet(output / "materials.parquet", columns=["id", "source"])
+        sources = materials.set_index("id").loc[list(ids), "source"].tolist()
+    spectra = _spectra_of(output, list(sources))
     fig, ax = plt.subplots(figsize=(7, 4))
-    for m, p in zip(ids, preds):
-        ax.plot(ENERGY_GRID, p, label=m, lw=1.2)
-    ax.set_xlabel("photon energy (eV)")
-    ax.set_ylabel("predicted Im ε(ω)")
-    ax.set_xlim(0, 20)
+    for mid, src in zip(ids, sources):
+        ax.plot(ENERGY_GRID, spectra[src], label=mid, lw=1.2)
+    ax.set(xlabel="photon energy (eV)", ylabel="predicted Im ε(ω)", xlim=(0, 20), title=title)
     ax.legend(fontsize=8)
+    if info.get("synthetic"):
+        fig.suptitle("a model trained on SYNTHETIC data (generated, not physics)", color="tab:red")
     return save_figure(fig, path)
+
+
+def write_ranking(output: Path, materials, rank_by: str, top: int, info: dict[str, Any]) -> list[Path]:
+    """``top_<N>_<rank_by>.csv`` (highest first) and a figure of their spectra."""
+    if rank_by not in materials.columns:
+        numeric = [c for c in materials.columns if materials[c].dtype.kind == "f"]
+        raise ValueError(f"rank_by={rank_by}: no such column; rank by one of {', '.join(numeric)}")
+    best = materials.sort_values(rank_by, ascending=False).head(top)
+    csv_path = atomic_write_text(best.to_csv(index=False, float_format="%.6g"), output / f"top_{top}_{rank_by}.csv")
+    figure = plot_predictions(output, best.id.tolist(), output / f"top_{top}_{rank_by}.png", info,
+                              sources=best.source.tolist(), title=f"top {len(best)} by {rank_by}")
+    return [csv_path, figure]

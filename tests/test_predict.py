@@ -1,16 +1,24 @@
+"""Prediction: the API, the command, the output tables a scientist loads."""
+import os
+import subprocess
+import sys
+
+import lightning.pytorch as pl
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-import lightning.pytorch as pl
 from pymatgen.core import Lattice, Structure
 
 import optimate_pl
 from optimate_pl.models import Optimate, SpectraModule
-from optimate_pl.predict import run_prediction
+from optimate_pl.predict import load_predictions, run_prediction
 
 from .conftest import rocksalt_nacl
 
 NET = dict(node_widths=[32], gat_layers=[[32, 2]], out_widths=[128], out_dim=2001)
+#: Small runs: no worker processes (their start-up would dominate), small chunks.
+QUICK = dict(workers=0, chunk_size=4, plot=2)
 
 
 def structures():
@@ -20,10 +28,16 @@ def structures():
     return nacl, gaas
 
 
+def predict_cli(*args, cwd):
+    entry = "import sys; from optimate_pl.cli import predict_main; sys.argv[0] = 'optimate-pl-predict'; predict_main()"
+    return subprocess.run([sys.executable, "-c", entry, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
 @pytest.fixture
 def checkpoint(tiny_rpa, tmp_path):
     pl.seed_everything(0)
-    module = SpectraModule(net=NET)
+    module = SpectraModule(net=NET, data={"source": "synthetic", "synthetic": True, "cutoff": 5.0})
     t = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
                    enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0)
     t.fit(module, datamodule=tiny_rpa)
@@ -33,6 +47,7 @@ def checkpoint(tiny_rpa, tmp_path):
 def test_api_matches_predict_step(checkpoint, tiny_rpa):
     model = optimate_pl.load_model(checkpoint)
     assert not model.training and model.energy.shape == (2001,)
+    assert model.info["synthetic"] and "SYNTHETIC" in model.info["trained_on"] and model.cutoff == 5.0
     module = SpectraModule.load_from_checkpoint(checkpoint, weights_only=False).eval()
     batch = tiny_rpa.test_set.collate(range(5))
     with torch.no_grad():
@@ -43,16 +58,6 @@ def test_api_matches_predict_step(checkpoint, tiny_rpa):
     assert spectra.shape == (2, 2001)
 
 
-def predict_cli(*args, cwd):
-    import os
-    import subprocess
-    import sys
-
-    entry = "import sys; from optimate_pl.cli import predict_main; sys.argv[0] = 'optimate-pl-predict'; predict_main()"
-    return subprocess.run([sys.executable, "-c", entry, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
 def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path):
     folder = tmp_path / "candidates"
     folder.mkdir()
@@ -61,33 +66,39 @@ def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path):
     gaas.to(filename=str(folder / "POSCAR_gaas"), fmt="poscar")
     Structure(Lattice.cubic(2.9), ["Fe"], [[0, 0, 0]]).to(filename=str(folder / "iron.cif"))
     (folder / "broken.cif").write_text("data_broken\n_cell_length_a oops\n")
-    r = predict_cli(f"checkpoint={checkpoint}", f"input={folder}", f"output={tmp_path / 'out'}", cwd=tmp_path)
+    r = predict_cli(f"checkpoint={checkpoint}", f"input={folder}", f"output={tmp_path / 'out'}", "workers=0",
+                    cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "predicted 2 materials" in r.stdout
-    lines = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "energy_eV,POSCAR_gaas,nacl" and len(lines) == 2002 and lines[1].startswith("0.00,")
-    errors = (tmp_path / "out" / "errors.txt").read_text()
-    assert "unsupported element Fe" in errors and "broken.cif" in errors
-    assert (tmp_path / "out" / "predictions.png").is_file()
-    model = optimate_pl.load_model(checkpoint)
-    expected = model.predict_structures([nacl])[0]
-    got = np.array([float(l.split(",")[2]) for l in lines[1:]])
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert "predicted 2 of 4 materials" in r.stdout and "SYNTHETIC" in r.stderr
+    out = tmp_path / "out"
+    materials = pd.read_csv(out / "materials.csv")
+    assert list(materials.id) == ["POSCAR_gaas", "nacl.cif"] and list(materials.source) == ["POSCAR_gaas", "nacl.cif"]
+    assert set(materials.model_trained_on) == {"SYNTHETIC"}
+    errors = pd.read_csv(out / "errors.csv").set_index("id")
+    assert errors.loc["iron.cif", "reason"] == "unsupported_element" and "Fe" in errors.loc["iron.cif", "detail"]
+    assert errors.loc["broken.cif", "reason"] == "unreadable"
+    assert (out / "predictions.png").is_file()
+    spectra = pd.read_csv(out / "spectra.csv")  # one row a material, one column an energy
+    assert list(spectra.columns[:3]) == ["id", "0.00", "0.01"] and spectra.shape == (2, 2002)
+    expected = optimate_pl.load_model(checkpoint).predict_structures([nacl])[0]
+    np.testing.assert_allclose(spectra.set_index("id").loc["nacl.cif"].to_numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_published_state_dict_and_sc_model(tmp_path):
+def test_sc_model_predicts_one_number_a_material(tmp_path):
     torch.manual_seed(0)
-    sc_net = Optimate(out_dim=1)
     path = tmp_path / "sc_published.pt"
-    torch.save(sc_net.state_dict(), path)
+    torch.save(Optimate(out_dim=1).state_dict(), path)
     nacl, _ = structures()
     nacl.to(filename=str(tmp_path / "nacl.cif"))
-    res = run_prediction(path, tmp_path / "nacl.cif", tmp_path / "o")
-    assert res["n_predicted"] == 1
-    assert (tmp_path / "o" / "predictions.csv").read_text().startswith("mat_id,sc_rpa_ipa\nnacl,")
+    res = run_prediction(path, tmp_path / "nacl.cif", tmp_path / "o", **QUICK)
+    assert res["n_predicted"] == 1 and res["model"]["target"] == "sc_rpa_ipa"
+    table = pd.read_csv(tmp_path / "o" / "materials.csv")
+    expected = optimate_pl.load_model(path).predict_structures([nacl])[0, 0]
+    assert list(table.id) == ["nacl.cif"] and table.sc_rpa_ipa[0] == pytest.approx(expected, rel=1e-5)
+    assert not (tmp_path / "o" / "spectra").exists() or not list((tmp_path / "o" / "spectra").iterdir())
 
 
-def test_npz_output_for_many_materials(tmp_path):
+def test_parquet_tables_align_with_the_api(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "ipa_published.pt"
     torch.save(Optimate().state_dict(), path)
@@ -95,9 +106,11 @@ def test_npz_output_for_many_materials(tmp_path):
     folder.mkdir()
     for i, s in enumerate(structures()):
         s.to(filename=str(folder / f"s{i}.cif"))
-    res = run_prediction(path, folder, tmp_path / "o", format="npz")
-    data = np.load(tmp_path / "o" / "predictions.npz")
-    assert res["n_predicted"] == 2 and data["eps_imag"].shape == (2, 2001)
-    assert list(data["mat_id"]) == ["s0", "s1"] and data["energy"][-1] == 20.0
+    res = run_prediction(path, folder, tmp_path / "o", format="parquet", spectra=["eps_imag", "n"], **QUICK)
+    materials, energy, eps = load_predictions(tmp_path / "o")
+    assert res["n_predicted"] == 2 and list(materials.id) == ["s0.cif", "s1.cif"] and energy[-1] == 20.0
     expected = optimate_pl.load_model(path).predict_structures(list(structures()))
-    np.testing.assert_allclose(data["eps_imag"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(eps, expected, rtol=1e-5, atol=1e-6)
+    _, _, n = load_predictions(tmp_path / "o", spectrum="n")
+    assert n.shape == (2, 2001) and (n > 0).all()
+    assert not (tmp_path / "o" / "materials.csv").exists()  # format=parquet: no CSV copies

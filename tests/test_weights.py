@@ -8,7 +8,7 @@ import torch
 
 import optimate_pl
 from optimate_pl.models import CheckpointError, read_weights
-from optimate_pl.predict import run_prediction
+from optimate_pl.predict import load_predictions, run_prediction
 
 from .authors_reference import ARCHITECTURES, authors_network, crystals, reference_batch, reference_graph
 
@@ -105,10 +105,11 @@ def test_predict_command_with_published_weights(tmp_path, name, layout):
     structures = crystals()[:4]
     for i, s in enumerate(structures):
         s.to(filename=str(folder / f"m{i}.cif"))
-    result = run_prediction(path, folder, tmp_path / "out", format="npz")
-    assert result["n_predicted"] == 4
-    data = np.load(tmp_path / "out" / "predictions.npz")
+    result = run_prediction(path, folder, tmp_path / "out", format="parquet", workers=0, plot=0)
+    assert result["n_predicted"] == 4 and result["model"]["layout"] == layout
+    materials, _, eps = load_predictions(tmp_path / "out")
+    assert list(materials.id) == [f"m{i}.cif" for i in range(4)]
     with torch.no_grad():
         # CIF round trips move coordinates in the last digits: compare at 1e-4.
         expected = net(reference_batch([type(s).from_file(folder / f"m{i}.cif") for i, s in enumerate(structures)]))
-    np.testing.assert_allclose(data["eps_imag"], expected.numpy(), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(eps, expected.numpy(), atol=1e-4, rtol=1e-4)
