@@ -148,6 +148,158 @@ def eval_throughput(dm: IPADataModule, net: dict, device: torch.device, batched:
     return len(ds) / (time.perf_counter() - t0)
 
 
+# -- screening: files -> spectra + derived properties -------------------------------------------------
+
+PREDICT = "import sys; from optimate_pl.cli import predict_main; sys.argv[0] = 'optimate-pl-predict'; predict_main()"
+
+
+def screening_inputs(folder: Path, sizes: list[int]) -> dict[int, Path]:
+    """JSON.bz2 files of ``n`` ComputedStructureEntry dicts each, as Alexandria distributes its structures
+    (a structure, an energy and a few metadata fields), of real-looking crystals (the synthetic
+    generator's pymatgen prototypes, 1-20 sites)."""
+    import bz2
+    import json
+
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    from optimate_pl.data import synthetic
+
+    n = max(sizes)
+    records = synthetic.generate(0, ipa_sizes=(int(n * 0.8) + 10, n // 10 + 5, n // 10 + 5),
+                                 rpa_sizes=(10, 2, 2)).ipa
+    entries = [ComputedStructureEntry(r.structure, energy=-1.0, data={"mat_id": r.mat_id, "formula": r.formula,
+                                                                      "nsites": r.nsites}).as_dict()
+               for r in records[:n]]
+    paths = {}
+    for size in sizes:
+        paths[size] = folder / f"entries_{size}.json.bz2"
+        with bz2.open(paths[size], "wt") as fh:
+            json.dump({"entries": entries[:size]}, fh)
+    return paths
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one command (its main process), run to completion."""
+    import os
+    import subprocess
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if status != 0:
+        raise RuntimeError(f"benchmark command failed ({status}): {' '.join(command)}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def screening(folder: Path, n: int, accelerator: str) -> list[tuple[str, str, str, str]]:
+    """Ours (``optimate-pl-predict`` on a JSON.bz2) against the reference pipeline, each on n and 2n
+    structures in fresh processes: steady-state throughput n / (t(2n) - t(n)), start-up t(n) - n / rate.
+    Ours runs in chunks of n/2, so n, 2n and 4n structures are 2, 4 and 8 chunks: its peak memory must
+    not grow with them (the reference holds every graph in memory)."""
+    import sys
+
+    from pymatgen.core import Structure
+
+    from optimate_pl.data.featurize import graph_arrays
+    from optimate_pl.models import Optimate
+
+    torch.manual_seed(0)
+    weights = folder / "eps_ipa.pt"
+    torch.save(Optimate().state_dict(), weights)
+    inputs = screening_inputs(folder, [1, n, 2 * n, 4 * n])
+    here = Path(__file__).parent
+
+    def ours(size: int) -> tuple[float, float]:
+        return timed([sys.executable, "-c", PREDICT, f"checkpoint={weights}", f"input={inputs[size]}",
+                      f"output={folder / f'ours_{size}'}", "format=parquet", "plot=0", f"chunk_size={max(1, n // 2)}",
+                      f"trainer.accelerator={accelerator}", "resume=false"])
+
+    def reference(size: int) -> tuple[float, float]:
+        return timed([sys.executable, str(here / "reference_screen.py"), str(weights), str(inputs[size]), str(size),
+                      str(folder / f"reference_{size}.npz")])
+
+    results = {}
+    for name, run in (("ours", ours), ("reference", reference)):  # alternate: reference between ours
+        results[name] = {size: run(size) for size in (n, 2 * n)}
+    results["ours"][4 * n] = ours(4 * n)
+    startup_ours = ours(1)[0]
+    rate = {k: n / (v[2 * n][0] - v[n][0]) for k, v in results.items()}
+    start = {k: v[n][0] - n / rate[k] for k, v in results.items()}
+    rows = [(f"screen {n}/{2 * n} structures, files to spectra + derived: reference pipeline",
+             f"{rate['reference']:.0f} structures/s",
+             f"start-up {start['reference']:.1f} s; peak RSS {results['reference'][n][1]:.0f} / "
+             f"{results['reference'][2 * n][1]:.0f} MiB", "1.00x"),
+            (f"screen {n}/{2 * n} structures, files to spectra + derived: ours (optimate-pl-predict)",
+             f"{rate['ours']:.0f} structures/s",
+             f"start-up {start['ours']:.1f} s (one structure: {startup_ours:.1f} s); peak RSS "
+             f"{results['ours'][n][1]:.0f} / {results['ours'][2 * n][1]:.0f} / {results['ours'][4 * n][1]:.0f} MiB "
+             f"at {n} / {2 * n} / {4 * n}", f"{rate['ours'] / rate['reference']:.2f}x")]
+    import bz2
+    import json
+
+    from reference_screen import notebook_graph
+
+    with bz2.open(inputs[n], "rt") as fh:
+        structures = [Structure.from_dict(e["structure"]) for e in json.load(fh)["entries"]]
+    speed = {}
+    for name, fn in (("pymatgen get_all_neighbors, as the notebook", notebook_graph),
+                     ("ours (matscipy neighbour list)", lambda s: graph_arrays(s, 5.0))):
+        t0 = time.perf_counter()
+        for s in structures:
+            fn(s)
+        speed[name] = len(structures) / (time.perf_counter() - t0)
+    base = next(iter(speed.values()))
+    rows += [(f"featurise {len(structures)} structures (one process): {k}", f"{v:.0f} structures/s", "",
+              f"{v / base:.2f}x") for k, v in speed.items()]
+    return rows
+
+
+def training(args, cache: str, accelerator: str, precision: str, device: torch.device) -> list[tuple[str, str, str, str]]:
+    """Dataset building, training throughput (ours vs the reference loop) and evaluation rows."""
+    rows: list[tuple[str, str, str, str]] = []
+    t0 = time.perf_counter()
+    paths = synthetic_stores(cache)
+    build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n_ipa, n_rpa = len(GraphStore.load(paths["ipa"])[0]), len(GraphStore.load(paths["rpa"])[0])
+    reload = time.perf_counter() - t0
+    n = n_ipa + n_rpa
+    rows.append((f"dataset: generate + featurise ({n_ipa} IPA + {n_rpa} RPA)", f"{n / build:.0f} mat/s",
+                 f"cached reload {n / reload:.0f} mat/s", f"{build / reload:.0f}x"))
+    for label, model_name, bs, drop in (("IPA/TL architecture, batch 128", "ipa", 128, False),
+                                        ("DL-300 architecture, batch 20", "dl_300", 20, True)):
+        kinds = {"reference": "reference loop", "ours": "ours (DataLoader)",
+                 "ours-resident": "ours (device-resident)", "ours-compiled": "ours + torch.compile"}
+        if args.no_compile:
+            kinds.pop("ours-compiled")
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+        # Every run in a fresh process, in rounds of alternating order (ABCD, DCBA, ...) so that a
+        # slow or fast spell of a shared machine does not favour one path. Throughput = all timed
+        # graphs / all timed seconds (time to result; epochs vary with the allocator's state).
+        for r in range(args.rounds):
+            for kind in (list(kinds) if r % 2 == 0 else list(kinds)[::-1]):
+                run = _fresh(train_throughput, kind, cache, args.graphs, model_name, bs, args.epochs,
+                             accelerator, precision, drop)
+                runs[kind].append(run)
+        speed = {k: sum(r["graphs"] for r in rs) / sum(r["seconds"] for r in rs) for k, rs in runs.items()}
+        for kind, name in kinds.items():
+            rss, gpu = max(r["rss_mib"] for r in runs[kind]), max(r["gpu_mib"] for r in runs[kind])
+            mem = f"peak RSS {rss:.0f} MiB" + (f", GPU {gpu:.0f} MiB" if gpu else "")
+            # The first run's warm-up includes a cold compilation (later ones hit the compile cache).
+            rows.append((f"train {label}: {name}", f"{speed[kind]:.0f} graphs/s",
+                         f"first warm-up epoch {runs[kind][0]['warmup']:.1f} s; {mem}",
+                         f"{speed[kind] / speed['reference']:.2f}x"))
+    dm = IPADataModule(cache_dir=cache, subset=args.graphs, eval_batch_size=256)
+    dm.setup()
+    net = OmegaConf.to_container(load_group_config("model", "ipa").net)
+    one = eval_throughput(dm, net, device, batched=False)
+    batched = eval_throughput(dm, net, device, batched=True)
+    rows.append(("evaluate IPA architecture: one material at a time", f"{one:.0f} graphs/s", "", "1.00x"))
+    rows.append(("evaluate IPA architecture: batched (256)", f"{batched:.0f} graphs/s", "", f"{batched / one:.2f}x"))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> str:
     """Run every measurement and print (and optionally write) a Markdown table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -157,52 +309,18 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (they compile first)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--out", default=None, help="also write the table to this Markdown file")
+    p.add_argument("--screen", type=int, default=1000, help="structures of the screening measurement (and twice that)")
+    p.add_argument("--only-screening", action="store_true", help="measure screening only")
     args = p.parse_args(argv)
     _quiet_lightning()
     accelerator = "gpu" if args.device == "gpu" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
     rows: list[tuple[str, str, str, str]] = []
-    with tempfile.TemporaryDirectory() as cache:
-        t0 = time.perf_counter()
-        paths = synthetic_stores(cache)
-        build = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        n_ipa, n_rpa = len(GraphStore.load(paths["ipa"])[0]), len(GraphStore.load(paths["rpa"])[0])
-        reload = time.perf_counter() - t0
-        n = n_ipa + n_rpa
-        rows.append((f"dataset: generate + featurise ({n_ipa} IPA + {n_rpa} RPA)", f"{n / build:.0f} mat/s",
-                     f"cached reload {n / reload:.0f} mat/s", f"{build / reload:.0f}x"))
-        for label, model_name, bs, drop in (("IPA/TL architecture, batch 128", "ipa", 128, False),
-                                            ("DL-300 architecture, batch 20", "dl_300", 20, True)):
-            kinds = {"reference": "reference loop", "ours": "ours (DataLoader)",
-                     "ours-resident": "ours (device-resident)", "ours-compiled": "ours + torch.compile"}
-            if args.no_compile:
-                kinds.pop("ours-compiled")
-            runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
-            # Every run in a fresh process, in rounds of alternating order (ABCD, DCBA, ...) so that a
-            # slow or fast spell of a shared machine does not favour one path. Throughput = all timed
-            # graphs / all timed seconds (time to result; epochs vary with the allocator's state).
-            for r in range(args.rounds):
-                for kind in (list(kinds) if r % 2 == 0 else list(kinds)[::-1]):
-                    run = _fresh(train_throughput, kind, cache, args.graphs, model_name, bs, args.epochs,
-                                 accelerator, precision, drop)
-                    runs[kind].append(run)
-            speed = {k: sum(r["graphs"] for r in rs) / sum(r["seconds"] for r in rs) for k, rs in runs.items()}
-            for kind, name in kinds.items():
-                rss, gpu = max(r["rss_mib"] for r in runs[kind]), max(r["gpu_mib"] for r in runs[kind])
-                mem = f"peak RSS {rss:.0f} MiB" + (f", GPU {gpu:.0f} MiB" if gpu else "")
-                # The first run's warm-up includes a cold compilation (later ones hit the compile cache).
-                rows.append((f"train {label}: {name}", f"{speed[kind]:.0f} graphs/s",
-                             f"first warm-up epoch {runs[kind][0]['warmup']:.1f} s; {mem}",
-                             f"{speed[kind] / speed['reference']:.2f}x"))
-        dm = IPADataModule(cache_dir=cache, subset=args.graphs, eval_batch_size=256)
-        dm.setup()
-        net = OmegaConf.to_container(load_group_config("model", "ipa").net)
-        one = eval_throughput(dm, net, device, batched=False)
-        batched = eval_throughput(dm, net, device, batched=True)
-        rows.append(("evaluate IPA architecture: one material at a time", f"{one:.0f} graphs/s", "", "1.00x"))
-        rows.append(("evaluate IPA architecture: batched (256)", f"{batched:.0f} graphs/s", "", f"{batched / one:.2f}x"))
+    with tempfile.TemporaryDirectory() as work:
+        if not args.only_screening:
+            rows += training(args, work, accelerator, precision, device)
+        rows += screening(Path(work), args.screen, accelerator)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mem = f"peak RSS of the data/evaluation process {rss:.0f} MiB"
     dev_name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
