@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 QUICK ?= 0
 
-.PHONY: install run test test-fast bench studies clean study-efficiency study-correlations study-spectra study-small-cells study-sc
+.PHONY: install run test test-fast bench studies clean study-efficiency study-small-cells study-correlations \
+	study-example-spectra study-sc-predictor study-latent-map
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,30 +32,35 @@ test-fast: $(STAMP)
 clean:
 	rm -rf $(VENV) outputs multirun checkpoints
 
-## The paper's studies: `make study-efficiency QUICK=1` (synthetic, minutes) or without QUICK (authors' epochs).
+## The paper's studies (experiments/): `make study-efficiency QUICK=1` (synthetic, minutes) or without QUICK
+## (the authors' epochs); STUDY_ARGS="data.source=figshare data.root=... data.ipa_root=... trainer=gpu" for real data.
 SUFFIX := $(if $(filter 1,$(QUICK)),_quick,)
 STUDY_ARGS ?=
+REPORT := $(BIN)/python -m optimate_pl.studies
 
 study-efficiency: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=efficiency$(SUFFIX) $(STUDY_ARGS)
-	$(BIN)/python -m optimate_pl.studies efficiency studies/efficiency/runs --out studies/efficiency
-
-study-correlations: $(STAMP)  # uses the runs of study-efficiency
-	$(BIN)/python -m optimate_pl.studies correlations studies/efficiency/runs --out studies/correlations
-
-study-spectra: $(STAMP)  # uses the runs of study-efficiency
-	$(BIN)/python -m optimate_pl.studies spectra studies/efficiency/runs --out studies/spectra
+	$(REPORT) efficiency
 
 study-small-cells: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=small_cells$(SUFFIX) $(STUDY_ARGS)
-	$(BIN)/python -m optimate_pl.studies small_cells studies/small_cells/runs --out studies/small_cells
+	$(REPORT) small_cells
+	$(REPORT) efficiency  # Fig. 3 with the small-cell curve and its bottom panel
 
-study-sc: $(STAMP)
-	$(BIN)/python -m optimate_pl experiment=sc_model$(SUFFIX) $(STUDY_ARGS)
-	$(BIN)/python -m optimate_pl.studies sc_predictor studies/sc_model/run --out studies/sc_model
-	$(BIN)/python -m optimate_pl.studies latent studies/sc_model/run --out studies/sc_model
+study-correlations: $(STAMP)  # from the runs of study-efficiency
+	$(REPORT) correlations
 
-studies: study-efficiency study-correlations study-spectra study-small-cells study-sc
+study-example-spectra: $(STAMP)  # from the runs of study-efficiency
+	$(REPORT) example_spectra
+
+study-sc-predictor: $(STAMP)
+	$(BIN)/python -m optimate_pl experiment=sc_predictor$(SUFFIX) $(STUDY_ARGS)
+	$(REPORT) sc_predictor
+
+study-latent-map: $(STAMP)  # from the runs of study-sc-predictor
+	$(REPORT) latent_map
+
+studies: study-efficiency study-small-cells study-correlations study-example-spectra study-sc-predictor study-latent-map
 
 ## Benchmark: ours vs a reference-style loop (CPU here; GPU when present).
 bench: $(STAMP)

@@ -59,6 +59,7 @@ class DataSchema:
     ipa_root: Optional[str] = None
     subset: Optional[int] = None
     max_sites: Optional[int] = None
+    train_on: str = "train"
     seed: int = 0
     batch_size: int = 128
     eval_batch_size: int = 256
@@ -92,6 +93,7 @@ class RunSchema:
     seed: int = 0
     ckpt_path: Optional[str] = None
     test: bool = True
+    evaluate_train: bool = True
     optimized_metric: Optional[str] = None
     keep_freed_memory_mb: int = 0
     compile: bool = False

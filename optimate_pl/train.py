@@ -66,7 +66,7 @@ def prepare_wandb(cfg: DictConfig) -> None:
 
 
 #: What a resumed checkpoint must share with the run resuming it (from the saved hyperparameters).
-RESUME_DATA_KEYS = ("kind", "source", "fingerprint", "cutoff", "split", "subset", "max_sites", "seed")
+RESUME_DATA_KEYS = ("kind", "source", "fingerprint", "cutoff", "split", "subset", "max_sites", "seed", "train_on")
 
 
 def resume_mismatches(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -130,6 +130,27 @@ def compile_network(model: torch.nn.Module) -> None:
     """
     log.info("compile=true: torch.compile(dynamic=True) the network; the first steps compile")
     model.compile(dynamic=True)
+
+
+@torch.no_grad()
+def evaluate_medians(module: SpectraModule, dataset, prefix: str, batch_size: int = 256) -> dict[str, float]:
+    """Medians of the target's scores of ``module`` (eval mode, fp32) on ``dataset``: ``<prefix>/<key>_median``.
+
+    The paper's SI puts the training-set medians next to the test-set ones (does a model underfit?).
+    """
+    from .metrics import median
+
+    was_training = module.training
+    module.eval()
+    scores: dict[str, list] = {s.key: [] for s in module.spec.scores}
+    for i in range(0, len(dataset), batch_size):
+        batch = dataset.collate(range(i, min(len(dataset), i + batch_size))).to(module.device)
+        with torch.autocast(module.device.type, enabled=False):
+            pred = module(batch).float()
+        for score in module.spec.scores:
+            scores[score.key].append(module.test_metrics[score.key].per_sample(pred, batch.y).cpu())
+    module.train(was_training)
+    return {f"{prefix}/{k}_median": float(median(torch.cat(v))) for k, v in scores.items() if v}
 
 
 def write_cards(ckpt_cb, module: SpectraModule, metrics: dict[str, Any]) -> None:
@@ -221,14 +242,22 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, module))
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     ckpt_cb = trainer.checkpoint_callback
-    # Best validation checkpoint; a run too short to validate falls back to its last checkpoint.
+    # Best validation checkpoint; a run too short to validate falls back to its last checkpoint, and one
+    # that wrote none (debug=fast disables checkpointing) saves its final weights, so that every
+    # finished run has a model to test, load and report on.
     best = (ckpt_cb.best_model_path or ckpt_cb.last_model_path or None) if ckpt_cb is not None else None
+    if not best and trainer.state.stage is None and module.global_step > 0:
+        best = str(out / "checkpoints" / "final.ckpt")
+        trainer.save_checkpoint(best)
     metrics["best_checkpoint"] = best
     metrics["n_train"] = len(datamodule.train_set)
+    metrics["data"] = dict(module.hparams.data)
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=best if best else None, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
         if trainer.is_global_zero:
+            if cfg.get("evaluate_train", True):  # the model of the test (best checkpoint) on its own training set
+                metrics.update(evaluate_medians(module, datamodule.train_set, prefix="train_eval"))
             write_run_outputs(cfg, module, datamodule, metrics, out, loggers)
     metrics["time_s"] = time.perf_counter() - t_start
     if trainer.is_global_zero:

@@ -26,9 +26,9 @@ def cfg_for(tmp_path, *overrides):
     return cfg
 
 
-def cli(*args, cwd, timeout=300):
+def cli(*args, cwd, timeout=300, module="optimate_pl"):
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "optimate_pl", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -202,9 +202,9 @@ def test_full_study_presets_in_fast_dev_run_mode(tmp_path, cache_dir):
 
     weights = tmp_path / "ipa.pt"
     torch.save(Optimate().state_dict(), weights)
-    for preset, jobs in (("efficiency", 10), ("small_cells", 5), ("sc_model", 1)):
+    for preset, jobs in (("efficiency", 10), ("small_cells", 5), ("sc_predictor", 2)):
         r = cli(f"experiment={preset}", "debug=fast", f"++strategy.checkpoint={weights}", "trainer.accelerator=cpu",
                 "callbacks.progress_bar=null", "callbacks.model_summary=null", f"paths.root_dir={tmp_path}",
                 cwd=tmp_path, timeout=600)
         assert r.returncode == 0, (preset, r.stderr[-3000:])
-        assert len(list((tmp_path / "studies" / preset).rglob("metrics.json"))) == jobs, preset
+        assert len(list((tmp_path / "experiments" / preset / "runs").rglob("metrics.json"))) == jobs, preset

@@ -1,4 +1,4 @@
-"""Study presets, sweeps and report steps, on tiny synthetic runs."""
+"""Study presets, sweeps and report steps, on tiny synthetic runs: every promised file is written."""
 import sqlite3
 
 import pandas as pd
@@ -14,6 +14,19 @@ TINY = [f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.
         "data.batch_size=16", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
         "callbacks.model_summary=null", "trainer.max_steps=6", "trainer.val_check_interval=3"]
 
+#: What every report promises (the experiments/ READMEs list the same files).
+PROMISED = {
+    "efficiency": ["efficiency.csv", "efficiency.md", "efficiency.png", "efficiency.pdf", "elements.png",
+                   "elements.pdf", "element_error.csv", "element_error.md", "element_error.png", "element_error.pdf"],
+    "small_cells": ["small_cells.csv", "small_cells.md", "sc_by_sites.png", "sc_by_sites.pdf"],
+    "correlations": ["correlations_20.png", "correlations_20.pdf", "correlations_40.png", "correlations_40.pdf",
+                     "dl_vs_tl.png", "dl_vs_tl.pdf", "qw_parity.png", "qw_parity.pdf", "correlations.csv",
+                     "correlations.md"],
+    "example_spectra": ["example_spectra.png", "example_spectra.pdf", "example_spectra.csv", "example_spectra.md"],
+    "sc_predictor": ["sc_predictor.csv", "sc_predictor.md", "sc_predictor.png", "sc_predictor.pdf"],
+    "latent_map": ["latent_map.csv", "latent_map.md", "latent_map.png", "latent_map.pdf", "latent_map.html"],
+}
+
 
 def hydra_cfg(*overrides):
     with initialize_config_module("optimate_pl.conf", version_base="1.3"):
@@ -23,10 +36,14 @@ def hydra_cfg(*overrides):
 def test_presets_and_launcher_compose():
     eff = hydra_cfg("experiment=efficiency")
     assert eff.hydra.sweeper.params == {"strategy": "dl,tl", "data.subset": "100,300,1000,3000,4610"}
+    assert eff.hydra.sweep.dir.endswith("experiments/efficiency/runs")
     quick = hydra_cfg("experiment=efficiency_quick")
     assert quick.trainer.max_steps == 300 and quick.hydra.sweeper.params.strategy == "dl,tl"
-    assert hydra_cfg("experiment=small_cells").hydra.sweeper.params["data.max_sites"] == "2,3,4,5,6"
-    assert hydra_cfg("experiment=sc_model").strategy.name == "sc"
+    small = hydra_cfg("experiment=small_cells")
+    assert small.hydra.sweeper.params["data.max_sites"] == "2,3,4,5,6"
+    assert small.hydra.sweep.dir.endswith("experiments/small_cells/runs")
+    sc = hydra_cfg("experiment=sc_predictor")
+    assert sc.strategy.name == "sc" and sc.hydra.sweeper.params["data.train_on"] == "train,all"
     dl = hydra_cfg("strategy=dl", "sweep=dl", "data.subset=300")
     assert dl.hydra.sweeper.storage.startswith("sqlite:///") and dl.hydra.sweeper.storage.endswith("optuna.db")
     assert "model.search.gat_layers" in dl.hydra.sweeper.params and dl.model.net.gat_layers == [[192, 4]]
@@ -39,43 +56,43 @@ def test_presets_and_launcher_compose():
 
 @pytest.fixture(scope="module")
 def study_runs(tmp_path_factory, cache_dir):
+    """Every quick preset under debug=fast (one batch a job) on the tiny synthetic data."""
     root = tmp_path_factory.mktemp("studies")
     for args in (["experiment=efficiency_quick", "study.subsets='20,40'"],
                  ["experiment=small_cells_quick", "study.max_sites='3,4'"],
-                 ["experiment=sc_model_quick"]):
-        r = cli(*args, *TINY, f"paths.root_dir={root}", cwd=root, timeout=600)
+                 ["experiment=sc_predictor_quick"]):
+        r = cli(*args, "debug=fast", *TINY, "strategy.pretrain_epochs=1", f"paths.root_dir={root}", cwd=root,
+                timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
     return root
 
 
-def test_efficiency_correlations_and_spectra_reports(study_runs, tmp_path):
-    runs = study_runs / "studies" / "efficiency" / "runs"
-    assert len(list(runs.glob("*/metrics.json"))) == 4  # dl/tl x 20/40
-    df = report.efficiency(runs, tmp_path)
-    assert sorted(zip(df.strategy, df.train_size)) == [("dl", 20), ("dl", 40), ("tl", 20), ("tl", 40)]
-    assert df.sc_median.notna().all() and (tmp_path / "efficiency.pdf").is_file()
-    assert "| strategy" in (tmp_path / "efficiency.md").read_text()
-    corr = report.correlations(runs, tmp_path)
-    assert list(corr.train_size) == [20, 40] and corr.tl_better_than_ipa.between(0, 1).all()
-    spec = report.spectra(runs, tmp_path, size=20)
-    assert len(spec) == 9 and (tmp_path / "spectra_20.png").is_file()
+@pytest.mark.parametrize("study", sorted(PROMISED))
+def test_every_report_writes_every_promised_file(study_runs, study):
+    r = cli(study, "--root", str(study_runs), cwd=study_runs, timeout=600, module="optimate_pl.studies")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = study_runs / "experiments" / study / "results"
+    for name in PROMISED[study]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, (study, name)
+    table = next(p for p in PROMISED[study] if p.endswith(".md"))
+    assert (out / table).read_text().startswith("Data: SYNTHETIC data (generated, not physics)")
 
 
-def test_small_cells_report(study_runs, tmp_path):
-    df = report.small_cells(study_runs / "studies" / "small_cells" / "runs", tmp_path)
-    assert list(df.max_sites) == [3, 4] and df.train_size.iloc[0] < df.train_size.iloc[1]
-    assert (tmp_path / "small_cells.png").is_file()
-
-
-def test_sc_predictor_and_latent_reports(study_runs, tmp_path):
-    run = study_runs / "studies" / "sc_model" / "run"
-    df = report.sc_predictor(run, tmp_path)
-    per = pd.read_csv(run / "test_results.csv")
-    assert df.mean_abs_error[0] == pytest.approx((per.true - per.pred).abs().mean())
-    lat = report.latent(run, tmp_path)
-    assert len(lat) == 20 and {"umap_1", "umap_2", "formula", "mat_id"} <= set(lat.columns)
-    html = (tmp_path / "latent_umap.html").read_text()
-    assert "plotly" in html and lat.mat_id[0] in html
+def test_report_values_and_a_missing_input(study_runs, tmp_path):
+    eff = pd.read_csv(study_runs / "experiments" / "efficiency" / "results" / "efficiency.csv")
+    assert sorted(zip(eff.strategy, eff.train_size)) == [("dl", 20), ("dl", 40), ("tl", 20), ("tl", 40)]
+    assert eff.train_sc_median.notna().all() and "paper_sc" not in eff  # no paper column on synthetic data
+    sc = pd.read_csv(study_runs / "experiments" / "sc_predictor" / "runs" / "train_on-train" / "test_results.csv")
+    table = pd.read_csv(study_runs / "experiments" / "sc_predictor" / "results" / "sc_predictor.csv")
+    assert table.mean_abs_error[0] == pytest.approx((sc.true - sc.pred).abs().mean())
+    latent = pd.read_csv(study_runs / "experiments" / "latent_map" / "results" / "latent_map.csv")
+    assert len(latent) == sum(TINY_SIZES["rpa"])  # every material embedded, the SC model trained on all
+    html = (study_runs / "experiments" / "latent_map" / "results" / "latent_map.html").read_text()
+    assert "plotly" in html and latent.mat_id[0] in html
+    r = cli("correlations", "--root", str(tmp_path), cwd=tmp_path, module="optimate_pl.studies")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: no such folder: {tmp_path / 'experiments' / 'efficiency' / 'runs'} "
+        f"(make them with: python -m optimate_pl experiment=efficiency)"]
 
 
 def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir):

@@ -40,6 +40,8 @@ class SpectraDataModule(pl.LightningDataModule):
         synthetic_seed, synthetic_sizes: generator seed and ``{"ipa": [tr, va, te], "rpa": [...]}``.
         device_resident: keep each split on the training device and gather batches there
             (:mod:`optimate_pl.data.batching`); ``"auto"`` does so on a single GPU.
+        train_on: ``train`` (the training split) or ``all`` (every material, as the authors train the SC
+            model whose latent space the paper maps).
     """
 
     kind = "ipa"
@@ -49,7 +51,8 @@ class SpectraDataModule(pl.LightningDataModule):
                  seed: int = 0, batch_size: int = 128, eval_batch_size: int = 256, num_workers: int = 0,
                  drop_last: bool = False, target: str = "eps_imag", cache_dir: str | None = None,
                  strict: bool = False, cutoff: float = 5.0, synthetic_seed: int = 0,
-                 synthetic_sizes: dict | None = None, device_resident: bool | str = "auto") -> None:
+                 synthetic_sizes: dict | None = None, device_resident: bool | str = "auto",
+                 train_on: str = "train") -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"unknown data.source {source!r}; choose one of {SOURCES}")
@@ -57,6 +60,8 @@ class SpectraDataModule(pl.LightningDataModule):
             raise ValueError("data.source=figshare needs data.root (the database folder or .zip from figshare)")
         if target not in ("eps_imag", "sc_rpa_ipa"):
             raise ValueError(f"unknown data.target {target!r}; choose eps_imag or sc_rpa_ipa")
+        if train_on not in ("train", "all"):
+            raise ValueError(f"data.train_on={train_on}: use train (the training split) or all (every material)")
         if target == "sc_rpa_ipa" and self.kind != "rpa":
             raise ValueError("data.target=sc_rpa_ipa needs the RPA data module (data=rpa)")
         self.source, self.root, self.split, self.ipa_root = source, root, split, ipa_root
@@ -65,6 +70,7 @@ class SpectraDataModule(pl.LightningDataModule):
         self.drop_last, self.target, self.strict, self.cutoff = drop_last, target, strict, cutoff
         self.cache_dir = cache_dir
         self.device_resident = device_resident
+        self.train_on = train_on
         self.synthetic_seed = synthetic_seed
         sizes = synthetic_sizes or {}
         self.synthetic_sizes = {"ipa": tuple(sizes.get("ipa", synthetic.IPA_SIZES)),
@@ -126,6 +132,11 @@ class SpectraDataModule(pl.LightningDataModule):
             raise ValueError(f"the training split of {self.kind.upper()} is empty: none of the {len(store)} "
                              f"materials of this database is a training material of {origin}")
         train = rows["train"]
+        if self.train_on == "all":
+            # The latent map's SC model: the authors train it on every material (all splits, in database
+            # order); validation and test then measure nothing held out.
+            train = sorted(rows["train"] + rows["validation"] + rows["test"])
+            log.warning("data.train_on=all: training on all %d materials, validation and test included", len(train))
         if self.max_sites is not None:
             train = [i for i in train if int(store.nsites[i]) <= self.max_sites]
             if not train:
@@ -150,7 +161,7 @@ class SpectraDataModule(pl.LightningDataModule):
         return {"kind": self.kind, "source": self.source, "synthetic": bool(self.meta.get("synthetic")),
                 "root": str(self.root) if self.root else None, "fingerprint": self.meta.get("fingerprint"),
                 "cutoff": self.cutoff, "split": self.split_origin, "subset": self.subset,
-                "max_sites": self.max_sites, "seed": self.seed, "target": self.target,
+                "max_sites": self.max_sites, "seed": self.seed, "target": self.target, "train_on": self.train_on,
                 "sizes": {"train": len(self.train_set), "validation": len(self.val_set), "test": len(self.test_set)}}
 
     # -- loaders --------------------------------------------------------------------------------

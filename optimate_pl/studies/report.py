@@ -1,276 +1,352 @@
-"""Report steps of the paper's studies: run outputs -> tables (CSV + Markdown) and figures (PNG + PDF).
+"""The paper's studies as reports: runs -> tables (CSV + Markdown) and figures (PNG + PDF), one command each.
 
-    python -m optimate_pl.studies efficiency  studies/efficiency/runs  --out studies/efficiency
-    python -m optimate_pl.studies small_cells studies/small_cells/runs --out studies/small_cells
-    python -m optimate_pl.studies correlations studies/efficiency/runs --out studies/correlations
-    python -m optimate_pl.studies spectra     studies/efficiency/runs --out studies/spectra [--size 300]
-    python -m optimate_pl.studies sc_predictor studies/sc_model/run   --out studies/sc_model
-    python -m optimate_pl.studies latent      studies/sc_model/run    --out studies/sc_model
+    python -m optimate_pl.studies efficiency        # Fig. 3 top/middle (+ small cells), SI tables and periodic tables
+    python -m optimate_pl.studies small_cells       # Fig. 3 bottom, the small-cell table
+    python -m optimate_pl.studies correlations      # Fig. 4 and its SI companion, Fig. 5, SI QW parity
+    python -m optimate_pl.studies example_spectra   # Fig. 2
+    python -m optimate_pl.studies sc_predictor      # Fig. 6
+    python -m optimate_pl.studies latent_map        # Fig. 7 (PNG/PDF and interactive HTML)
+
+Each reads the runs of its experiment preset (``experiments/<study>/runs`` by default) and writes into
+``experiments/<study>/results``. Every table and figure states its data: SYNTHETIC, or the database
+path and fingerprint; on real data the paper's numbers stand beside ours, with the difference.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
 from ..atomic import atomic_write_text
-from ..plots import QUANTILES, plt, quantile_rows, save_figure
-
-PUBLISHED = "Published real-data values are in docs/domain.md §8 and the paper; these runs are on {source} data."
-
-
-def load_runs(root: str | Path) -> list[dict[str, Any]]:
-    """Every finished run below ``root``: its resolved config, metrics and directory."""
-    runs = []
-    for metrics_path in sorted(Path(root).rglob("metrics.json")):
-        run_dir = metrics_path.parent
-        if not (run_dir / "config.yaml").is_file():
-            continue
-        cfg = OmegaConf.load(run_dir / "config.yaml")
-        runs.append({"dir": run_dir, "cfg": cfg, "metrics": json.loads(metrics_path.read_text())})
-    if not runs:
-        raise FileNotFoundError(f"no finished runs (metrics.json + config.yaml) below {root}")
-    return runs
+from ..plots import plt, save_figure
+from . import figures, published
+from .runs import Run, StudyInputError, data_statement, is_real, load_runs, pick, predict, split_arrays
 
 
-def _source(runs: list[dict]) -> str:
-    return "SYNTHETIC" if any(r["cfg"].data.source == "synthetic" for r in runs) else "real (figshare)"
+# -- writing --------------------------------------------------------------------------------------------
 
-
-def write_table(df: pd.DataFrame, out: Path, name: str, note: str = "") -> None:
-    """``name.csv`` and ``name.md`` (with a note line) in ``out``."""
+def write_table(df: pd.DataFrame, out: Path, name: str, statement: str, note: str = "") -> list[Path]:
+    """``name.csv`` and ``name.md`` (headed by the data statement and a note)."""
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(df.to_csv(index=False), out / f"{name}.csv")
-    md = df.to_markdown(index=False, floatfmt=".4f")
-    atomic_write_text((f"{note}\n\n" if note else "") + md + "\n", out / f"{name}.md")
+    csv = atomic_write_text(df.to_csv(index=False), out / f"{name}.csv")
+    head = f"Data: {statement}." + (f" {note}" if note else "")
+    md = atomic_write_text(f"{head}\n\n{df.to_markdown(index=False, floatfmt='.4f')}\n", out / f"{name}.md")
+    return [csv, md]
 
 
-def save_png_pdf(fig, out: Path, name: str, source: str) -> None:
-    """Save a figure as PNG and PDF; synthetic figures say so."""
-    if source == "SYNTHETIC":
-        fig.suptitle("SYNTHETIC data (generated, not physics)", color="tab:red", fontsize=10)
-    save_figure(fig, out / f"{name}.png", dpi=150, close=False)
-    save_figure(fig, out / f"{name}.pdf", dpi=150)
+def save(fig, out: Path, name: str, statement: str) -> list[Path]:
+    """A figure as PNG and PDF, its data statement at the foot (in red for SYNTHETIC data)."""
+    synthetic = statement.startswith("SYNTHETIC")
+    fig.text(0.5, -0.01, statement, ha="center", va="top", fontsize=7, color="tab:red" if synthetic else "0.3")
+    png = save_figure(fig, out / f"{name}.png", dpi=150, close=False)
+    return [png, save_figure(fig, out / f"{name}.pdf", dpi=150)]
 
 
-# -- study 1: data efficiency ----------------------------------------------------------------
-
-def efficiency(root: str | Path, out: str | Path) -> pd.DataFrame:
-    """Median SC / MSE vs training-set size for DL and TL, IPA baseline as a line (Fig. 3 top/middle)."""
-    runs, out = load_runs(root), Path(out)
-    rows = [{"strategy": r["cfg"].strategy.name, "train_size": r["metrics"].get("n_train"),
-             "sc_median": r["metrics"].get("test/sc_median"), "mse_median": r["metrics"].get("test/mse_median"),
-             "ipa_sc_median": r["metrics"].get("test/ipa_sc_median"),
-             "ipa_mse_median": r["metrics"].get("test/ipa_mse_median"), "time_s": r["metrics"].get("time_s")}
-            for r in runs if r["cfg"].strategy.name in ("dl", "tl")]
-    df = pd.DataFrame(rows).sort_values(["strategy", "train_size"]).reset_index(drop=True)
-    source = _source(runs)
-    write_table(df, out, "efficiency", PUBLISHED.format(source=source))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, base, label in ((axes[0], "sc_median", "ipa_sc_median", "median SC"),
-                                 (axes[1], "mse_median", "ipa_mse_median", "median MSE")):
-        for strategy, color in (("dl", "tab:orange"), ("tl", "tab:blue")):
-            sub = df[df.strategy == strategy]
-            ax.plot(sub.train_size, sub[key], "o-", color=color, label=strategy.upper())
-        ax.axhline(df[base].median(), color="k", ls="--", label="IPA baseline")
-        ax.set_xscale("log")
-        ax.set_xlabel("training materials")
-        ax.set_ylabel(label)
-    axes[0].legend()
-    save_png_pdf(fig, out, "efficiency", source)
-    return df
+def _sizes(runs: list[Run], strategy: str) -> list[int]:
+    return sorted({r.n_train for r in runs if r.strategy == strategy and not r.max_sites})
 
 
-# -- study 2: small cells --------------------------------------------------------------------
-
-def small_cells(root: str | Path, out: str | Path) -> pd.DataFrame:
-    """TL trained on cells of at most K sites: medians vs K, and test SC by number of sites (Fig. 3 bottom)."""
-    runs, out = load_runs(root), Path(out)
-    runs = [r for r in runs if r["cfg"].data.get("max_sites")]
-    rows = [{"max_sites": r["cfg"].data.max_sites, "train_size": r["metrics"].get("n_train"),
-             "sc_median": r["metrics"].get("test/sc_median"), "mse_median": r["metrics"].get("test/mse_median"),
-             "ipa_sc_median": r["metrics"].get("test/ipa_sc_median")} for r in runs]
-    df = pd.DataFrame(rows).sort_values("max_sites").reset_index(drop=True)
-    source = _source(runs)
-    write_table(df, out, "small_cells", PUBLISHED.format(source=source))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].plot(df.max_sites, df.sc_median, "o-", label="TL (small cells)")
-    axes[0].axhline(df.ipa_sc_median.median(), color="k", ls="--", label="IPA baseline")
-    axes[0].set_ylabel("median SC")
-    axes[0].legend()
-    axes[1].plot(df.max_sites, df.mse_median, "o-")
-    axes[1].set_ylabel("median MSE")
-    for ax in axes[:2]:
-        ax.set_xlabel("max sites in training cells")
-    largest = max(runs, key=lambda r: r["cfg"].data.max_sites)
-    per = pd.read_csv(largest["dir"] / "test_results.csv")
-    groups = sorted(per.nsites.unique())
-    axes[2].boxplot([per[per.nsites == n].sc for n in groups])
-    axes[2].set_xticks(range(1, len(groups) + 1), [str(n) for n in groups])
-    axes[2].set_xlabel("sites in the test material's cell")
-    axes[2].set_ylabel(f"SC (TL, max_sites={largest['cfg'].data.max_sites})")
-    save_png_pdf(fig, out, "small_cells", source)
-    return df
+def _two_sizes(runs: list[Run]) -> list[int]:
+    """The paper's 300 and 4610 where both DL and TL ran them, else the smallest and largest shared sizes."""
+    shared = sorted(set(_sizes(runs, "dl")) & set(_sizes(runs, "tl")))
+    if not shared:
+        raise StudyInputError("no training-set size with both a DL and a TL run (python -m optimate_pl "
+                              "experiment=efficiency)")
+    wanted = [s for s in (300, 4610) if s in shared]
+    return wanted if len(wanted) == 2 else sorted({shared[0], shared[-1]})
 
 
-# -- study 3: correlations -------------------------------------------------------------------
+# -- the studies -------------------------------------------------------------------------------------------
 
-def _per_material(runs: list[dict], strategy: str, size: int) -> pd.DataFrame | None:
-    for r in runs:
-        if r["cfg"].strategy.name == strategy and r["metrics"].get("n_train") == size:
-            return pd.read_csv(r["dir"] / "test_results.csv")
-    return None
-
-
-def correlations(root: str | Path, out: str | Path) -> pd.DataFrame:
-    """2-D histograms of per-material SC: TL vs DL and ML (TL) vs the IPA baseline, per size (Figs. 4-5)."""
-    runs, out = load_runs(root), Path(out)
-    sizes = sorted({r["metrics"].get("n_train") for r in runs if r["cfg"].strategy.name == "tl"})
-    pairs = [(s, _per_material(runs, "tl", s), _per_material(runs, "dl", s)) for s in sizes]
-    pairs = [(s, tl, dl) for s, tl, dl in pairs if tl is not None and dl is not None]
-    if not pairs:
-        raise FileNotFoundError(f"no training size with both a TL and a DL run below {root}")
-    fig, axes = plt.subplots(2, len(pairs), figsize=(4 * len(pairs), 8), squeeze=False)
+def efficiency_table(runs: list[Run]) -> pd.DataFrame:
+    """Test and training-set medians of every DL/TL run (the paper's Fig. 3 values and SI table)."""
     rows = []
-    for col, (size, tl, dl) in enumerate(pairs):
-        m = tl.merge(dl, on="mat_id", suffixes=("_tl", "_dl"))
-        bins = np.linspace(min(0, m[["sc_tl", "sc_dl", "ipa_sc_tl"]].min().min()), 1, 40)
-        axes[0, col].hist2d(m.sc_dl, m.sc_tl, bins=bins, cmap="viridis", cmin=1)
-        axes[0, col].set(xlabel="SC DL", ylabel="SC TL", title=f"{size} training materials")
-        axes[1, col].hist2d(m.ipa_sc_tl, m.sc_tl, bins=bins, cmap="viridis", cmin=1)
-        axes[1, col].set(xlabel="SC[IPA; RPA] baseline", ylabel="SC TL")
-        for ax in axes[:, col]:
-            ax.plot([bins[0], 1], [bins[0], 1], "w--", lw=0.8)
-        rows.append({"train_size": size, "pearson_tl_dl": float(np.corrcoef(m.sc_tl, m.sc_dl)[0, 1]),
-                     "pearson_tl_ipa": float(np.corrcoef(m.sc_tl, m.ipa_sc_tl)[0, 1]),
-                     "tl_better_than_dl": float((m.sc_tl > m.sc_dl).mean()),
-                     "tl_better_than_ipa": float((m.sc_tl > m.ipa_sc_tl).mean())})
-    source = _source(runs)
-    df = pd.DataFrame(rows)
-    write_table(df, out, "correlations", PUBLISHED.format(source=source))
-    save_png_pdf(fig, out, "correlations", source)
+    for r in runs:
+        if r.strategy not in ("dl", "tl") or r.max_sites:
+            continue
+        m = r.metrics
+        rows.append({"strategy": r.strategy, "train_size": r.n_train, "sc_median": m.get("test/sc_median"),
+                     "mse_median": m.get("test/mse_median"), "mae_median": m.get("test/mae_median"),
+                     "train_sc_median": m.get("train_eval/sc_median"), "train_mse_median": m.get("train_eval/mse_median"),
+                     "train_mae_median": m.get("train_eval/mae_median"), "time_s": m.get("time_s")})
+    df = pd.DataFrame(rows).sort_values(["strategy", "train_size"]).reset_index(drop=True)
+    if is_real(runs):
+        for key in ("sc", "mse"):
+            df[f"paper_{key}"] = [published.EFFICIENCY.get(n, {}).get(s, {}).get(key) for s, n in
+                                  zip(df.strategy, df.train_size)]
+            df[f"diff_{key}"] = df[f"{key}_median"] - df[f"paper_{key}"]
     return df
 
 
-# -- study 6: example spectra ----------------------------------------------------------------
+def small_cells_table(runs: list[Run]) -> pd.DataFrame:
+    rows = [{"max_sites": int(r.max_sites), "train_size": r.n_train, "sc_median": r.metrics.get("test/sc_median"),
+             "mse_median": r.metrics.get("test/mse_median")} for r in runs if r.max_sites]
+    if not rows:
+        raise StudyInputError("no TL run on small cells (python -m optimate_pl experiment=small_cells)")
+    df = pd.DataFrame(rows).sort_values("max_sites").reset_index(drop=True)
+    if is_real(runs):
+        for key in ("n_train", "sc", "mse"):
+            df[f"paper_{key}"] = [published.SMALL_CELLS.get(k, {}).get(key) for k in df.max_sites]
+        df["diff_sc"], df["diff_mse"] = df.sc_median - df.paper_sc, df.mse_median - df.paper_mse
+    return df
 
-def spectra(root: str | Path, out: str | Path, size: int | None = None) -> pd.DataFrame:
-    """DL vs TL vs IPA vs RPA for test materials at the 10-90% quantiles of the TL SC (Fig. 2)."""
-    import hydra.utils
+
+def _baseline(runs: list[Run]) -> dict[str, float]:
+    m = next(r.metrics for r in runs if "test/ipa_sc_median" in r.metrics)
+    return {"sc": m["test/ipa_sc_median"], "mse": m["test/ipa_mse_median"]}
+
+
+def _by_sites(small_runs: list[Run]) -> tuple[np.ndarray, np.ndarray] | None:
+    """SC by the test material's site count, of the TL model trained on cells of at most 4 sites (or the nearest)."""
+    candidates = [r for r in small_runs if r.max_sites]
+    if not candidates:
+        return None
+    run = min(candidates, key=lambda r: abs(int(r.max_sites) - 4))
+    return run.results.nsites.to_numpy(), run.results.sc.to_numpy()
+
+
+def _published_curves() -> dict[str, pd.DataFrame]:
+    return {s: pd.DataFrame([{"train_size": n, **v[s]} for n, v in published.EFFICIENCY.items()]) for s in ("dl", "tl")}
+
+
+def efficiency(runs_dir: Path, out: Path, small_cells_dir: Path | None = None) -> list[Path]:
+    """Fig. 3 (with the small-cell curve and bottom panel when those runs exist), the table of test and
+    training-set medians, and the elements of the training and test sets on the periodic table."""
+    from .periodic_table import draw_periodic_table, element_table
+
+    runs = load_runs(runs_dir, "efficiency")
+    statement = data_statement(runs)
+    table = efficiency_table(runs)
+    if table.empty:
+        raise StudyInputError(f"no DL/TL run below {runs_dir} (python -m optimate_pl experiment=efficiency)")
+    baseline = _baseline(runs)
+    note = (f"IPA baseline: median SC {baseline['sc']:.4f}, MSE {baseline['mse']:.4f}"
+            + (f" (paper: {published.IPA_BASELINE['sc']}, {published.IPA_BASELINE['mse']})." if is_real(runs) else "."))
+    written = write_table(table, out, "efficiency", statement, note)
+    small_runs = load_runs(small_cells_dir) if small_cells_dir and small_cells_dir.is_dir() and \
+        list(small_cells_dir.rglob("metrics.json")) else []
+    small = small_cells_table(small_runs) if small_runs else None
+    fig = figures.efficiency(table, baseline, small, _by_sites(small_runs),
+                             _published_curves() if is_real(runs) else None)
+    written += save(fig, out, "efficiency", statement)
+    # Elements of the training and test sets, and the median test SC of the largest TL model per element.
+    largest = max((r for r in runs if r.strategy == "tl"), key=lambda r: r.n_train, default=None)
+    if largest is not None:
+        dm = largest.datamodule()
+        train, test = split_arrays(dm.train_set), split_arrays(dm.test_set)
+        fig, axes = plt.subplots(2, 1, figsize=(8, 6.5))
+        for ax, (label, arrays) in zip(axes, ((f"training set ({len(train['formula'])})", train),
+                                              (f"test set ({len(test['formula'])})", test))):
+            draw_periodic_table(ax, element_table(arrays["formula"]), f"materials containing it, {label}")
+        written += save(fig, out, "elements", statement)
+        res = largest.results
+        err = element_table(res.formula, res.sc, how="median")
+        counts = element_table(res.formula)
+        written += write_table(pd.DataFrame({"element": list(err), "n_test": [int(counts[e]) for e in err],
+                                             "median_sc": list(err.values())}).sort_values("median_sc"),
+                               out, "element_error", statement, f"TL model of {largest.n_train} materials.")
+        fig, ax = plt.subplots(figsize=(8, 3.4))
+        draw_periodic_table(ax, err, f"median test SC, TL {largest.n_train}", cmap="RdYlGn", fmt="{:.2f}")
+        written += save(fig, out, "element_error", statement)
+    return written
+
+
+def small_cells(runs_dir: Path, out: Path) -> list[Path]:
+    """The small-cell table (paper values beside on real data) and Fig. 3's bottom panel on its own."""
+    runs = load_runs(runs_dir, "small_cells")
+    statement = data_statement(runs)
+    table = small_cells_table(runs)
+    written = write_table(table, out, "small_cells", statement, "TL trained on cells of at most N sites; validation "
+                                                                 "and test sets complete.")
+    nsites, sc = _by_sites(runs)
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    hist = ax.twinx()
+    sizes = sorted(set(int(n) for n in nsites))
+    ax.set_zorder(1)
+    ax.patch.set_alpha(0)
+    ax.boxplot([sc[nsites == n] for n in sizes], positions=sizes, showfliers=False)
+    hist.hist(nsites, bins=np.arange(0.5, max(sizes) + 1.5), color=figures.SMALL, alpha=0.5)
+    hist.set_ylabel("occurrence in test set")
+    ax.set(xlabel="Atoms per unit cell", ylabel="SC (TL, cells ≤ 4 sites)")
+    fig.tight_layout()
+    written += save(fig, out, "sc_by_sites", statement)
+    return written
+
+
+def _ipa_ml(tl_run: Run, dm) -> np.ndarray | None:
+    """SC[IPA_ML; IPA_DFT] on the RPA test set: the IPA model the TL run started from, against the IPA spectra."""
     import torch
 
+    from ..metrics import similarity_coefficient
+
+    try:
+        ipa_model = tl_run.initial_model()
+    except StudyInputError:
+        return None
+    arrays = split_arrays(dm.test_set)
+    pred = predict(ipa_model, dm.test_set)
+    return similarity_coefficient(torch.from_numpy(pred), torch.from_numpy(arrays["ipa"])).numpy()
+
+
+def correlations(runs_dir: Path, out: Path) -> list[Path]:
+    """Fig. 4 (the smaller size) and its SI companion (the larger), Fig. 5, SI QW parity, and a table."""
+    runs = load_runs(runs_dir, "efficiency")
+    statement = data_statement(runs)
+    sizes = _two_sizes(runs)
+    written, rows, pairs, qw = [], [], {}, {}
+    dm = pick(runs, "tl", sizes[0]).datamodule()
+    test = split_arrays(dm.test_set)
+    energy_step = 0.01  # eV: QW = ∫ Im ε dω as the authors integrate it
+    for size in sizes:
+        tl_run, dl_run = pick(runs, "tl", size), pick(runs, "dl", size)
+        tl, dl = tl_run.results.set_index("mat_id"), dl_run.results.set_index("mat_id")
+        order = test["mat_id"]
+        sc_tl, sc_dl = tl.loc[order, "sc"].to_numpy(), dl.loc[order, "sc"].to_numpy()
+        ipa_dft = tl.loc[order, "ipa_sc"].to_numpy()
+        ipa_ml = _ipa_ml(tl_run, dm)
+        fig = figures.correlations(sc_dl, sc_tl, ipa_dft, ipa_ml)
+        written += save(fig, out, f"correlations_{size}", statement)
+        pairs[size] = (sc_dl, sc_tl)
+        qw_dft = np.trapezoid(test["y"], dx=energy_step, axis=1)
+        for name, run in (("TL", tl_run), ("DL", dl_run)):
+            qw[f"{name}: {size}"] = (qw_dft, np.trapezoid(predict(run.model(), dm.test_set), dx=energy_step, axis=1))
+        row = {"train_size": size, "pearson_tl_dl": np.corrcoef(sc_tl, sc_dl)[0, 1],
+               "pearson_tl_ipa_dft": np.corrcoef(sc_tl, ipa_dft)[0, 1],
+               "tl_better_than_dl": float(np.mean(sc_tl > sc_dl)), "tl_better_than_ipa": float(np.mean(sc_tl > ipa_dft))}
+        if ipa_ml is not None:
+            row["pearson_tl_ipa_ml"] = np.corrcoef(sc_tl, ipa_ml)[0, 1]
+            row["median_sc_ipa_ml"] = float(np.median(ipa_ml))
+        for name in ("TL", "DL"):
+            dft, ml = qw[f"{name}: {size}"]
+            row[f"qw_median_rel_error_{name.lower()}"] = float(np.median(np.abs(ml - dft) / np.maximum(dft, 1e-9)))
+        rows.append(row)
+    written += save(figures.dl_vs_tl(pairs), out, "dl_vs_tl", statement)
+    written += save(figures.qw_parity(qw), out, "qw_parity", statement)
+    written += write_table(pd.DataFrame(rows), out, "correlations", statement,
+                           "Per-material SC of the test set; QW = ∫ Im ε dω (dω = 0.01 eV).")
+    return written
+
+
+def example_spectra(runs_dir: Path, out: Path) -> list[Path]:
+    """Fig. 2: the test materials at the 10 %, 20 %, ... 90 % quantiles of the IPA baseline SC[IPA;RPA]."""
     from ..data.records import ENERGY_GRID
-    from ..models import SpectraModule
 
-    runs, out = load_runs(root), Path(out)
-    sizes = sorted({r["metrics"].get("n_train") for r in runs if r["cfg"].strategy.name == "tl"})
-    size = size or (300 if 300 in sizes else sizes[0])
-    pick = {s: next(r for r in runs if r["cfg"].strategy.name == s and r["metrics"].get("n_train") == size)
-            for s in ("tl", "dl")}
-    tl_rows = pd.read_csv(pick["tl"]["dir"] / "test_results.csv").to_dict("records")
-    chosen = quantile_rows(tl_rows)
-    dm = hydra.utils.instantiate(pick["tl"]["cfg"].data, _convert_="all")
-    dm.setup()
-    index = {m: k for k, m in enumerate(dm.test_set.mat_ids)}
-    batch = dm.test_set.collate([index[r["mat_id"]] for r in chosen])
-    preds = {}
-    for s, run in pick.items():
-        ckpt = run["metrics"].get("best_checkpoint")
-        if not ckpt:
-            raise FileNotFoundError(f"run {run['dir']} has no checkpoint to predict with")
-        module = SpectraModule.load_from_checkpoint(ckpt, weights_only=False).eval()
-        with torch.no_grad():
-            preds[s] = module(batch).float().numpy()
-
-    fig, axes = plt.subplots(3, 3, figsize=(12, 9), sharex=True)
-    for k, (ax, q, r) in enumerate(zip(axes.flat, QUANTILES, chosen)):
-        ax.plot(ENERGY_GRID, batch.y[k].numpy(), "k", lw=1.5, label="RPA (DFT)")
-        ax.plot(ENERGY_GRID, batch.ipa[k].numpy(), color="tab:gray", ls="--", lw=1, label="IPA (DFT)")
-        ax.plot(ENERGY_GRID, preds["tl"][k], color="tab:blue", lw=1.2, label="TL")
-        ax.plot(ENERGY_GRID, preds["dl"][k], color="tab:orange", lw=1.2, label="DL")
-        ax.set_title(f"{r['formula']} ({int(q * 100)}%, SC_TL={r['sc']:.3f})", fontsize=9)
-    axes.flat[0].legend(fontsize=8)
-    save_png_pdf(fig, out, f"spectra_{size}", _source(runs))
-    df = pd.DataFrame([{"quantile": q, "mat_id": r["mat_id"], "formula": r["formula"], "sc_tl": r["sc"]}
-                       for q, r in zip(QUANTILES, chosen)])
-    write_table(df, out, f"spectra_{size}")
-    return df
+    runs = load_runs(runs_dir, "efficiency")
+    statement = data_statement(runs)
+    small, large = _two_sizes(runs)
+    dm = pick(runs, "tl", small).datamodule()
+    test = split_arrays(dm.test_set)
+    baseline = pick(runs, "tl", small).results.set_index("mat_id").loc[test["mat_id"], "ipa_sc"].to_numpy()
+    order = np.argsort(baseline, kind="stable")
+    quantiles = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    # As the authors pick them: sorted by SC[IPA;RPA], the item at int(q * n + 1).
+    chosen = [int(order[min(len(order) - 1, int(q * len(order) + 1))]) for q in quantiles]
+    models = {f"{s.upper()} (N={n})": pick(runs, s, n) for s in ("dl", "tl") for n in (small, large)}
+    preds = {label: predict(run.model(), dm.test_set, chosen) for label, run in models.items()}
+    styles = {"IPA (DFT)": ("k", "-", 0.6), "RPA (DFT)": ("k", "-", 1.4)}
+    styles.update({label: (figures.DL if label.startswith("DL") else figures.TL, "-" if f"N={small})" in label else
+                           "--", 0.7 if f"N={small})" in label else 1.1) for label in models})
+    panels, rows = [], []
+    for j, (q, k) in enumerate(zip(quantiles, chosen)):
+        curves = {"IPA (DFT)": test["ipa"][k], "RPA (DFT)": test["y"][k], **{lab: p[j] for lab, p in preds.items()}}
+        panels.append({"quantile": q, "formula": test["formula"][k], "curves": curves})
+        rows.append({"quantile": q, "mat_id": test["mat_id"][k], "formula": test["formula"][k],
+                     "sc_ipa_rpa": baseline[k], **{f"sc {lab}": float(run.results.set_index("mat_id").loc[
+                         test["mat_id"][k], "sc"]) for lab, run in models.items()}})
+    written = save(figures.example_spectra(ENERGY_GRID, panels, styles), out, "example_spectra", statement)
+    written += write_table(pd.DataFrame(rows), out, "example_spectra", statement,
+                           "Test materials at the quantiles of the IPA baseline SC[IPA;RPA].")
+    return written
 
 
-# -- studies 4 and 5: the SC[RPA;IPA] predictor and its latent space -------------------------
+def sc_predictor(runs_dir: Path, out: Path) -> list[Path]:
+    """Fig. 6: the SC[RPA;IPA] predictor (trained on the training split) on the test set."""
+    runs = load_runs(runs_dir, "sc_predictor")
+    run = pick(runs, "sc", train_on="train") or pick(runs, "sc")
+    if run is None:
+        raise StudyInputError(f"no SC-predictor run below {runs_dir} (python -m optimate_pl experiment=sc_predictor)")
+    statement = data_statement([run])
+    res = run.results
+    table = pd.DataFrame([{"n_test": len(res), "mean_abs_error": res.abs_error.mean(),
+                           "median_abs_error": res.abs_error.median()}])
+    if is_real([run]):
+        for key, value in published.SC_PREDICTOR.items():
+            table[f"paper_{key}"] = value
+            table[f"diff_{key}"] = table[key] - value
+    written = write_table(table, out, "sc_predictor", statement, "SC[RPA;IPA] with IPA as the reference.")
+    written += save(figures.sc_parity(res.true.to_numpy(), res.pred.to_numpy()), out, "sc_predictor", statement)
+    return written
 
-def sc_predictor(run_dir: str | Path, out: str | Path) -> pd.DataFrame:
-    """Parity plot of predicted vs true SC[RPA;IPA] and mean/median absolute error (Fig. 6)."""
-    (run,), out = load_runs(run_dir)[:1], Path(out)
-    per = pd.read_csv(run["dir"] / "test_results.csv")
-    df = pd.DataFrame([{"n_test": len(per), "mean_abs_error": per.abs_error.mean(),
-                        "median_abs_error": per.abs_error.median()}])
-    source = _source([run])
-    write_table(df, out, "sc_predictor", PUBLISHED.format(source=source))
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(per.true, per.pred, s=6, alpha=0.6)
-    lo, hi = min(per.true.min(), per.pred.min()), max(per.true.max(), per.pred.max())
-    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-    ax.set(xlabel="SC[RPA; IPA] (DFT)", ylabel="SC[RPA; IPA] (predicted)",
-           title=f"MAE {df.mean_abs_error[0]:.3f}, median AE {df.median_abs_error[0]:.3f}")
-    save_png_pdf(fig, out, "sc_parity", source)
-    return df
 
-
-def latent(run_dir: str | Path, out: str | Path, n_neighbors: int = 30, min_dist: float = 0.1) -> pd.DataFrame:
-    """UMAP of the SC model's pooled latents of the test set, coloured by true SC (Fig. 7); PNG + HTML."""
-    import hydra.utils
+def latent_map(runs_dir: Path, out: Path, n_neighbors: int = 30, min_dist: float = 0.1,
+               random_state: int = 1) -> list[Path]:
+    """Fig. 7: UMAP of the pooled latents of the SC model trained on all materials, every material
+    embedded (n_neighbors 30, min_dist 0.1, random_state 1, as the authors); PNG/PDF and an interactive HTML."""
     import torch
-
-    from ..models import SpectraModule
-
-    (run,), out = load_runs(run_dir)[:1], Path(out)
-    module = SpectraModule.load_from_checkpoint(run["metrics"]["best_checkpoint"], weights_only=False).eval()
-    dm = hydra.utils.instantiate(run["cfg"].data, _convert_="all")
-    dm.setup()
-    ds = dm.test_set
-    with torch.no_grad():
-        z = torch.cat([module.model.latents(ds.collate(range(i, min(len(ds), i + 256))))
-                       for i in range(0, len(ds), 256)]).numpy()
     import umap
 
-    emb = umap.UMAP(n_neighbors=min(n_neighbors, len(ds) - 1), min_dist=min_dist, random_state=0).fit_transform(z)
-    df = pd.DataFrame({"mat_id": ds.mat_ids, "formula": [ds.store.formula[i] for i in ds.rows.tolist()],
-                       "sc_true": ds.y[ds.rows].reshape(-1).numpy(), "umap_1": emb[:, 0], "umap_2": emb[:, 1]})
-    source = _source([run])
-    write_table(df, out, "latent_umap")
-    fig, ax = plt.subplots(figsize=(6, 5))
-    sc = ax.scatter(df.umap_1, df.umap_2, c=df.sc_true, s=8, cmap="viridis")
-    fig.colorbar(sc, label="SC[RPA; IPA]")
-    ax.set(xlabel="UMAP 1", ylabel="UMAP 2", title=f"SC model latents ({z.shape[1]}-d), test set")
-    save_png_pdf(fig, out, "latent_umap", source)
+    from ..data.store import GraphDataset
+
+    runs = load_runs(runs_dir, "sc_predictor")
+    run = pick(runs, "sc", train_on="all")
+    note = "SC model trained on all materials, as in the paper."
+    if run is None:
+        run = pick(runs, "sc")
+        note = "No run with data.train_on=all: the SC model trained on the training split is mapped instead."
+    if run is None:
+        raise StudyInputError(f"no SC-model run below {runs_dir} (python -m optimate_pl experiment=sc_predictor)")
+    statement = data_statement([run])
+    model, dm = run.model(), run.datamodule()
+    every = GraphDataset(dm.store, range(len(dm.store)), "sc_rpa_ipa")
+    with torch.no_grad():
+        z = torch.cat([model.net.latents(every.collate(range(i, min(len(every), i + 256))))
+                       for i in range(0, len(every), 256)]).numpy()
+    emb = umap.UMAP(n_neighbors=min(n_neighbors, len(every) - 1), min_dist=min_dist,
+                    random_state=random_state).fit_transform(z)
+    sc = every.y[every.rows].reshape(-1).numpy()
+    df = pd.DataFrame({"mat_id": every.mat_ids, "formula": [dm.store.formula[i] for i in every.rows.tolist()],
+                       "sc_rpa_ipa": sc, "umap_1": emb[:, 0], "umap_2": emb[:, 1]})
+    written = write_table(df, out, "latent_map", statement, f"{note} {z.shape[1]}-d latents of {len(df)} materials.")
+    written += save(figures.latent_map(emb, sc), out, "latent_map", statement)
     import plotly.express as px
 
-    html = px.scatter(df, x="umap_1", y="umap_2", color="sc_true", hover_data=["formula", "mat_id"],
-                      title=f"SC model latent space ({source} data)")
-    atomic_write_text(html.to_html(include_plotlyjs=True), out / "latent_umap.html")
-    return df
+    html = px.scatter(df, x="umap_1", y="umap_2", color="sc_rpa_ipa", hover_data=["formula", "mat_id", "sc_rpa_ipa"],
+                      color_continuous_scale="Jet", title=f"SC model latent space — {statement}")
+    written.append(atomic_write_text(html.to_html(include_plotlyjs=True), out / "latent_map.html"))
+    return written
 
 
-STUDIES = {"efficiency": efficiency, "small_cells": small_cells, "correlations": correlations,
-           "spectra": spectra, "sc_predictor": sc_predictor, "latent": latent}
+#: report -> (function, the experiment folder its runs come from, the preset that makes them)
+STUDIES: dict[str, tuple[Any, str]] = {
+    "efficiency": (efficiency, "efficiency"), "small_cells": (small_cells, "small_cells"),
+    "correlations": (correlations, "efficiency"), "example_spectra": (example_spectra, "efficiency"),
+    "sc_predictor": (sc_predictor, "sc_predictor"), "latent_map": (latent_map, "sc_predictor"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line of the report steps."""
-    p = argparse.ArgumentParser(description="Turn study runs into tables and figures.")
+    """``python -m optimate_pl.studies <study> [--runs DIR] [--out DIR] [--root DIR]``."""
+    p = argparse.ArgumentParser(prog="python -m optimate_pl.studies",
+                                description="Turn an experiment's runs into the paper's tables and figures.")
     p.add_argument("study", choices=sorted(STUDIES))
-    p.add_argument("runs", help="the study's run directory (multirun sweep dir, or the single run)")
-    p.add_argument("--out", default=None, help="output folder (default: the runs' parent)")
-    p.add_argument("--size", type=int, default=None, help="training size for the spectra study")
+    p.add_argument("--root", default=".", help="the folder holding experiments/ (default: here)")
+    p.add_argument("--runs", default=None, help="the runs (default: experiments/<preset>/runs)")
+    p.add_argument("--out", default=None, help="where to write (default: experiments/<study>/results)")
     args = p.parse_args(argv)
-    out = Path(args.out) if args.out else Path(args.runs).parent
-    kwargs = {"size": args.size} if args.study == "spectra" else {}
-    df = STUDIES[args.study](args.runs, out, **kwargs)
-    print(df.to_string(index=False))
-    print(f"wrote tables and figures to {out}")
+    fn, preset = STUDIES[args.study]
+    root = Path(args.root)
+    runs = Path(args.runs) if args.runs else root / "experiments" / preset / "runs"
+    out = Path(args.out) if args.out else root / "experiments" / args.study / "results"
+    kwargs = {"small_cells_dir": root / "experiments" / "small_cells" / "runs"} if args.study == "efficiency" else {}
+    try:
+        written = fn(runs, out, **kwargs)
+    except StudyInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{args.study}: wrote {len(written)} files to {out}")
+    for path in written:
+        print(f"  {path}")

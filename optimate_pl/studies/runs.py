@@ -1,0 +1,121 @@
+"""Finished training runs as the studies read them: config, metrics, per-material results, models."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+
+class StudyInputError(FileNotFoundError):
+    """A study's input (its runs) is missing or incomplete; the message says which and how to make it."""
+
+
+@dataclass
+class Run:
+    """One finished run: its folder, resolved config and ``metrics.json``."""
+
+    dir: Path
+    cfg: DictConfig
+    metrics: dict[str, Any] = field(repr=False)
+
+    @property
+    def strategy(self) -> str:
+        return str(self.cfg.strategy.name)
+
+    @property
+    def n_train(self) -> int:
+        return int(self.metrics.get("n_train") or 0)
+
+    @property
+    def max_sites(self) -> int | None:
+        return self.cfg.data.get("max_sites")
+
+    @cached_property
+    def results(self) -> pd.DataFrame:
+        """The per-material test results (``test_results.csv``)."""
+        return pd.read_csv(self.dir / "test_results.csv")
+
+    def model(self):
+        """The tested model (best checkpoint) as a :class:`~optimate_pl.predict.Predictor`."""
+        from ..predict import load_model
+
+        ckpt = self.metrics.get("best_checkpoint")
+        if not ckpt or not Path(ckpt).is_file():
+            raise StudyInputError(f"run {self.dir} has no checkpoint to predict with ({ckpt})")
+        return load_model(ckpt)
+
+    def initial_model(self):
+        """The weights a TL run started from (the IPA model), as a Predictor."""
+        from ..predict import load_model
+
+        path = (self.metrics.get("data") or {}).get("initial_weights")
+        if not path or not Path(path).is_file():
+            raise StudyInputError(f"run {self.dir} records no initial (IPA) weights that still exist ({path})")
+        return load_model(path)
+
+    def datamodule(self):
+        """The run's data module, set up (from the cache)."""
+        import hydra.utils
+
+        dm = hydra.utils.instantiate(self.cfg.data, _convert_="all")
+        dm.setup()
+        return dm
+
+
+def load_runs(root: str | Path, what: str = "") -> list[Run]:
+    """Every finished run below ``root`` (a folder with ``metrics.json`` and ``config.yaml``)."""
+    root = Path(root)
+    hint = f" (make them with: python -m optimate_pl experiment={what})" if what else ""
+    if not root.is_dir():
+        raise StudyInputError(f"no such folder: {root}{hint}")
+    runs = []
+    for metrics_path in sorted(root.rglob("metrics.json")):
+        run_dir = metrics_path.parent
+        if (run_dir / "config.yaml").is_file():
+            runs.append(Run(run_dir, OmegaConf.load(run_dir / "config.yaml"), json.loads(metrics_path.read_text())))
+    if not runs:
+        raise StudyInputError(f"no finished run (metrics.json + config.yaml) below {root}{hint}")
+    return runs
+
+
+def pick(runs: list[Run], strategy: str, n_train: int | None = None, **data: Any) -> Run | None:
+    """The run of ``strategy`` (and training-set size, and data settings such as ``max_sites``), if any."""
+    for run in runs:
+        if run.strategy == strategy and (n_train is None or run.n_train == n_train) and \
+                all(run.cfg.data.get(k) == v for k, v in data.items()):
+            return run
+    return None
+
+
+def is_real(runs: list[Run]) -> bool:
+    return all(r.cfg.data.source == "figshare" for r in runs)
+
+
+def data_statement(runs: list[Run]) -> str:
+    """What the runs were trained on: SYNTHETIC, or the database path and its fingerprint."""
+    if not is_real(runs):
+        return "SYNTHETIC data (generated, not physics): not comparable with the paper's numbers"
+    data = runs[0].metrics.get("data") or {}
+    return f"real data: {runs[0].cfg.data.root} (database fingerprint {str(data.get('fingerprint'))[:16]})"
+
+
+@torch.no_grad()
+def predict(model, dataset, rows: list[int] | None = None, batch_size: int = 256) -> np.ndarray:
+    """Predictions [n, out_dim] of a Predictor on dataset items ``rows`` (default: all), batched."""
+    rows = list(range(len(dataset))) if rows is None else list(rows)
+    out = [model(dataset.collate(rows[i:i + batch_size])).cpu() for i in range(0, len(rows), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, 1), np.float32)
+
+
+def split_arrays(dataset) -> dict[str, Any]:
+    """Targets, IPA spectra (RPA data) and identities of every item of a dataset, in its order."""
+    batch = dataset.collate(range(len(dataset)))
+    return {"y": batch.y.numpy(), "ipa": batch.ipa.numpy() if getattr(batch, "ipa", None) is not None else None,
+            "mat_id": list(batch.mat_id), "formula": list(batch.formula), "nsites": batch.nsites.numpy()}
