@@ -69,5 +69,7 @@ class EpochLog(pl.Callback):
         epochs = trainer.current_epoch + 1 - self._last_epoch
         timing = f"{(now - self._last) / epochs:.1f} s/epoch" if epochs > 0 else \
             f"{now - self._last:.1f} s since the last validation"
-        log.info("epoch %d/%s: %s (%s)", trainer.current_epoch + 1, trainer.max_epochs, ", ".join(parts), timing)
+        where = f"step {trainer.global_step}/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 \
+            else f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        log.info("%s: %s (%s)", where, ", ".join(parts), timing)
         self._last, self._last_epoch = now, trainer.current_epoch + 1

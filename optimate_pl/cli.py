@@ -131,6 +131,8 @@ def check_predict_paths(cfg: DictConfig) -> None:
     from pathlib import Path
 
     checkpoint, source = Path(str(cfg.checkpoint)).expanduser(), Path(str(cfg.input)).expanduser()
+    if checkpoint.is_dir() and (checkpoint / "ensemble.json").is_file():
+        checkpoint = checkpoint / "ensemble.json"
     if not checkpoint.is_file():
         raise ConfigError(f"checkpoint={checkpoint}: no such file (give a trained checkpoint or a published .pt)")
     if checkpoint.stat().st_size == 0:

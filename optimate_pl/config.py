@@ -60,6 +60,7 @@ class DataSchema:
     subset: Optional[int] = None
     max_sites: Optional[int] = None
     train_on: str = "train"
+    train_ids: Optional[str] = None
     seed: int = 0
     batch_size: int = 128
     eval_batch_size: int = 256
@@ -84,11 +85,18 @@ class StrategySchema:
 
 
 @dataclass
+class EnsembleSchema:
+    size: int = 1
+    member: Optional[int] = None
+
+
+@dataclass
 class RunSchema:
     """Top-level settings (groups without a schema of their own are left as they are)."""
 
     data: DataSchema = field(default_factory=DataSchema)
     strategy: StrategySchema = field(default_factory=StrategySchema)
+    ensemble: EnsembleSchema = field(default_factory=EnsembleSchema)
     task_name: str = MISSING
     seed: int = 0
     ckpt_path: Optional[str] = None
@@ -119,9 +127,9 @@ def validate_config(cfg: DictConfig) -> None:
     """
     schema = OmegaConf.structured(RunSchema)
     try:
-        merged = OmegaConf.merge(schema, {k: cfg[k] for k in ("data", "strategy") if k in cfg},
-                                 {k: cfg[k] for k in RunSchema.__dataclass_fields__ if k not in ("data", "strategy")
-                                  and k in cfg})
+        nodes = ("data", "strategy", "ensemble")
+        merged = OmegaConf.merge(schema, {k: cfg[k] for k in nodes if k in cfg},
+                                 {k: cfg[k] for k in RunSchema.__dataclass_fields__ if k not in nodes and k in cfg})
         OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as err:
         raise ConfigError(f"{_key_and_reason(err)}; see `python -m optimate_pl --cfg job` for the types") from None
@@ -151,6 +159,8 @@ def check_values(cfg: DictConfig) -> None:
     _positive(d.eval_batch_size, "data.eval_batch_size", "materials per evaluation batch")
     _positive(d.num_workers, "data.num_workers", "DataLoader worker processes", minimum=0)
     _positive(d.cutoff, "data.cutoff", "the neighbour cutoff in Å", minimum=0, integer=False, exclusive=True)
+    if "ensemble" in cfg:
+        _positive(cfg.ensemble.size, "ensemble.size", "the number of members")
     if d.target not in ("eps_imag", "sc_rpa_ipa"):
         raise ConfigError(f"data.target={d.target}: use eps_imag (spectra) or sc_rpa_ipa (the SC predictor)")
     optimizer = cfg.get("optimizer") or {}

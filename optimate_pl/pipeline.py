@@ -48,6 +48,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             resolve_model(cfg)
             path = ipa_checkpoint_path(cfg)
             init = path if path.is_file() else None
+    if cfg.get("active_learning"):
+        from .active_learning import run_campaign
+
+        return run_campaign(cfg)
+    if int(cfg.get("ensemble", {}).get("size", 1)) > 1:
+        from .ensemble import train_ensemble
+
+        return train_ensemble(cfg, init)
     return train(cfg, init_weights=init)
 
 
@@ -64,6 +72,35 @@ def check_writable(cfg: DictConfig) -> None:
             raise ConfigError(f"cannot write {what} {path}: {problem}; choose another with {key}=...")
 
 
+def derived_config(cfg: DictConfig, strategy: str, model: str | None = None, keep_budget: bool = False,
+                   **data: Any) -> DictConfig:
+    """A run of another ``strategy`` derived from ``cfg``'s own nodes: the same data settings (with ``data``
+    overrides), paths, accelerator, devices, precision and seed; the strategy's optimiser, batch size and
+    target; its model config ``model`` (default: ``cfg``'s); its epochs, unless ``keep_budget`` keeps
+    ``cfg``'s training budget; a CSV logger only.
+    """
+    group = load_group_config("strategy", strategy)
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(out):
+        out.strategy = group.strategy
+        out.optimizer, out.scheduler = group.optimizer, group.scheduler
+        out.task_name = strategy
+        out.data.update(**group.get("data", {}), **data)
+        if model is not None:
+            out.model = load_group_config("model", model)
+        if not keep_budget:
+            for key in BUDGET_KEYS:
+                out.trainer.pop(key, None)
+            out.trainer.max_epochs = "${strategy.epochs.${data.source}}"
+            out.trainer.check_val_every_n_epoch = "${strategy.check_val_every_n_epoch.${data.source}}"
+        out.logger = {"csv": load_group_config("logger", "csv").csv}
+        out.ckpt_path = None
+        for key in ("active_learning",):
+            out.pop(key, None)
+        out.ensemble = {"size": 1, "member": None}
+    return out
+
+
 def ipa_pretraining_config(cfg: DictConfig) -> DictConfig:
     """The ``strategy=ipa`` run a TL run starts from, derived from the TL run's own config nodes.
 
@@ -72,26 +109,16 @@ def ipa_pretraining_config(cfg: DictConfig) -> DictConfig:
     devices and precision; the IPA strategy's optimiser, batch size and epochs
     (``strategy.pretrain_epochs`` overrides the epochs); no test.
     """
-    ipa = load_group_config("strategy", "ipa")
-    ipa_data = load_group_config("data", "ipa")
-    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    out = derived_config(cfg, "ipa", _target_=load_group_config("data", "ipa")._target_,
+                         root=cfg.data.get("ipa_root"), subset=None, max_sites=None, target="eps_imag",
+                         train_on="train", train_ids=None)
+    epochs = cfg.strategy.get("pretrain_epochs")
     with open_dict(out):
-        out.strategy = ipa.strategy
-        out.optimizer, out.scheduler = ipa.optimizer, ipa.scheduler
-        out.task_name = "ipa"
-        out.data._target_ = ipa_data._target_
-        out.data.root = cfg.data.get("ipa_root")
-        out.data.update(subset=None, max_sites=None, target="eps_imag", **ipa.data)
-        for key in BUDGET_KEYS:
-            out.trainer.pop(key, None)
-        epochs = cfg.strategy.get("pretrain_epochs")
-        out.trainer.max_epochs = int(epochs) if epochs else "${strategy.epochs.${data.source}}"
-        out.trainer.check_val_every_n_epoch = "${strategy.check_val_every_n_epoch.${data.source}}"
         if epochs:  # a short pretraining still validates, so that it has a best checkpoint
-            out.trainer.check_val_every_n_epoch = min(int(epochs), int(ipa.strategy.check_val_every_n_epoch[
+            out.trainer.max_epochs = int(epochs)
+            out.trainer.check_val_every_n_epoch = min(int(epochs), int(out.strategy.check_val_every_n_epoch[
                 cfg.data.source]))
-        out.logger = {"csv": load_group_config("logger", "csv").csv}
-        out.test, out.ckpt_path, out.compile = False, None, cfg.get("compile", False)
+        out.test, out.compile = False, cfg.get("compile", False)
     resolve_precision(out)  # the checkpoint's name then says which precision trained it
     return out
 

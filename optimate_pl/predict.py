@@ -34,8 +34,9 @@ import torch
 from .atomic import atomic_write_text
 from .data.featurize import MIN_DISTANCE, graph_arrays
 from .data.records import ENERGY_GRID
-from .models.card import read_card
-from .models.weights import Weights, build_network, read_weights
+from .models.card import ENSEMBLE_CARD, read_card, read_ensemble_card
+from .models.weights import CheckpointError, Weights, build_network, read_weights
+from .uncertainty import Calibration
 
 log = logging.getLogger("optimate_pl")
 #: Spectra a prediction can keep in ``spectra/`` (Im ε and what :mod:`optimate_pl.optics` derives from it).
@@ -59,63 +60,118 @@ def model_info(weights: Weights) -> dict[str, Any]:
 
 
 class Predictor(torch.nn.Module):
-    """A trained network in eval mode with a NumPy-in, NumPy-out API, and what it was trained on (``info``).
+    """One trained network, or the members of an ensemble, in eval mode with a NumPy-in, NumPy-out API.
 
-    Featurisation uses the cutoff the model was trained with (``info["cutoff"]``) and the checks for
-    new structures (overlapping atoms, graphs without edges).
+    ``info`` says what the model was trained on; featurisation uses its cutoff (``info["cutoff"]``) and
+    the checks for new structures (overlapping atoms, graphs without edges). An ensemble predicts the
+    members' mean, and with a ``calibration`` (:mod:`optimate_pl.uncertainty`) its calibrated band and
+    expected SC error.
     """
 
-    def __init__(self, net: torch.nn.Module, info: dict[str, Any] | None = None, batch_size: int = 256) -> None:
+    def __init__(self, nets: torch.nn.Module | Sequence[torch.nn.Module], info: dict[str, Any] | None = None,
+                 batch_size: int = 256, calibration: Calibration | None = None) -> None:
         super().__init__()
-        self.net = net.eval()
+        self.nets = torch.nn.ModuleList(list(nets) if isinstance(nets, (list, tuple)) else [nets]).eval()
         self.info = info or {"cutoff": 5.0, "synthetic": False, "trained_on": "unknown data", "target": "eps_imag"}
         self.batch_size = batch_size
+        self.calibration = calibration
         self.energy = ENERGY_GRID
         self.eval()
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """The (first) network: its architecture and latents."""
+        return self.nets[0]
 
     @property
     def is_sc_model(self) -> bool:
         return self.net.mlp1.channel_list[-1] == 1
 
     @property
+    def is_ensemble(self) -> bool:
+        return len(self.nets) > 1
+
+    @property
     def cutoff(self) -> float:
         return float(self.info.get("cutoff", 5.0))
 
     @torch.no_grad()
+    def members(self, batch) -> torch.Tensor:
+        """Every network's prediction [members, B, out_dim], in fp32."""
+        return torch.stack([net(batch).float() for net in self.nets])
+
+    @torch.no_grad()
     def forward(self, batch) -> torch.Tensor:
-        """Predictions [B, out_dim] of a batch, in fp32."""
-        return self.net(batch).float()
+        """Predictions [B, out_dim] of a batch (an ensemble's mean), in fp32."""
+        return self.net(batch).float() if len(self.nets) == 1 else self.members(batch).mean(0)
+
+    @torch.no_grad()
+    def uncertainty(self, batch) -> dict[str, torch.Tensor]:
+        """An ensemble's ``mean``, ``std``, calibrated band ``lower``/``upper`` [B, points] and
+        ``expected_sc_error`` [B]."""
+        from .uncertainty import band, expected_sc_error
+
+        if not self.is_ensemble or self.calibration is None:
+            raise ValueError("uncertainty needs a calibrated ensemble: train one with ensemble.size=5 and load its "
+                             "folder (a single model has no spread to calibrate)")
+        preds = self.members(batch)
+        mean, std = preds.mean(0), preds.std(0, unbiased=False)
+        lower, upper = band(mean, std, self.calibration)
+        return {"mean": mean, "std": std, "lower": lower, "upper": upper,
+                "expected_sc_error": expected_sc_error(mean, std, self.calibration)}
+
+    def _device(self) -> torch.device:
+        return next(self.net.parameters()).device
 
     def predict_graphs(self, graphs: Sequence) -> np.ndarray:
         """Predictions [n, out_dim] for featurised ``Data`` graphs, evaluated in batches."""
         from torch_geometric.data import Batch
 
-        device = next(self.net.parameters()).device
-        out = [self(Batch.from_data_list(list(graphs[i:i + self.batch_size])).to(device)).cpu()
+        out = [self(Batch.from_data_list(list(graphs[i:i + self.batch_size])).to(self._device())).cpu()
                for i in range(0, len(graphs), self.batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.net.mlp1.channel_list[-1]), dtype=np.float32)
 
-    def predict_structures(self, structures: Sequence) -> np.ndarray:
+    def predict_structures(self, structures: Sequence, uncertainty: bool = False) -> np.ndarray | dict[str, np.ndarray]:
         """Spectra [n, 2001] on :attr:`energy` (or [n, 1] SC[RPA;IPA] for an SC model).
 
-        Raises ``ValueError`` naming the structure for input the model cannot take.
+        With ``uncertainty=True`` (a calibrated ensemble): a dict of ``mean``, ``std``, ``lower``,
+        ``upper`` [n, 2001] and ``expected_sc_error`` [n]. Raises ``ValueError`` naming the structure
+        for input the model cannot take.
         """
         from .data.batching import batch_from_arrays
 
         arrays = [graph_arrays(s, self.cutoff, f"structure {i} ({s.composition.reduced_formula})",
                                min_distance=MIN_DISTANCE, require_edges=True) for i, s in enumerate(structures)]
-        device = next(self.net.parameters()).device
-        out = [self(batch_from_arrays(arrays[i:i + self.batch_size]).to(device)).cpu()
-               for i in range(0, len(arrays), self.batch_size)]
+        batches = [batch_from_arrays(arrays[i:i + self.batch_size]).to(self._device())
+                   for i in range(0, len(arrays), self.batch_size)]
+        if uncertainty:
+            parts = [self.uncertainty(b) for b in batches]
+            return {k: torch.cat([p[k].cpu() for p in parts]).numpy() for k in parts[0]} if parts else {}
+        out = [self(b).cpu() for b in batches]
         return torch.cat(out).numpy() if out else np.zeros((0, self.net.mlp1.channel_list[-1]), dtype=np.float32)
 
 
-def load_model(path: str | Path, device: str = "cpu") -> Predictor:
-    """Load any supported weight file in eval mode: our Lightning checkpoints or the authors' published
-    state_dicts (IPA ``eps_*.pt``, TL ``tl*.pt``, DL ``dl*.pt``), the architecture read from the file.
+def load_model(path: str | Path | Sequence[str | Path], device: str = "cpu") -> Predictor:
+    """Load a model in eval mode: any weight file (our Lightning checkpoints or the authors' published
+    ``eps_*.pt``, ``tl*.pt``, ``dl*.pt``, the architecture read from the file), an ensemble folder (with
+    its ``ensemble.json``: members and calibration), or a list of weight files (an uncalibrated ensemble).
 
     Loading uses ``weights_only=True``; see :mod:`optimate_pl.models.weights`.
     """
+    if isinstance(path, (list, tuple)):
+        weights = [read_weights(p) for p in path]
+        return Predictor([build_network(w).to(device) for w in weights], model_info(weights[0]))
+    card = read_ensemble_card(path) if Path(path).is_dir() or Path(path).name == ENSEMBLE_CARD else None
+    if card is not None:
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        weights = [read_weights(folder / m["checkpoint"]) for m in card["members"]]
+        info = {**model_info(weights[0]), "checkpoint": str(folder), "ensemble": len(weights),
+                "level": card["calibration"]["level"]}
+        return Predictor([build_network(w).to(device) for w in weights], info,
+                         calibration=Calibration(**card["calibration"]))
+    if Path(path).is_dir():
+        raise CheckpointError(f"{path} is a folder without an ensemble.json: give a weight file, or assemble the "
+                              f"ensemble with `python -m optimate_pl.ensemble {path}`")
     weights = read_weights(path)
     return Predictor(build_network(weights).to(device), model_info(weights))
 
@@ -123,7 +179,7 @@ def load_model(path: str | Path, device: str = "cpu") -> Predictor:
 # -- the command's pipeline ---------------------------------------------------------------------------
 
 def _run_fingerprint(checkpoint: Path, input: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    st = checkpoint.stat()
+    st = (checkpoint / ENSEMBLE_CARD if checkpoint.is_dir() else checkpoint).stat()
     return {"checkpoint": str(checkpoint.resolve()), "checkpoint_size": st.st_size, "checkpoint_mtime": st.st_mtime_ns,
             "input": str(input.resolve()), **settings}
 
@@ -170,13 +226,15 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
         raise ValueError(f"spectra={list(spectra)}: unknown {sorted(unknown)}; choose from {', '.join(SPECTRA)}")
     checkpoint, input, output = Path(checkpoint).expanduser(), Path(input).expanduser(), Path(output).expanduser()
     t0 = time.perf_counter()
-    weights = read_weights(checkpoint)
-    info = model_info(weights)
-    predictor = Predictor(build_network(weights), info, batch_size=batch_size)
+    predictor = load_model(checkpoint)
+    predictor.batch_size = batch_size
+    info = predictor.info
     if info["synthetic"]:
         log.warning("this model was trained on SYNTHETIC data (generated, not physics): its predictions are not "
                     "physical spectra")
     store = () if predictor.is_sc_model else tuple(spectra)
+    if predictor.calibration is not None and "eps_imag" in store:  # an ensemble's band goes with its mean
+        store += ("eps_imag_lower", "eps_imag_upper")
     try:
         next(iter(iter_inputs(input, recursive)))  # a missing or empty input is an error before any file is written
     except StopIteration:
@@ -306,11 +364,21 @@ def plot_predictions(output: Path, ids: Sequence[str], path: Path, info: dict[st
         materials = pd.read_parquet(output / "materials.parquet", columns=["id", "source"])
         sources = materials.set_index("id").loc[list(ids), "source"].tolist()
     spectra = _spectra_of(output, list(sources))
+    bands = None
+    if info.get("ensemble"):
+        lower, upper = _spectra_of(output, list(sources), "eps_imag_lower"), _spectra_of(output, list(sources),
+                                                                                          "eps_imag_upper")
+        bands = (lower, upper)
     fig, ax = plt.subplots(figsize=(7, 4))
     for mid, src in zip(ids, sources):
-        ax.plot(ENERGY_GRID, spectra[src], label=mid, lw=1.2)
+        line = ax.plot(ENERGY_GRID, spectra[src], label=mid, lw=1.2)[0]
+        if bands is not None:  # the ensemble's calibrated band, shaded
+            ax.fill_between(ENERGY_GRID, bands[0][src], bands[1][src], color=line.get_color(), alpha=0.25, lw=0)
     ax.set(xlabel="photon energy (eV)", ylabel="predicted Im ε(ω)", xlim=(0, 20), title=title)
     ax.legend(fontsize=8)
+    if bands is not None:
+        ax.annotate(f"shaded: the ensemble's calibrated {int(round(100 * info.get('level', 0.9)))} % band",
+                    xy=(0.01, 0.97), xycoords="axes fraction", va="top", fontsize=7)
     if info.get("synthetic"):
         fig.suptitle("a model trained on SYNTHETIC data (generated, not physics)", color="tab:red")
     return save_figure(fig, path)

@@ -144,11 +144,18 @@ class PredictionModule(pl.LightningModule):
 
         if batch.num_graphs == 0:
             return None
-        pred = self.predictor(batch)
+        band: dict[str, torch.Tensor] = {}
+        if self.predictor.is_ensemble and self.predictor.calibration is not None:
+            u = self.predictor.uncertainty(batch)
+            pred = u["mean"]
+            band = {"eps_imag_lower": u["lower"], "eps_imag_upper": u["upper"],
+                    "expected_sc_error": u["expected_sc_error"]}
+        else:
+            pred = self.predictor(batch)
         if self.predictor.is_sc_model:
             return {"sc_rpa_ipa": pred[:, 0].cpu()}
         derived = optics.derive(pred)
-        out = {"eps_imag": pred, **derived, **optics.scalars(pred, derived)}
+        out = {"eps_imag": pred, **band, **derived, **optics.scalars(pred, derived)}
         return {k: v.float().cpu() for k, v in out.items() if v.dim() == 1 or k in self.store_spectra}
 
 

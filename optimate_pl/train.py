@@ -66,7 +66,8 @@ def prepare_wandb(cfg: DictConfig) -> None:
 
 
 #: What a resumed checkpoint must share with the run resuming it (from the saved hyperparameters).
-RESUME_DATA_KEYS = ("kind", "source", "fingerprint", "cutoff", "split", "subset", "max_sites", "seed", "train_on")
+RESUME_DATA_KEYS = ("kind", "source", "fingerprint", "cutoff", "split", "subset", "max_sites", "seed", "train_on",
+                    "train_ids")
 
 
 def resume_mismatches(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -233,7 +234,10 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
         compile_network(module.model)
 
     callbacks, loggers = build_callbacks_and_loggers(cfg)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # Without a progress-bar callback Lightning would add its own: EpochLog writes the lines instead.
+    bar = any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks)
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                                  enable_progress_bar=bar)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:

@@ -42,6 +42,8 @@ class SpectraDataModule(pl.LightningDataModule):
             (:mod:`optimate_pl.data.batching`); ``"auto"`` does so on a single GPU.
         train_on: ``train`` (the training split) or ``all`` (every material, as the authors train the SC
             model whose latent space the paper maps).
+        train_ids: a file of ``mat_id`` s (one a line) to train on instead of the whole training split
+            (active learning); each must be a training material, listed once.
     """
 
     kind = "ipa"
@@ -52,7 +54,7 @@ class SpectraDataModule(pl.LightningDataModule):
                  drop_last: bool = False, target: str = "eps_imag", cache_dir: str | None = None,
                  strict: bool = False, cutoff: float = 5.0, synthetic_seed: int = 0,
                  synthetic_sizes: dict | None = None, device_resident: bool | str = "auto",
-                 train_on: str = "train") -> None:
+                 train_on: str = "train", train_ids: str | None = None) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"unknown data.source {source!r}; choose one of {SOURCES}")
@@ -60,6 +62,9 @@ class SpectraDataModule(pl.LightningDataModule):
             raise ValueError("data.source=figshare needs data.root (the database folder or .zip from figshare)")
         if target not in ("eps_imag", "sc_rpa_ipa"):
             raise ValueError(f"unknown data.target {target!r}; choose eps_imag or sc_rpa_ipa")
+        if train_ids and (subset is not None or train_on != "train"):
+            raise ValueError("data.train_ids names the training materials itself: leave data.subset and "
+                             "data.train_on at their defaults")
         if train_on not in ("train", "all"):
             raise ValueError(f"data.train_on={train_on}: use train (the training split) or all (every material)")
         if target == "sc_rpa_ipa" and self.kind != "rpa":
@@ -71,6 +76,7 @@ class SpectraDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir
         self.device_resident = device_resident
         self.train_on = train_on
+        self.train_ids = train_ids
         self.synthetic_seed = synthetic_seed
         sizes = synthetic_sizes or {}
         self.synthetic_sizes = {"ipa": tuple(sizes.get("ipa", synthetic.IPA_SIZES)),
@@ -132,6 +138,8 @@ class SpectraDataModule(pl.LightningDataModule):
             raise ValueError(f"the training split of {self.kind.upper()} is empty: none of the {len(store)} "
                              f"materials of this database is a training material of {origin}")
         train = rows["train"]
+        if self.train_ids:
+            train = self._chosen_training_rows(store, assignment, set(train))
         if self.train_on == "all":
             # The latent map's SC model: the authors train it on every material (all splits, in database
             # order); validation and test then measure nothing held out.
@@ -154,6 +162,23 @@ class SpectraDataModule(pl.LightningDataModule):
         log.info("%s data: training on %d materials%s, validating on %d, testing on %d", self.kind.upper(),
                  len(self.train_set), chosen, len(self.val_set), len(self.test_set))
 
+    def _chosen_training_rows(self, store: GraphStore, assignment: dict[str, str], train_rows: set[int]) -> list[int]:
+        """The rows of the materials listed in ``train_ids``: training materials only, each once."""
+        path = Path(str(self.train_ids)).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"data.train_ids={path}: no such file (one mat_id a line)")
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if len(set(ids)) != len(ids):
+            twice = next(m for m in ids if ids.count(m) > 1)
+            raise ValueError(f"data.train_ids={path}: {twice} is listed twice")
+        row = store.index_of()
+        for m in ids:
+            if m not in row or row[m] not in train_rows:
+                where = assignment.get(m, "no split") if m in row else "not in this database"
+                raise ValueError(f"data.train_ids={path}: {m} is not a training material ({where}); validation and "
+                                 f"test materials can never be trained on")
+        return sorted(row[m] for m in ids)
+
     def describe(self) -> dict:
         """What a model trained on this data module learns from: saved in its checkpoints and model cards."""
         if self.train_set is None:
@@ -162,6 +187,7 @@ class SpectraDataModule(pl.LightningDataModule):
                 "root": str(self.root) if self.root else None, "fingerprint": self.meta.get("fingerprint"),
                 "cutoff": self.cutoff, "split": self.split_origin, "subset": self.subset,
                 "max_sites": self.max_sites, "seed": self.seed, "target": self.target, "train_on": self.train_on,
+                "train_ids": str(self.train_ids) if self.train_ids else None,
                 "sizes": {"train": len(self.train_set), "validation": len(self.val_set), "test": len(self.test_set)}}
 
     # -- loaders --------------------------------------------------------------------------------

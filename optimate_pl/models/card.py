@@ -2,7 +2,8 @@
 
 Architecture, target, data source and fingerprint, cutoff, split, set sizes, test medians and the
 package version: so that loading a checkpoint never has to guess (the same provenance also lives in
-the checkpoint's saved hyperparameters, under ``data``).
+the checkpoint's saved hyperparameters, under ``data``). An ensemble's folder has its own card,
+``ensemble.json``: its members, their seeds and the calibration of its uncertainty.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from ..atomic import atomic_write_text
 
 CARD_SUFFIX = ".card.json"
+ENSEMBLE_CARD = "ensemble.json"
 
 
 def package_version() -> str:
@@ -54,3 +56,10 @@ def read_card(checkpoint: str | Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def read_ensemble_card(path: str | Path) -> dict[str, Any] | None:
+    """The card of an ensemble folder (or the ``ensemble.json`` itself), else ``None``."""
+    path = Path(path)
+    path = path if path.name == ENSEMBLE_CARD else path / ENSEMBLE_CARD
+    return json.loads(path.read_text()) if path.is_file() else None

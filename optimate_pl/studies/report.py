@@ -6,6 +6,8 @@
     python -m optimate_pl.studies example_spectra   # Fig. 2
     python -m optimate_pl.studies sc_predictor      # Fig. 6
     python -m optimate_pl.studies latent_map        # Fig. 7 (PNG/PDF and interactive HTML)
+    python -m optimate_pl.studies active_learning   # beyond the paper: the acquisition functions' curves
+    python -m optimate_pl.studies next_rpa --model ENSEMBLE --acquisition disagreement   # the next RPA runs
 
 Each reads the runs of its experiment preset (``experiments/<study>/runs`` by default) and writes into
 ``experiments/<study>/results``. Every table and figure states its data: SYNTHETIC, or the database
@@ -320,28 +322,84 @@ def latent_map(runs_dir: Path, out: Path, n_neighbors: int = 30, min_dist: float
     return written
 
 
+def active_learning(runs_dir: Path, out: Path, efficiency_dir: Path | None = None) -> list[Path]:
+    """The campaign's curves: median test SC and MSE against the number of RPA materials per acquisition
+    function (mean and min-max over repetitions), the paper's random-subset TL curve on real data, and how
+    many RPA calculations each function needs to reach the accuracy of TL on the whole training set."""
+    import json
+
+    from ..active_learning import beats_random, curves, needed_to_reach
+
+    table_path = runs_dir / "campaign.csv"
+    if not table_path.is_file():
+        raise StudyInputError(f"no campaign.csv in {runs_dir} (make it with: python -m optimate_pl "
+                              f"experiment=active_learning)")
+    table = pd.read_csv(table_path)
+    meta = json.loads((runs_dir / "campaign.json").read_text()) if (runs_dir / "campaign.json").is_file() else {}
+    real = meta.get("source") == "figshare"
+    statement = ("real data" if real else "SYNTHETIC data (generated, not physics): not comparable with the paper's "
+                 "numbers")
+    curve = curves(table)
+    reference = None
+    if efficiency_dir is not None and efficiency_dir.is_dir() and list(efficiency_dir.rglob("metrics.json")):
+        runs = load_runs(efficiency_dir)
+        full = max((r for r in runs if r.strategy == "tl" and not r.max_sites), key=lambda r: r.n_train, default=None)
+        if full is not None:
+            reference = (full.n_train, full.metrics.get("test/sc_median"))
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.4))
+    for ax, key, label in ((axes[0], "sc", "median test SC"), (axes[1], "mse", "median test MSE")):
+        for name, sub in curve.groupby("acquisition"):
+            line = ax.plot(sub.n_rpa, sub[key], "o-", label=name)[0]
+            ax.fill_between(sub.n_rpa, sub[f"{key}_min"], sub[f"{key}_max"], color=line.get_color(), alpha=0.2)
+        if real:
+            pub = pd.DataFrame([{"n": n, **v["tl"]} for n, v in published.EFFICIENCY.items()])
+            ax.plot(pub.n, pub[key], "k:", label="paper: TL on random subsets")
+        if reference is not None and key == "sc":
+            ax.axhline(reference[1], color="k", ls="--", lw=0.8, label=f"TL on {reference[0]} (efficiency study)")
+        ax.set(xlabel="RPA materials computed", ylabel=label)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    written = save(fig, out, "active_learning", statement)
+    lines = [f"- {name}: {verdict}" for name, verdict in beats_random(curve).items()]
+    if reference is not None and reference[1] is not None:
+        needed = needed_to_reach(curve, reference[1])
+        lines += [f"- to reach the median SC {reference[1]:.4f} of TL on {reference[0]} materials: " + ", ".join(
+            f"{name} {n if n is not None else f'not within {int(curve.n_rpa.max())}'}" for name, n in needed.items())]
+    written += write_table(curve, out, "active_learning", statement,
+                           f"{int(table.repetition.nunique())} repetitions.\n\n" + "\n".join(lines))
+    return written
+
+
 #: report -> (function, the experiment folder its runs come from, the preset that makes them)
 STUDIES: dict[str, tuple[Any, str]] = {
     "efficiency": (efficiency, "efficiency"), "small_cells": (small_cells, "small_cells"),
     "correlations": (correlations, "efficiency"), "example_spectra": (example_spectra, "efficiency"),
     "sc_predictor": (sc_predictor, "sc_predictor"), "latent_map": (latent_map, "sc_predictor"),
+    "active_learning": (active_learning, "active_learning"),
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m optimate_pl.studies <study> [--runs DIR] [--out DIR] [--root DIR]``."""
+    """``python -m optimate_pl.studies <study> [--runs DIR] [--out DIR] [--root DIR]`` (and ``next_rpa ...``)."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["next_rpa"]:
+        from .next_rpa import main as next_rpa_main
+
+        return next_rpa_main(args_in[1:])
     p = argparse.ArgumentParser(prog="python -m optimate_pl.studies",
                                 description="Turn an experiment's runs into the paper's tables and figures.")
-    p.add_argument("study", choices=sorted(STUDIES))
+    p.add_argument("study", choices=sorted(STUDIES), help="the report (or next_rpa: rank the next RPA calculations)")
     p.add_argument("--root", default=".", help="the folder holding experiments/ (default: here)")
     p.add_argument("--runs", default=None, help="the runs (default: experiments/<preset>/runs)")
     p.add_argument("--out", default=None, help="where to write (default: experiments/<study>/results)")
-    args = p.parse_args(argv)
+    args = p.parse_args(args_in)
     fn, preset = STUDIES[args.study]
     root = Path(args.root)
     runs = Path(args.runs) if args.runs else root / "experiments" / preset / "runs"
     out = Path(args.out) if args.out else root / "experiments" / args.study / "results"
-    kwargs = {"small_cells_dir": root / "experiments" / "small_cells" / "runs"} if args.study == "efficiency" else {}
+    kwargs = {"small_cells_dir": root / "experiments" / "small_cells" / "runs"} if args.study == "efficiency" else \
+        {"efficiency_dir": root / "experiments" / "efficiency" / "runs"} if args.study == "active_learning" else {}
     try:
         written = fn(runs, out, **kwargs)
     except StudyInputError as err:

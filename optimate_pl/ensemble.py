@@ -1,0 +1,177 @@
+"""Deep ensembles: members that differ by seed (initialisation and data order; TL members all start from the
+same IPA weights), trained in one command, calibrated on the validation set, saved as one loadable model.
+
+    python -m optimate_pl strategy=tl data.subset=300 ensemble.size=5        # members one after another
+    python -m optimate_pl -m strategy=tl ensemble.size=5 ensemble.member=0,1,2,3,4 launcher=slurm \\
+        hydra.sweep.dir=ens hydra.sweep.subdir=member-\\${ensemble.member}   # one member per job ...
+    python -m optimate_pl.ensemble ens                                      # ... then assemble them
+
+The ensemble folder holds ``member-<i>/`` (each an ordinary run), ``ensemble.json`` (members, seeds,
+calibration, test summary: ``optimate_pl.load_model(folder)`` loads it), and the test report:
+``uncertainty.csv``/``.md`` (coverage of the nominal 90 % band, rank correlation of the predicted
+scalar uncertainty with the real 1 - SC), ``reliability.png``/``.pdf`` and ``ensemble_test_results.csv``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .atomic import atomic_write_text
+from .models.card import ENSEMBLE_CARD, package_version
+from .uncertainty import band, calibrate, coverage, expected_sc_error, reliability, spearman
+
+log = logging.getLogger("optimate_pl")
+
+
+def member_config(cfg: DictConfig, member: int, folder: Path) -> DictConfig:
+    """Member ``member`` of the ensemble: seed ``seed + member``, output ``folder/member-<member>``."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(out):
+        out.seed = int(cfg.seed) + member
+        out.paths.output_dir = str(folder / f"member-{member}")
+        out.ensemble.member = member
+    return out
+
+
+def train_ensemble(cfg: DictConfig, init_weights: Path | None) -> dict[str, Any]:
+    """Train the members (all of them, or only ``ensemble.member``), then assemble when all are there."""
+    from .config import ConfigError
+    from .train import train
+
+    size = int(cfg.ensemble.size)
+    if cfg.data.target != "eps_imag":
+        raise ConfigError("ensemble.size > 1 gives uncertainty bands for spectra (data.target=eps_imag)")
+    only = cfg.ensemble.get("member")
+    folder = Path(cfg.paths.output_dir)
+    if only is not None:  # one job of a launcher: its member, in this job's own folder
+        folder = folder.parent
+        if not 0 <= int(only) < size:
+            raise ConfigError(f"ensemble.member={only}: must be between 0 and ensemble.size - 1 = {size - 1}")
+    members = [int(only)] if only is not None else list(range(size))
+    for m in members:
+        log.info("ensemble: member %d of %d (seed %d)", m + 1, size, int(cfg.seed) + m)
+        train(member_config(cfg, m, folder), init_weights=init_weights)
+    if len(list(folder.glob("member-*/metrics.json"))) < size:
+        log.info("ensemble: %d of %d members in %s; assemble them with `python -m optimate_pl.ensemble %s`",
+                 len(list(folder.glob("member-*/metrics.json"))), size, folder, folder)
+        return {"objective": None}
+    return assemble(folder, size)
+
+
+@torch.no_grad()
+def member_predictions(model, dataset, batch_size: int = 256) -> torch.Tensor:
+    """Every member's prediction [members, n, points] on a dataset."""
+    parts = [model.members(dataset.collate(range(i, min(len(dataset), i + batch_size)))).cpu()
+             for i in range(0, len(dataset), batch_size)]
+    return torch.cat(parts, dim=1)
+
+
+def assemble(folder: str | Path, size: int | None = None) -> dict[str, Any]:
+    """Calibrate the members of ``folder`` on the validation set, report on the test set, write the card."""
+    import hydra.utils
+
+    from .metrics import median, similarity_coefficient, spectral_mse
+    from .predict import load_model
+
+    folder = Path(folder)
+    runs = sorted(folder.glob("member-*/metrics.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    if not runs or (size is not None and len(runs) < size):
+        raise FileNotFoundError(f"{folder}: {len(runs)} finished members (member-<i>/metrics.json), "
+                                f"{size or 'at least 1'} needed")
+    metrics = [json.loads(p.read_text()) for p in runs]
+    checkpoints = [Path(m["best_checkpoint"]) for m in metrics]
+    cfg = OmegaConf.load(runs[0].parent / "config.yaml")
+    members = [{"checkpoint": str(c.relative_to(folder)) if c.is_relative_to(folder) else str(c),
+                "seed": int(OmegaConf.load(p.parent / "config.yaml").seed)} for c, p in zip(checkpoints, runs)]
+    model = load_model(checkpoints)
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    dm.setup()
+    val, test = member_predictions(model, dm.val_set), member_predictions(model, dm.test_set)
+    y_val = dm.val_set.collate(range(len(dm.val_set))).y
+    y = dm.test_set.collate(range(len(dm.test_set))).y
+    cal = calibrate(y_val, val.mean(0), val.std(0, unbiased=False))
+    mean, std = test.mean(0), test.std(0, unbiased=False)
+    lower, upper = band(mean, std, cal)
+    real_error = 1.0 - similarity_coefficient(mean, y)
+    predicted = expected_sc_error(mean, std, cal)
+    member_sc = [float(median(similarity_coefficient(p, y))) for p in test]
+    summary = {
+        "members": len(members), "level": cal.level, "test_coverage": coverage(y, lower, upper),
+        "spearman_expected_vs_real_sc_error": spearman(predicted, real_error),
+        "test_sc_median_ensemble": float(median(1.0 - real_error)), "test_mse_median_ensemble":
+            float(median(spectral_mse(mean, y))), "test_sc_median_members_mean": float(np.mean(member_sc)),
+        "val_sc_median_ensemble": float(median(similarity_coefficient(val.mean(0), y_val))),
+        "median_expected_sc_error": float(median(predicted)), "median_real_sc_error": float(median(real_error)),
+    }
+    rows = reliability((y_val, val.mean(0), val.std(0, unbiased=False)), (y, mean, std), cal.floor)
+    card = {"kind": "ensemble", "optimate_pl_version": package_version(), "members": members,
+            "calibration": cal.to_dict(), "test": summary, "target": "eps_imag",
+            "data": (metrics[0].get("data") or {})}
+    atomic_write_text(json.dumps(card, indent=2, default=str) + "\n", folder / ENSEMBLE_CARD)
+    write_report(folder, summary, rows, predicted.numpy(), real_error.numpy(), dm.test_set, cfg.data.source)
+    log.info("ensemble of %d in %s: the %.0f %% band covers %.1f %% of the test points; Spearman(expected, real "
+             "1 - SC) = %.2f", len(members), folder, 100 * cal.level, 100 * summary["test_coverage"],
+             summary["spearman_expected_vs_real_sc_error"])
+    return {**summary, "objective": summary["val_sc_median_ensemble"], "val/sc_median": summary["val_sc_median_ensemble"],
+            "folder": str(folder)}
+
+
+def write_report(folder: Path, summary: dict[str, Any], rows: list[dict], predicted: np.ndarray, real: np.ndarray,
+                 test_set, source: str) -> None:
+    """The test report of an ensemble: the summary table, the reliability plot, per-material results."""
+    from .plots import plt, save_figure
+
+    synthetic = source == "synthetic"
+    statement = "SYNTHETIC data (generated, not physics)" if synthetic else "real data"
+    table = pd.DataFrame([summary])
+    atomic_write_text(table.to_csv(index=False), folder / "uncertainty.csv")
+    atomic_write_text(f"Data: {statement}.\n\n{table.T.to_markdown(floatfmt='.4f')}\n\n"
+                      f"{pd.DataFrame(rows).to_markdown(index=False, floatfmt='.3f')}\n", folder / "uncertainty.md")
+    pd.DataFrame({"mat_id": test_set.mat_ids, "expected_sc_error": predicted, "real_sc_error": real}).to_csv(
+        folder / "ensemble_test_results.csv", index=False)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.6))
+    nominal = [r["nominal"] for r in rows]
+    a.plot([0, 1], [0, 1], "k--", lw=0.8)
+    a.plot(nominal, [r["observed"] for r in rows], "o-", color="tab:blue")
+    a.set(xlabel="nominal coverage of the band", ylabel="observed on the test set", xlim=(0, 1), ylim=(0, 1),
+          title="band calibration (points)")
+    bins = np.quantile(predicted, np.linspace(0, 1, 11))
+    which = np.clip(np.digitize(predicted, bins[1:-1]), 0, 9)
+    xs = [predicted[which == i].mean() for i in range(10) if np.any(which == i)]
+    ys = [real[which == i].mean() for i in range(10) if np.any(which == i)]
+    b.scatter(predicted, real, s=3, alpha=0.3, color="tab:gray")
+    b.plot(xs, ys, "o-", color="tab:orange", label="deciles")
+    top = float(max(predicted.max(), real.max()))
+    b.plot([0, top], [0, top], "k--", lw=0.8)
+    b.set(xlabel="expected SC error (ensemble)", ylabel="real 1 - SC", title=f"Spearman {summary['spearman_expected_vs_real_sc_error']:.2f}")
+    b.legend(fontsize=7)
+    fig.text(0.5, -0.01, statement, ha="center", va="top", fontsize=7, color="tab:red" if synthetic else "0.3")
+    fig.tight_layout()
+    save_figure(fig, folder / "reliability.png", close=False)
+    save_figure(fig, folder / "reliability.pdf")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m optimate_pl.ensemble FOLDER``: assemble (calibrate, report) the members trained as separate jobs."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m optimate_pl.ensemble FOLDER   (a folder of member-<i>/ runs)", file=sys.stderr)
+        sys.exit(2)
+    try:
+        summary = assemble(args[0])
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({k: v for k, v in summary.items() if k != "objective"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Calibrated uncertainty: the conformal band on constructed examples, and ensembles end to end."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import optimate_pl
+from optimate_pl.uncertainty import band, calibrate, conformal_scale, coverage, expected_sc_error, spearman
+
+from .test_app import cfg_for
+
+
+def test_conformal_scale_is_the_right_order_statistic():
+    scores = torch.arange(1.0, 11.0)  # 1..10
+    assert conformal_scale(scores, 0.9) == 10.0  # ceil(11 * 0.9) = 10th smallest
+    assert conformal_scale(scores, 0.5) == 6.0  # ceil(11 * 0.5) = 6th smallest
+
+
+def constructed(n, rng, overconfidence=2.0):
+    """Spectra y = mean + σ ε (ε standard normal); the ensemble reports σ / overconfidence."""
+    w = np.linspace(0, 20, 401)
+    mean = np.exp(-((w[None, :] - rng.uniform(4, 12, (n, 1))) / 2.0) ** 2) * rng.uniform(0.5, 1.5, (n, 1))
+    sigma = 0.2 * (0.5 + rng.random((n, 1))) * np.ones_like(w)  # a different noise level per material
+    y = mean + sigma * rng.standard_normal(mean.shape)
+    return (torch.tensor(y), torch.tensor(mean), torch.tensor(sigma / overconfidence), sigma[:, 0])
+
+
+def test_calibration_makes_the_nominal_coverage_hold_where_the_answer_is_known():
+    rng = np.random.default_rng(0)
+    y_val, m_val, s_val, _ = constructed(300, rng)
+    y, mean, std, sigma = constructed(300, rng)
+    raw_lower, raw_upper = mean - 1.645 * std, mean + 1.645 * std
+    assert coverage(y, raw_lower, raw_upper) < 0.6  # the ensemble is overconfident by 2x: far too narrow
+    cal = calibrate(y_val, m_val, s_val, level=0.9)
+    lower, upper = band(mean, std, cal)
+    assert coverage(y, lower, upper) == pytest.approx(0.9, abs=0.01)
+    # Known answer: 1.645 standard deviations of the true noise, here (std + floor) * scale.
+    assert cal.scale * (0.1 * 1.0 + cal.floor) == pytest.approx(1.645 * 0.2 * 1.0, rel=0.1)
+    # The scalar ranks the materials by their real error.
+    from optimate_pl.metrics import similarity_coefficient
+
+    real = (1 - similarity_coefficient(mean, y)).numpy()
+    predicted = expected_sc_error(mean, std, cal).numpy()
+    assert spearman(predicted, real) > 0.6 and spearman(predicted, sigma) > 0.6
+    assert np.median(predicted) == pytest.approx(np.median(real), rel=0.25)  # in SC units
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory, cache_dir):
+    from optimate_pl.pipeline import run
+
+    root = tmp_path_factory.mktemp("ens")
+    summary = run(cfg_for(root, "strategy=dl", "data.subset=40", "ensemble.size=2",
+                          "model=dl_100", "trainer.max_epochs=2"))
+    return root / "run", summary
+
+
+def test_an_ensemble_of_tiny_members_predicts_a_mean_and_a_band(ensemble):
+    from .test_predict import structures
+
+    folder, summary = ensemble
+    card = json.loads((folder / "ensemble.json").read_text())
+    assert [m["seed"] for m in card["members"]] == [0, 1] and card["calibration"]["level"] == 0.9
+    for name in ("uncertainty.csv", "uncertainty.md", "reliability.png", "reliability.pdf",
+                 "ensemble_test_results.csv"):
+        assert (folder / name).stat().st_size > 0, name
+    assert 0 <= summary["test_coverage"] <= 1 and -1 <= summary["spearman_expected_vs_real_sc_error"] <= 1
+    model = optimate_pl.load_model(folder)
+    assert model.is_ensemble and model.calibration is not None
+    out = model.predict_structures(list(structures()), uncertainty=True)
+    assert out["mean"].shape == out["std"].shape == out["lower"].shape == (2, 2001)
+    assert out["expected_sc_error"].shape == (2,) and (out["expected_sc_error"] > 0).all()
+    assert (out["lower"] <= out["mean"]).all() and (out["mean"] <= out["upper"]).all()
+    members = [optimate_pl.load_model(folder / m["checkpoint"]).predict_structures(list(structures()))
+               for m in card["members"]]
+    assert not np.allclose(members[0], members[1])  # the seeds made different members
+    np.testing.assert_allclose(out["mean"], (members[0] + members[1]) / 2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.predict_structures(list(structures())), out["mean"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="needs a calibrated ensemble"):
+        optimate_pl.load_model(folder / card["members"][0]["checkpoint"]).predict_structures(
+            list(structures()), uncertainty=True)
+
+
+def test_ensemble_predictions_carry_the_band_into_tables_and_figures(ensemble, tmp_path):
+    from optimate_pl.predict import load_predictions, run_prediction
+
+    from .test_predict import structures
+
+    folder, _ = ensemble
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    for i, s in enumerate(structures()):
+        s.to(filename=str(cifs / f"s{i}.cif"))
+    res = run_prediction(folder, cifs, tmp_path / "out", workers=0, plot=2)
+    assert res["model"]["ensemble"] == 2
+    materials = pd.read_csv(tmp_path / "out" / "materials.csv")
+    assert "expected_sc_error" in materials and (materials.expected_sc_error > 0).all()
+    _, _, lower = load_predictions(tmp_path / "out", "eps_imag_lower")
+    _, _, mean = load_predictions(tmp_path / "out")
+    assert (lower <= mean + 1e-6).all() and (tmp_path / "out" / "predictions.png").stat().st_size > 0
+
+
+def test_members_as_separate_jobs_then_assembled(tmp_path, cache_dir):
+    """One member per job (as a launcher runs them), then `python -m optimate_pl.ensemble FOLDER`."""
+    from optimate_pl.ensemble import assemble
+    from optimate_pl.pipeline import run
+
+    for m in (0, 1):
+        first = run(cfg_for(tmp_path, "strategy=dl", "data.subset=40", "ensemble.size=2", f"ensemble.member={m}",
+                            "model=dl_100", "trainer.max_epochs=1", f"paths.output_dir={tmp_path / 'ens' / f'member-{m}'}"))
+        assert (first.get("objective") is None) == (m == 0)  # assembled as soon as both are there
+    assert (tmp_path / "ens" / "ensemble.json").is_file()
+    again = assemble(tmp_path / "ens")
+    assert again["members"] == 2 and math.isfinite(again["test_coverage"])
