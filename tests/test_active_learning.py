@@ -12,6 +12,10 @@ from optimate_pl.models import Optimate
 from .test_app import cfg_for
 
 SMALL = dict(node_widths=[16], gat_layers=[[16, 2]], out_widths=[64])
+#: Two rounds (20 -> 30 materials) of every acquisition, one repetition, three steps a model.
+CAMPAIGN = ["experiment=active_learning_quick", "trainer.max_steps=3", "trainer.val_check_interval=null",
+            "active_learning.initial=20", "active_learning.step=10", "active_learning.until=30",
+            "active_learning.repetitions=1"]
 
 
 def test_acquisition_functions():
@@ -30,10 +34,7 @@ def campaign(tmp_path_factory, cache_dir):
     torch.manual_seed(0)
     ipa = root / "ipa_small.pt"  # a small IPA model to start TL from (the architecture comes from the file)
     torch.save(Optimate(**SMALL).state_dict(), ipa)
-    cfg = cfg_for(root, "experiment=active_learning_quick", f"strategy.checkpoint={ipa}", "trainer.max_steps=3",
-                  "trainer.val_check_interval=null", "active_learning.initial=20", "active_learning.step=10",
-                  "active_learning.until=30", "active_learning.repetitions=1")
-    return root / "run", run(cfg)
+    return root / "run", run(cfg_for(root, *CAMPAIGN, f"strategy.checkpoint={ipa}"))
 
 
 def test_two_rounds_for_every_acquisition_never_acquire_validation_test_or_twice(campaign, tiny_rpa):
@@ -82,23 +83,17 @@ def test_campaign_report_and_a_resumed_campaign(campaign, tmp_path):
     cfg = json.loads((folder / "campaign.json").read_text())
     assert cfg["sizes"] == [20, 30]
     # Started again, a finished campaign trains nothing.
-    ipa = folder.parent / "ipa_small.pt"
-    run(cfg_for(folder.parent, "experiment=active_learning_quick", f"strategy.checkpoint={ipa}", "trainer.max_steps=3",
-                "trainer.val_check_interval=null", "active_learning.initial=20", "active_learning.step=10",
-                "active_learning.until=30", "active_learning.repetitions=1"))
+    run(cfg_for(folder.parent, *CAMPAIGN, f"strategy.checkpoint={folder.parent / 'ipa_small.pt'}"))
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
 
 def test_next_rpa_ranks_candidates_for_each_acquisition(campaign, tmp_path):
     from optimate_pl.studies.next_rpa import next_rpa
 
-    from .test_predict import structures
+    from .test_predict import write_cifs
 
     folder, _ = campaign
-    cifs = tmp_path / "cifs"
-    cifs.mkdir()
-    for i, s in enumerate(structures()):
-        s.to(filename=str(cifs / f"cand{i}.cif"))
+    cifs = write_cifs(tmp_path / "cifs", stem="cand")
     tl = json.loads((folder / "rep-0" / "random" / "round-01" / "metrics.json").read_text())["best_checkpoint"]
     sc = json.loads((folder / "rep-0" / "sc" / "round-01" / "sc-model" / "metrics.json").read_text())["best_checkpoint"]
     for model, acquisition in ((tl, "diversity"), (sc, "sc"), (tl, "random")):

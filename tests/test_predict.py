@@ -28,6 +28,14 @@ def structures():
     return nacl, gaas
 
 
+def write_cifs(folder, stem="s"):
+    """The test structures as CIF files ``<stem><i>.cif`` in ``folder`` (created); returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(structures()):
+        s.to(filename=str(folder / f"{stem}{i}.cif"))
+    return folder
+
+
 def predict_cli(*args, cwd):
     entry = "import sys; from optimate_pl.cli import predict_main; sys.argv[0] = 'optimate-pl-predict'; predict_main()"
     return subprocess.run([sys.executable, "-c", entry, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
@@ -102,10 +110,7 @@ def test_parquet_tables_align_with_the_api(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "ipa_published.pt"
     torch.save(Optimate().state_dict(), path)
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i, s in enumerate(structures()):
-        s.to(filename=str(folder / f"s{i}.cif"))
+    folder = write_cifs(tmp_path / "in")
     res = run_prediction(path, folder, tmp_path / "o", format="parquet", spectra=["eps_imag", "n"], **QUICK)
     materials, energy, eps = load_predictions(tmp_path / "o")
     assert res["n_predicted"] == 2 and list(materials.id) == ["s0.cif", "s1.cif"] and energy[-1] == 20.0

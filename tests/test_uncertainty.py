@@ -87,14 +87,10 @@ def test_an_ensemble_of_tiny_members_predicts_a_mean_and_a_band(ensemble):
 def test_ensemble_predictions_carry_the_band_into_tables_and_figures(ensemble, tmp_path):
     from optimate_pl.predict import load_predictions, run_prediction
 
-    from .test_predict import structures
+    from .test_predict import write_cifs
 
     folder, _ = ensemble
-    cifs = tmp_path / "cifs"
-    cifs.mkdir()
-    for i, s in enumerate(structures()):
-        s.to(filename=str(cifs / f"s{i}.cif"))
-    res = run_prediction(folder, cifs, tmp_path / "out", workers=0, plot=2)
+    res = run_prediction(folder, write_cifs(tmp_path / "cifs"), tmp_path / "out", workers=0, plot=2)
     assert res["model"]["ensemble"] == 2
     materials = pd.read_csv(tmp_path / "out" / "materials.csv")
     assert "expected_sc_error" in materials and (materials.expected_sc_error > 0).all()
