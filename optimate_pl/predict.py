@@ -394,3 +394,9 @@ def write_ranking(output: Path, materials, rank_by: str, top: int, info: dict[st
     figure = plot_predictions(output, best.id.tolist(), output / f"top_{top}_{rank_by}.png", info,
                               sources=best.source.tolist(), title=f"top {len(best)} by {rank_by}")
     return [csv_path, figure]
+
+
+if __name__ == "__main__":  # `python -m optimate_pl.predict` = optimate-pl-predict, as in earlier versions
+    from .cli import predict_main
+
+    predict_main()
