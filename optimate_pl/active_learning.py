@@ -82,7 +82,7 @@ def acquire(name: str, k: int, remaining: list[str], labelled: list[str], cfg: D
         preds = member_predictions(load_model(checkpoints), pool)
         return [remaining[i] for i in select_top(spread(preds.mean(0), preds.std(0, unbiased=False)).numpy(), k)]
     if name == "sc":
-        from .pipeline import derived_config
+        from .pretrain import derived_config
 
         sc_cfg = derived_config(cfg, "sc", model="sc", keep_budget=True)
         sc_run = _round(sc_cfg, None, labelled, folder / "sc-model", seed)
@@ -101,7 +101,7 @@ def run_campaign(cfg: DictConfig) -> dict[str, Any]:
     """The whole campaign (see the module docstring); returns its table's path and size."""
     import hydra.utils
 
-    from .pipeline import ensure_ipa_checkpoint
+    from .pretrain import ensure_ipa_checkpoint
 
     al = cfg.active_learning
     unknown = set(al.acquisitions) - set(ACQUISITIONS)

@@ -396,7 +396,7 @@ def write_ranking(output: Path, materials, rank_by: str, top: int, info: dict[st
     return [csv_path, figure]
 
 
-if __name__ == "__main__":  # `python -m optimate_pl.predict` = optimate-pl-predict, as in earlier versions
-    from .cli import predict_main
 
-    predict_main()
+if __name__ == "__main__":  # the command lives in cli.py (a library module must not import its entry point)
+    raise SystemExit("error: run predictions with `optimate-pl-predict checkpoint=... input=...` "
+                     "(`python -m optimate_pl.predict` was the entry of earlier versions)")

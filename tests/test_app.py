@@ -88,7 +88,7 @@ def test_the_authors_recipes_are_the_defaults():
 
 
 def test_auto_pretraining_uses_the_tl_runs_own_settings(tmp_path):
-    from optimate_pl.pipeline import ipa_checkpoint_path, ipa_pretraining_config
+    from optimate_pl.pretrain import ipa_checkpoint_path, ipa_pretraining_config
 
     ipa = ipa_pretraining_config(cfg_for(tmp_path, "strategy=tl", "data.subset=300", "data.cutoff=4.0"))
     assert ipa.data._target_.endswith("IPADataModule") and ipa.data.cutoff == 4.0 and ipa.data.subset is None

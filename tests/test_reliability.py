@@ -48,10 +48,10 @@ def test_help_opens_with_a_description_examples_and_groups(tmp_path):
     r = predict_cli("--help", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("optimate-pl-predict:")
     assert "Common commands:" in r.stdout and "recursive: false" in r.stdout
-    # `python -m optimate_pl.predict` was a silent no-op (exit 0) after the entry moved to cli.py
+    # the entry of earlier versions was a silent no-op (exit 0) after the command moved to cli.py
     r = subprocess.run([sys.executable, "-m", "optimate_pl.predict", "--help"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=120)
-    assert r.returncode == 0 and "Common commands:" in r.stdout, r.stderr[-1500:]
+    assert r.returncode == 1 and "run predictions with `optimate-pl-predict" in r.stderr, r.stderr[-1500:]
 
 
 def test_resume_refuses_another_configuration_and_names_the_checkpoint(tmp_path, cache_dir, caplog):
