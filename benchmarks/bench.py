@@ -138,8 +138,8 @@ def eval_throughput(dm: IPADataModule, net: dict, device: torch.device, batched:
     ds = dm.test_set
     t0 = time.perf_counter()
     if batched:
-        for i in range(0, len(ds), 256):
-            model(ds.collate(range(i, min(len(ds), i + 256))).to(device))
+        for batch in ds.batches(256):
+            model(batch.to(device))
     else:
         for i in range(len(ds)):  # as the authors: one Data, collated alone
             model(Batch.from_data_list([ds[i]]).to(device))

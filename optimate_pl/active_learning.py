@@ -58,8 +58,7 @@ def _pool_rows(dm, pool_ids: list[str]) -> list[int]:
 
 @torch.no_grad()
 def _latents(model, dataset, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([model.net.latents(dataset.collate(range(i, min(len(dataset), i + batch_size))))
-                      for i in range(0, len(dataset), batch_size)])
+    return torch.cat([model.net.latents(b) for b in dataset.batches(batch_size)])
 
 
 def acquire(name: str, k: int, remaining: list[str], labelled: list[str], cfg: DictConfig, dm, ipa: Path,
@@ -87,8 +86,7 @@ def acquire(name: str, k: int, remaining: list[str], labelled: list[str], cfg: D
         sc_cfg = derived_config(cfg, "sc", model="sc", keep_budget=True)
         sc_run = _round(sc_cfg, None, labelled, folder / "sc-model", seed)
         sc_model = load_model(sc_run["best_checkpoint"])
-        predicted = torch.cat([sc_model(pool.collate(range(i, min(len(pool), i + 256))))[:, 0]
-                               for i in range(0, len(pool), 256)])
+        predicted = torch.cat([sc_model(b)[:, 0] for b in pool.batches()])
         return [remaining[i] for i in select_top((1.0 - predicted).numpy(), k)]
     if name == "diversity":
         model = load_model(round_metrics["best_checkpoint"])

@@ -108,9 +108,9 @@ class RunSchema:
     verbose_errors: bool = False
 
 
-#: Trainer settings with a type and a lower bound (``None``: any value of the type).
-TRAINER_NUMBERS = {"max_epochs": (int, -1), "max_steps": (int, -1), "check_val_every_n_epoch": (int, 1),
-                   "devices": (int, 1), "num_sanity_val_steps": (int, -1), "log_every_n_steps": (int, 1)}
+#: Integer trainer settings and their lower bounds.
+TRAINER_NUMBERS = {"max_epochs": -1, "max_steps": -1, "check_val_every_n_epoch": 1, "devices": 1,
+                   "num_sanity_val_steps": -1, "log_every_n_steps": 1}
 
 
 def _key_and_reason(err: OmegaConfBaseException) -> str:
@@ -168,7 +168,7 @@ def check_values(cfg: DictConfig) -> None:
         _positive(optimizer.lr, "optimizer.lr", "the learning rate", minimum=0, integer=False, exclusive=True)
     if "weight_decay" in optimizer:
         _positive(optimizer.weight_decay, "optimizer.weight_decay", "the weight decay", minimum=0, integer=False)
-    for key, (kind, low) in TRAINER_NUMBERS.items():
+    for key, low in TRAINER_NUMBERS.items():
         value = cfg.trainer.get(key)
         if value is not None and not (key == "devices" and isinstance(value, (str, list))):
             _positive(value, f"trainer.{key}", "a count", minimum=low)

@@ -59,9 +59,10 @@ def train_ensemble(cfg: DictConfig, init_weights: Path | None) -> dict[str, Any]
     for m in members:
         log.info("ensemble: member %d of %d (seed %d)", m + 1, size, int(cfg.seed) + m)
         train(member_config(cfg, m, folder), init_weights=init_weights)
-    if len(list(folder.glob("member-*/metrics.json"))) < size:
+    finished = len(list(folder.glob("member-*/metrics.json")))
+    if finished < size:
         log.info("ensemble: %d of %d members in %s; assemble them with `python -m optimate_pl.ensemble %s`",
-                 len(list(folder.glob("member-*/metrics.json"))), size, folder, folder)
+                 finished, size, folder, folder)
         return {"objective": None}
     return assemble(folder, size)
 
@@ -69,9 +70,7 @@ def train_ensemble(cfg: DictConfig, init_weights: Path | None) -> dict[str, Any]
 @torch.no_grad()
 def member_predictions(model, dataset, batch_size: int = 256) -> torch.Tensor:
     """Every member's prediction [members, n, points] on a dataset."""
-    parts = [model.members(dataset.collate(range(i, min(len(dataset), i + batch_size)))).cpu()
-             for i in range(0, len(dataset), batch_size)]
-    return torch.cat(parts, dim=1)
+    return torch.cat([model.members(b).cpu() for b in dataset.batches(batch_size)], dim=1)
 
 
 def assemble(folder: str | Path, size: int | None = None) -> dict[str, Any]:
@@ -95,9 +94,9 @@ def assemble(folder: str | Path, size: int | None = None) -> dict[str, Any]:
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
     dm.setup()
     val, test = member_predictions(model, dm.val_set), member_predictions(model, dm.test_set)
-    y_val = dm.val_set.collate(range(len(dm.val_set))).y
-    y = dm.test_set.collate(range(len(dm.test_set))).y
-    cal = calibrate(y_val, val.mean(0), val.std(0, unbiased=False))
+    y_val, y = dm.val_set.targets, dm.test_set.targets
+    val_mean, val_std = val.mean(0), val.std(0, unbiased=False)
+    cal = calibrate(y_val, val_mean, val_std)
     mean, std = test.mean(0), test.std(0, unbiased=False)
     lower, upper = band(mean, std, cal)
     real_error = 1.0 - similarity_coefficient(mean, y)
@@ -108,10 +107,10 @@ def assemble(folder: str | Path, size: int | None = None) -> dict[str, Any]:
         "spearman_expected_vs_real_sc_error": spearman(predicted, real_error),
         "test_sc_median_ensemble": float(median(1.0 - real_error)), "test_mse_median_ensemble":
             float(median(spectral_mse(mean, y))), "test_sc_median_members_mean": float(np.mean(member_sc)),
-        "val_sc_median_ensemble": float(median(similarity_coefficient(val.mean(0), y_val))),
+        "val_sc_median_ensemble": float(median(similarity_coefficient(val_mean, y_val))),
         "median_expected_sc_error": float(median(predicted)), "median_real_sc_error": float(median(real_error)),
     }
-    rows = reliability((y_val, val.mean(0), val.std(0, unbiased=False)), (y, mean, std), cal.floor)
+    rows = reliability((y_val, val_mean, val_std), (y, mean, std), cal)
     card = {"kind": "ensemble", "optimate_pl_version": package_version(), "members": members,
             "calibration": cal.to_dict(), "test": summary, "target": "eps_imag",
             "data": (metrics[0].get("data") or {})}
@@ -127,16 +126,15 @@ def assemble(folder: str | Path, size: int | None = None) -> dict[str, Any]:
 def write_report(folder: Path, summary: dict[str, Any], rows: list[dict], predicted: np.ndarray, real: np.ndarray,
                  test_set, source: str) -> None:
     """The test report of an ensemble: the summary table, the reliability plot, per-material results."""
-    from .plots import plt, save_figure
+    from .plots import plt, save_with_statement
 
-    synthetic = source == "synthetic"
-    statement = "SYNTHETIC data (generated, not physics)" if synthetic else "real data"
+    statement = "SYNTHETIC data (generated, not physics)" if source == "synthetic" else "real data"
     table = pd.DataFrame([summary])
     atomic_write_text(table.to_csv(index=False), folder / "uncertainty.csv")
     atomic_write_text(f"Data: {statement}.\n\n{table.T.to_markdown(floatfmt='.4f')}\n\n"
                       f"{pd.DataFrame(rows).to_markdown(index=False, floatfmt='.3f')}\n", folder / "uncertainty.md")
-    pd.DataFrame({"mat_id": test_set.mat_ids, "expected_sc_error": predicted, "real_sc_error": real}).to_csv(
-        folder / "ensemble_test_results.csv", index=False)
+    atomic_write_text(pd.DataFrame({"mat_id": test_set.mat_ids, "expected_sc_error": predicted,
+                                    "real_sc_error": real}).to_csv(index=False), folder / "ensemble_test_results.csv")
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.6))
     nominal = [r["nominal"] for r in rows]
     a.plot([0, 1], [0, 1], "k--", lw=0.8)
@@ -153,10 +151,8 @@ def write_report(folder: Path, summary: dict[str, Any], rows: list[dict], predic
     b.plot([0, top], [0, top], "k--", lw=0.8)
     b.set(xlabel="expected SC error (ensemble)", ylabel="real 1 - SC", title=f"Spearman {summary['spearman_expected_vs_real_sc_error']:.2f}")
     b.legend(fontsize=7)
-    fig.text(0.5, -0.01, statement, ha="center", va="top", fontsize=7, color="tab:red" if synthetic else "0.3")
     fig.tight_layout()
-    save_figure(fig, folder / "reliability.png", close=False)
-    save_figure(fig, folder / "reliability.pdf")
+    save_with_statement(fig, folder, "reliability", statement, dpi=130)
 
 
 def main(argv: list[str] | None = None) -> None:

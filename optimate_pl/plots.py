@@ -28,3 +28,11 @@ def save_figure(fig, path: Path, dpi: int = 130, close: bool = True) -> Path:
     if close:
         plt.close(fig)
     return path
+
+
+def save_with_statement(fig, folder: Path, name: str, statement: str, dpi: int = 150) -> list[Path]:
+    """``name.png`` and ``name.pdf`` in ``folder``, the data statement at the foot (red for SYNTHETIC data)."""
+    synthetic = statement.startswith("SYNTHETIC")
+    fig.text(0.5, -0.01, statement, ha="center", va="top", fontsize=7, color="tab:red" if synthetic else "0.3")
+    png = save_figure(fig, Path(folder) / f"{name}.png", dpi=dpi, close=False)
+    return [png, save_figure(fig, Path(folder) / f"{name}.pdf", dpi=dpi)]

@@ -84,8 +84,13 @@ class Predictor(torch.nn.Module):
         return self.nets[0]
 
     @property
+    def out_dim(self) -> int:
+        """Outputs per material: 2001 spectral points, or 1 for an SC[RPA;IPA] model."""
+        return self.net.mlp1.channel_list[-1]
+
+    @property
     def is_sc_model(self) -> bool:
-        return self.net.mlp1.channel_list[-1] == 1
+        return self.out_dim == 1
 
     @property
     def is_ensemble(self) -> bool:
@@ -129,7 +134,7 @@ class Predictor(torch.nn.Module):
 
         out = [self(Batch.from_data_list(list(graphs[i:i + self.batch_size])).to(self._device())).cpu()
                for i in range(0, len(graphs), self.batch_size)]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.net.mlp1.channel_list[-1]), dtype=np.float32)
+        return torch.cat(out).numpy() if out else np.zeros((0, self.out_dim), dtype=np.float32)
 
     def predict_structures(self, structures: Sequence, uncertainty: bool = False) -> np.ndarray | dict[str, np.ndarray]:
         """Spectra [n, 2001] on :attr:`energy` (or [n, 1] SC[RPA;IPA] for an SC model).
@@ -148,7 +153,7 @@ class Predictor(torch.nn.Module):
             parts = [self.uncertainty(b) for b in batches]
             return {k: torch.cat([p[k].cpu() for p in parts]).numpy() for k in parts[0]} if parts else {}
         out = [self(b).cpu() for b in batches]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.net.mlp1.channel_list[-1]), dtype=np.float32)
+        return torch.cat(out).numpy() if out else np.zeros((0, self.out_dim), dtype=np.float32)
 
 
 def load_model(path: str | Path | Sequence[str | Path], device: str = "cpu") -> Predictor:
@@ -270,7 +275,8 @@ def finalize(output: Path, info: dict[str, Any], format: str = "csv", plot: int 
     materials = pd.concat([pd.read_parquet(p) for p in shards], ignore_index=True) if shards else pd.DataFrame()
     if len(materials):
         materials.insert(4, "model_trained_on", "SYNTHETIC" if info["synthetic"] else info["data_source"])
-    materials.to_parquet(output / "materials.parquet", index=False) if len(materials) else None
+    if len(materials):
+        materials.to_parquet(output / "materials.parquet", index=False)
     errors = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False)
                         for p in sorted((output / "shards").glob("errors-*.csv"))], ignore_index=True)
     markers = [json.loads(p.read_text()) for p in sorted((output / "shards").glob("done-*.json"))]
@@ -394,7 +400,6 @@ def write_ranking(output: Path, materials, rank_by: str, top: int, info: dict[st
     figure = plot_predictions(output, best.id.tolist(), output / f"top_{top}_{rank_by}.png", info,
                               sources=best.source.tolist(), title=f"top {len(best)} by {rank_by}")
     return [csv_path, figure]
-
 
 
 if __name__ == "__main__":  # the command lives in cli.py (a library module must not import its entry point)

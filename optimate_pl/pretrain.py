@@ -51,8 +51,7 @@ def derived_config(cfg: DictConfig, strategy: str, model: str | None = None, kee
             out.trainer.check_val_every_n_epoch = "${strategy.check_val_every_n_epoch.${data.source}}"
         out.logger = {"csv": load_group_config("logger", "csv").csv}
         out.ckpt_path = None
-        for key in ("active_learning",):
-            out.pop(key, None)
+        out.pop("active_learning", None)
         out.ensemble = {"size": 1, "member": None}
     return out
 

@@ -31,9 +31,11 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import IterableDataset
 
 from .atomic import atomic_open, atomic_write_text
+from .data.batching import batch_from_arrays
 from .inputs import Failed, Featurised, InputItem, featurise_items, iter_inputs
 
 log = logging.getLogger("optimate_pl")
+
 
 def _chunks(items: Iterator[InputItem], size: int) -> Iterator[list[InputItem]]:
     while True:
@@ -76,8 +78,6 @@ class StructureStream(IterableDataset):
         return pool.submit(featurise_items, items, self.cutoff, self.min_distance)
 
     def __iter__(self) -> Iterator[Any]:
-        from .data.batching import batch_from_arrays
-
         rank, world = _rank_and_world()
         skip = done_chunks(self.output)
         workers = self.workers if self.workers is not None else max(1, (os.cpu_count() or 2) // world - 1)
@@ -95,14 +95,14 @@ class StructureStream(IterableDataset):
                 parts = [self._submit(pool, chunk[i:i + self.batch_size]) for i in range(0, len(chunk), self.batch_size)]
                 pending.append((k, len(chunk), parts))
                 while len(pending) > 1:  # one chunk featurising ahead of the one being predicted
-                    yield from self._emit(*pending.popleft(), batch_from_arrays)
+                    yield from self._emit(*pending.popleft())
             while pending:
-                yield from self._emit(*pending.popleft(), batch_from_arrays)
+                yield from self._emit(*pending.popleft())
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
 
-    def _emit(self, k: int, n_items: int, parts: list, batch_from_arrays) -> Iterator[Any]:
+    def _emit(self, k: int, n_items: int, parts: list) -> Iterator[Any]:
         failures: list[Failed] = []
         ready: list[Featurised] = []
         bs = self.batch_size
@@ -112,13 +112,12 @@ class StructureStream(IterableDataset):
             last = i == len(parts) - 1
             # Full batches as soon as they are there; what remains (maybe nothing) closes the chunk.
             while len(ready) > bs or (len(ready) == bs and not last):
-                yield self._batch(batch_from_arrays, ready[:bs], k, False, [], n_items)
+                yield self._batch(ready[:bs], k, False, [], n_items)
                 ready = ready[bs:]
-        yield self._batch(batch_from_arrays, ready, k, True, failures, n_items)
+        yield self._batch(ready, k, True, failures, n_items)
 
     @staticmethod
-    def _batch(batch_from_arrays, items: list[Featurised], k: int, end: bool, failures: list[Failed],
-               n_items: int) -> Any:
+    def _batch(items: list[Featurised], k: int, end: bool, failures: list[Failed], n_items: int) -> Any:
         batch = batch_from_arrays([f.arrays for f in items])
         batch.mat_id = [f.id for f in items]
         batch.source = [f.source for f in items]

@@ -144,8 +144,8 @@ def evaluate_medians(module: SpectraModule, dataset, prefix: str, batch_size: in
     was_training = module.training
     module.eval()
     scores: dict[str, list] = {s.key: [] for s in module.spec.scores}
-    for i in range(0, len(dataset), batch_size):
-        batch = dataset.collate(range(i, min(len(dataset), i + batch_size))).to(module.device)
+    for batch in dataset.batches(batch_size):
+        batch = batch.to(module.device)
         with torch.autocast(module.device.type, enabled=False):
             pred = module(batch).float()
         for score in module.spec.scores:

@@ -54,11 +54,16 @@ def spread(mean: Tensor, std: Tensor) -> Tensor:
     return torch.trapezoid(std, dim=-1) / torch.trapezoid(mean.abs(), dim=-1).clamp(min=1e-12)
 
 
+def normalised_scores(y: Tensor, mean: Tensor, std: Tensor, floor: float) -> Tensor:
+    """The conformal scores |y - mean| / (σ + floor) of every point."""
+    return (y - mean).abs() / (std + floor)
+
+
 def calibrate(y: Tensor, mean: Tensor, std: Tensor, level: float = LEVEL) -> Calibration:
     """Fit the band's scale and the scalar's scale on validation spectra [n, points] (targets, mean, std)."""
     y, mean, std = (torch.as_tensor(t, dtype=torch.float64) for t in (y, mean, std))
     floor = FLOOR_FRACTION * float(y.abs().amax(dim=-1).median())
-    scale = conformal_scale((y - mean).abs() / (std + floor), level)
+    scale = conformal_scale(normalised_scores(y, mean, std, floor), level)
     real = 1.0 - similarity_coefficient(mean, y)
     sc_error_scale = float(real.median() / spread(mean, std).median().clamp(min=1e-12))
     return Calibration(level=level, scale=scale, floor=floor, sc_error_scale=sc_error_scale, n_validation=len(y))
@@ -81,20 +86,18 @@ def coverage(y: Tensor, lower: Tensor, upper: Tensor) -> float:
     return float(((y >= lower) & (y <= upper)).double().mean())
 
 
-def reliability(val: tuple[Tensor, Tensor, Tensor], test: tuple[Tensor, Tensor, Tensor], floor: float,
+def reliability(val: tuple[Tensor, Tensor, Tensor], test: tuple[Tensor, Tensor, Tensor], cal: Calibration,
                 levels=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> list[dict[str, float]]:
-    """Observed coverage of the test points at each nominal level, each level calibrated on validation.
+    """Observed coverage of the test points at each nominal level, each level calibrated on validation
+    (with the floor of ``cal``).
 
     ``val`` and ``test``: ``(y, mean, std)`` spectra [n, points].
     """
     y_val, mean_val, std_val = (torch.as_tensor(t, dtype=torch.float64) for t in val)
     y, mean, std = (torch.as_tensor(t, dtype=torch.float64) for t in test)
-    scores = (y_val - mean_val).abs() / (std_val + floor)
-    rows = []
-    for level in levels:
-        half = conformal_scale(scores, level) * (std + floor)
-        rows.append({"nominal": level, "observed": coverage(y, mean - half, mean + half)})
-    return rows
+    scores = normalised_scores(y_val, mean_val, std_val, cal.floor)
+    return [{"nominal": level, "observed": coverage(y, *band(mean, std, cal, scale=conformal_scale(scores, level)))}
+            for level in levels]
 
 
 def spearman(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> float:

@@ -28,3 +28,15 @@ def test_batch_loader_covers_every_material_once_per_epoch(tiny_rpa):
     assert len(dropped) == 6 and sum(b.num_graphs for b in dropped) == 96
     epoch1, epoch2 = [b.mat_id for b in loader][0], [b.mat_id for b in loader][0]
     assert epoch1 != epoch2  # reshuffled every epoch
+
+
+def test_evaluation_batches_cover_the_items_in_order(tiny_rpa):
+    ds = tiny_rpa.test_set  # every evaluation (test medians, ensembles, studies) iterates these
+    sizes = [b.num_graphs for b in ds.batches(7)]
+    assert sizes == [7] * (len(ds) // 7) + ([len(ds) % 7] if len(ds) % 7 else [])
+    assert [m for b in ds.batches(7) for m in b.mat_id] == ds.mat_ids
+    picked = [4, 1, 9]
+    (only,) = ds.batches(256, picked)
+    assert only.mat_id == [ds.mat_ids[k] for k in picked]
+    assert torch.equal(torch.cat([b.y for b in ds.batches(7)]), ds.targets)
+    assert torch.equal(ds.targets[picked], torch.cat([ds[k].y for k in picked]))

@@ -97,7 +97,7 @@ def _build_synthetic(paths: dict[str, Path], key: str, seed: int, ipa_sizes: Seq
     t0 = time.perf_counter()
     log.info("generating the SYNTHETIC IPA/RPA databases (seed %d, sizes %s / %s) ...", seed, ipa_sizes, rpa_sizes)
     db = synthetic.generate(seed, tuple(ipa_sizes), tuple(rpa_sizes))
-    ipa_store, skipped = featurize_records(db.ipa, cutoff, workers, strict=True, desc="featurising synthetic IPA")
+    ipa_store, _ = featurize_records(db.ipa, cutoff, workers, strict=True, desc="featurising synthetic IPA")
     # RPA materials are IPA materials: reuse their graphs instead of featurising twice.
     row = ipa_store.index_of()
     rows = [row[r.mat_id] for r in db.rpa]

@@ -7,17 +7,17 @@ graphs back to back with pointer arrays, plus the spectra. It saves and loads as
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from ..metrics import similarity_coefficient
 from ..atomic import atomic_torch_save
+from ..metrics import similarity_coefficient
 from .batching import GraphBatcher
 from .featurize import gaussian_expand
 
@@ -122,6 +122,11 @@ class GraphDataset(torch.utils.data.Dataset):
     def mat_ids(self) -> list[str]:
         return [self.store.mat_id[i] for i in self.rows.tolist()]
 
+    @property
+    def targets(self) -> Tensor:
+        """[n, D] the target ``y`` of every item, in order (without gathering any graph)."""
+        return self.y[self.rows]
+
     def __getitem__(self, k: int) -> Data:
         s, i = self.store, int(self.rows[k])
         n0, n1 = int(s.node_ptr[i]), int(s.node_ptr[i + 1])
@@ -148,6 +153,13 @@ class GraphDataset(torch.utils.data.Dataset):
         if self._cpu_batcher is None:
             self._cpu_batcher = self.batcher("cpu")
         return self._cpu_batcher.batch(ks)
+
+    def batches(self, batch_size: int = 256, ks: Sequence[int] | None = None) -> Iterator[Batch]:
+        """Consecutive batches of at most ``batch_size`` of the items ``ks`` (default: all), in order:
+        what every evaluation over a dataset iterates."""
+        ks = range(len(self)) if ks is None else list(ks)
+        for i in range(0, len(ks), batch_size):
+            yield self.collate(ks[i:i + batch_size])
 
     def __getitems__(self, ks: list[int]) -> list[Batch]:
         # torch's DataLoader fetches a whole batch of indices through this hook (see

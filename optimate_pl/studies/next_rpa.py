@@ -109,9 +109,7 @@ def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candid
         pool, computed = database_candidates(source, ipa_root, rpa_root, max_sites)
         ids = [{"mat_id": pool.store.mat_id[i], "formula": pool.store.formula[i], "nsites": int(pool.store.nsites[i])}
                for i in pool.rows.tolist()]
-        cand = [pool.collate(range(i, min(len(pool), i + batch_size))) for i in range(0, len(pool), batch_size)]
-        ref = [computed.collate(range(i, min(len(computed), i + batch_size)))
-               for i in range(0, len(computed), batch_size)]
+        cand, ref = list(pool.batches(batch_size)), list(computed.batches(batch_size))
     if not ids:
         raise ValueError("no candidate material (nothing without an RPA spectrum, or no readable structure)")
     picks, scores, reasons = rank(model, acquisition, cand, ref, len(ids), top)

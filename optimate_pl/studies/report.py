@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_write_text
-from ..plots import plt, save_figure
+from ..plots import QUANTILES, plt, save_with_statement
 from . import figures, published
-from .runs import Run, StudyInputError, data_statement, is_real, load_runs, pick, predict, split_arrays
+from .runs import (SYNTHETIC_STATEMENT, Run, StudyInputError, data_statement, is_real, load_runs, pick, predict,
+                   split_arrays)
 
 
 # -- writing --------------------------------------------------------------------------------------------
@@ -42,10 +43,7 @@ def write_table(df: pd.DataFrame, out: Path, name: str, statement: str, note: st
 
 def save(fig, out: Path, name: str, statement: str) -> list[Path]:
     """A figure as PNG and PDF, its data statement at the foot (in red for SYNTHETIC data)."""
-    synthetic = statement.startswith("SYNTHETIC")
-    fig.text(0.5, -0.01, statement, ha="center", va="top", fontsize=7, color="tab:red" if synthetic else "0.3")
-    png = save_figure(fig, out / f"{name}.png", dpi=150, close=False)
-    return [png, save_figure(fig, out / f"{name}.pdf", dpi=150)]
+    return save_with_statement(fig, out, name, statement)
 
 
 def _sizes(runs: list[Run], strategy: str) -> list[int]:
@@ -244,16 +242,15 @@ def example_spectra(runs_dir: Path, out: Path) -> list[Path]:
     test = split_arrays(dm.test_set)
     baseline = pick(runs, "tl", small).results.set_index("mat_id").loc[test["mat_id"], "ipa_sc"].to_numpy()
     order = np.argsort(baseline, kind="stable")
-    quantiles = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     # As the authors pick them: sorted by SC[IPA;RPA], the item at int(q * n + 1).
-    chosen = [int(order[min(len(order) - 1, int(q * len(order) + 1))]) for q in quantiles]
+    chosen = [int(order[min(len(order) - 1, int(q * len(order) + 1))]) for q in QUANTILES]
     models = {f"{s.upper()} (N={n})": pick(runs, s, n) for s in ("dl", "tl") for n in (small, large)}
     preds = {label: predict(run.model(), dm.test_set, chosen) for label, run in models.items()}
     styles = {"IPA (DFT)": ("k", "-", 0.6), "RPA (DFT)": ("k", "-", 1.4)}
     styles.update({label: (figures.DL if label.startswith("DL") else figures.TL, "-" if f"N={small})" in label else
                            "--", 0.7 if f"N={small})" in label else 1.1) for label in models})
     panels, rows = [], []
-    for j, (q, k) in enumerate(zip(quantiles, chosen)):
+    for j, (q, k) in enumerate(zip(QUANTILES, chosen)):
         curves = {"IPA (DFT)": test["ipa"][k], "RPA (DFT)": test["y"][k], **{lab: p[j] for lab, p in preds.items()}}
         panels.append({"quantile": q, "formula": test["formula"][k], "curves": curves})
         rows.append({"quantile": q, "mat_id": test["mat_id"][k], "formula": test["formula"][k],
@@ -305,11 +302,10 @@ def latent_map(runs_dir: Path, out: Path, n_neighbors: int = 30, min_dist: float
     model, dm = run.model(), run.datamodule()
     every = GraphDataset(dm.store, range(len(dm.store)), "sc_rpa_ipa")
     with torch.no_grad():
-        z = torch.cat([model.net.latents(every.collate(range(i, min(len(every), i + 256))))
-                       for i in range(0, len(every), 256)]).numpy()
+        z = torch.cat([model.net.latents(b) for b in every.batches()]).numpy()
     emb = umap.UMAP(n_neighbors=min(n_neighbors, len(every) - 1), min_dist=min_dist,
                     random_state=random_state).fit_transform(z)
-    sc = every.y[every.rows].reshape(-1).numpy()
+    sc = every.targets.reshape(-1).numpy()
     df = pd.DataFrame({"mat_id": every.mat_ids, "formula": [dm.store.formula[i] for i in every.rows.tolist()],
                        "sc_rpa_ipa": sc, "umap_1": emb[:, 0], "umap_2": emb[:, 1]})
     written = write_table(df, out, "latent_map", statement, f"{note} {z.shape[1]}-d latents of {len(df)} materials.")
@@ -337,8 +333,7 @@ def active_learning(runs_dir: Path, out: Path, efficiency_dir: Path | None = Non
     table = pd.read_csv(table_path)
     meta = json.loads((runs_dir / "campaign.json").read_text()) if (runs_dir / "campaign.json").is_file() else {}
     real = meta.get("source") == "figshare"
-    statement = ("real data" if real else "SYNTHETIC data (generated, not physics): not comparable with the paper's "
-                 "numbers")
+    statement = "real data" if real else SYNTHETIC_STATEMENT
     curve = curves(table)
     reference = None
     if efficiency_dir is not None and efficiency_dir.is_dir() and list(efficiency_dir.rglob("metrics.json")):

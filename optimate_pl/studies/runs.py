@@ -13,6 +13,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 
+#: What every table and figure made from the built-in data says.
+SYNTHETIC_STATEMENT = "SYNTHETIC data (generated, not physics): not comparable with the paper's numbers"
+
+
 class StudyInputError(FileNotFoundError):
     """A study's input (its runs) is missing or incomplete; the message says which and how to make it."""
 
@@ -101,7 +105,7 @@ def is_real(runs: list[Run]) -> bool:
 def data_statement(runs: list[Run]) -> str:
     """What the runs were trained on: SYNTHETIC, or the database path and its fingerprint."""
     if not is_real(runs):
-        return "SYNTHETIC data (generated, not physics): not comparable with the paper's numbers"
+        return SYNTHETIC_STATEMENT
     data = runs[0].metrics.get("data") or {}
     return f"real data: {runs[0].cfg.data.root} (database fingerprint {str(data.get('fingerprint'))[:16]})"
 
@@ -109,8 +113,7 @@ def data_statement(runs: list[Run]) -> str:
 @torch.no_grad()
 def predict(model, dataset, rows: list[int] | None = None, batch_size: int = 256) -> np.ndarray:
     """Predictions [n, out_dim] of a Predictor on dataset items ``rows`` (default: all), batched."""
-    rows = list(range(len(dataset))) if rows is None else list(rows)
-    out = [model(dataset.collate(rows[i:i + batch_size])).cpu() for i in range(0, len(rows), batch_size)]
+    out = [model(b).cpu() for b in dataset.batches(batch_size, rows)]
     return torch.cat(out).numpy() if out else np.zeros((0, 1), np.float32)
 
 
