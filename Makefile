@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 QUICK ?= 0
 
-.PHONY: install run test test-fast bench studies clean study-efficiency study-small-cells study-correlations \
+.PHONY: install system-deps run test test-fast bench studies clean study-efficiency study-small-cells study-correlations \
 	study-example-spectra study-sc-predictor study-latent-map
 
 $(STAMP): pyproject.toml
@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Debian packages for the DFT rungs (GPAW 22.8 + PAW setups for /usr/bin/python3); run as root.
+system-deps:
+	@if /usr/bin/python3 -c "import gpaw" 2>/dev/null && [ -d /usr/share/gpaw-setups ]; then \
+		echo "gpaw and gpaw-data already installed"; \
+	else apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gpaw gpaw-data; fi
 
 ## The main job on the built-in SYNTHETIC data: TL at 300 materials (pretrains IPA first if needed).
 run: $(STAMP)

@@ -57,13 +57,18 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, fh)
 
 
+class LockedError(RuntimeError):
+    """Another process holds the lock (a non-blocking :func:`file_lock` did not get it)."""
+
+
 @contextlib.contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
+def file_lock(path: str | Path, blocking: bool = True, what: str | None = None) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (a ``.lock`` file beside what it guards) while in the block.
 
     Two processes building the same cache or checkpoint then do the work once: the second waits
     here and finds the result when it gets the lock. POSIX ``flock``: released by the OS if the
     holder dies, so a crash never leaves a stale lock. Where ``fcntl`` is missing it does nothing.
+    ``blocking=False`` raises :class:`LockedError` (naming ``what``, default the path) instead of waiting.
     """
     try:
         import fcntl
@@ -73,7 +78,10 @@ def file_lock(path: str | Path) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockedError(f"{what or path} is in use by another process (lock {path})") from None
         try:
             yield
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 import signal
 import sys
 import warnings
@@ -20,7 +21,7 @@ from .config import ConfigError
 
 #: Overrides whose values are file paths: quoted before Hydra parses them, so that a path may hold
 #: characters of Hydra's grammar (Lightning's ``epoch=3-step=70.ckpt``, commas, spaces, quotes).
-PATH_KEYS = ("checkpoint", "input", "output", "strategy.checkpoint", "ckpt_path", "data.root", "data.ipa_root",
+PATH_KEYS = ("checkpoint", "input", "output", "scratch", "gpaw_python", "strategy.checkpoint", "ckpt_path", "data.root", "data.ipa_root",
              "data.split", "data.cache_dir", "paths.root_dir", "paths.output_dir", "paths.checkpoint_dir",
              "hydra.run.dir", "hydra.sweep.dir")
 SPECIAL = set("=,[]{}()'\" \t$")
@@ -44,6 +45,7 @@ def quote_path_overrides(argv: list[str]) -> list[str]:
 USER_ERRORS = (ConfigError, FloatingPointError, FileNotFoundError, ValueError, MissingMandatoryValue)
 
 
+COMMANDS = {"train": "optimate-pl", "predict": "optimate-pl-predict", "compute": "optimate-pl-compute"}
 FLAGS_WITHOUT_RUN = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--version",
                      "--shell-completion", "-sc", "--package", "-p")
 
@@ -110,11 +112,13 @@ def precheck(config_name: str, argv: list[str]) -> None:
         if missing:
             example = " ".join(f"{k}=..." for k in missing)
             raise ConfigError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: "
-                              f"{'optimate-pl-predict' if config_name == 'predict' else 'optimate-pl'} {example}")
+                              f"{COMMANDS.get(config_name, 'optimate-pl')} {example}")
         if config_name == "train" and not multirun:
             check_config(cfg)
         if config_name == "predict":
             check_predict_paths(cfg)
+        if config_name == "compute" and not Path(str(cfg.input)).expanduser().exists():
+            raise ConfigError(f"input={cfg.input}: no such file or folder")
         run_dir = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
     except (HydraException, OmegaConfBaseException, ConfigError) as err:
         fail(ConfigError(_one_line(err)) if not isinstance(err, ConfigError) else err, verbose)
@@ -122,7 +126,7 @@ def precheck(config_name: str, argv: list[str]) -> None:
     problem = writable_problem(run_dir)
     if problem:
         fail(ConfigError(f"cannot write the output folder {run_dir}: {problem}; choose another with "
-                         f"{'hydra.sweep.dir' if multirun else ('output' if config_name == 'predict' else 'hydra.run.dir')}=..."),
+                         f"{'hydra.sweep.dir' if multirun else ('output' if config_name != 'train' else 'hydra.run.dir')}=..."),
              verbose)
 
 
@@ -236,3 +240,29 @@ def predict_main() -> None:
     sys.argv[1:] = quote_path_overrides(sys.argv[1:])
     precheck("predict", sys.argv[1:])
     _predict_app()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://optimate_pl.conf", config_name="compute")
+def _compute_app(cfg: DictConfig) -> None:
+    from .atomic import LockedError
+    from .dft.compute import compute, options_from_config
+    from .dft.runner import GPAWNotFound
+
+    logging.getLogger("optimate_pl").setLevel(logging.INFO)
+    try:
+        opts, settings = options_from_config(cfg)
+        summary = compute(opts, settings)
+    except (*USER_ERRORS, GPAWNotFound, LockedError) as err:
+        fail(err, bool(cfg.get("verbose_errors")))
+        return
+    run, folder = summary["this_run"], summary["folder"]
+    print(f"computed {run['computed']} materials ({run['failed']} not computed) in {run['wall_s']:.0f} s; "
+          f"{cfg.output} holds {folder['ipa_entries']} IPA and {folder['rpa_entries']} RPA entries"
+          + (f"; not computed: {folder['not_computed']} (errors.csv)" if folder["not_computed"] else ""))
+
+
+def compute_main() -> None:
+    """Console entry point of the DFT rungs (``optimate-pl-compute``)."""
+    sys.argv[1:] = quote_path_overrides(sys.argv[1:])
+    precheck("compute", sys.argv[1:])
+    _compute_app()

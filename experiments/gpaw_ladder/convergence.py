@@ -1,0 +1,106 @@
+"""Convergence and cost of the GPAW ladder settings (issue: real physics in the box).
+
+For each material of ``convergence_structures.json`` (Alexandria, CC BY 4.0) and each setting, the
+rungs are computed with that setting varied alone from the defaults (``LadderSettings``), and each
+spectrum is scored as SC against the same material computed at the setting's highest value. Cost
+is the worker's wall time on one core. Writes ``convergence.csv`` and ``convergence.md`` here.
+
+    python experiments/gpaw_ladder/convergence.py [--jobs 2]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed it
+import pandas as pd
+from pymatgen.core import Structure
+
+from optimate_pl.data.records import ENERGY_GRID
+from optimate_pl.dft.runner import MaterialFailed, run_material
+from optimate_pl.dft.settings import LadderSettings
+
+HERE = Path(__file__).parent
+#: setting -> values tried (the last is the reference the others are scored against)
+SWEEP = {
+    "kpt_density_nscf": [3.0, 4.0, 5.0, 6.5],
+    "empty_bands_above_vbm_eV": [15.0, 20.0, 30.0],
+    "pw_cutoff_eV": [250.0, 300.0, 400.0],
+    "response_cutoff_eV": [15.0, 30.0, 50.0],
+    "kpt_density_gs": [2.5, 4.0],
+}
+
+
+def sc(x: np.ndarray, ref: np.ndarray) -> float:
+    """SC[x; ref] = 1 - ∫|x - ref| / ∫|ref| (trapezoid on the grid), REFERENCE §7."""
+    return float(1 - _trapezoid(np.abs(x - ref), ENERGY_GRID) / _trapezoid(np.abs(ref), ENERGY_GRID))
+
+
+def one(job):
+    mat_id, formula, sdict, key, value = job
+    settings = dataclasses.replace(LadderSettings(), **({key: value} if key else {}))
+    try:
+        r = run_material(Structure.from_dict(sdict), settings, "both", nice=0)
+    except MaterialFailed as err:
+        return dict(mat_id=mat_id, formula=formula, setting=key, value=value, error=str(err))
+    return dict(mat_id=mat_id, formula=formula, nsites=len(sdict["sites"]), setting=key, value=value,
+                seconds=r.core_seconds, **{f"t_{k}": v for k, v in r.times.items() if k != "total"},
+                ipa=r.ipa.imag.mean(0).tolist(), rpa=r.rpa.imag.mean(0).tolist(),
+                eps0_ipa=float(r.ipa.real.mean(0)[0]), eps0_rpa=float(r.rpa.real.mean(0)[0]), **r.info)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--only", nargs="*", help="mat_ids to run (default all)")
+    args = ap.parse_args()
+    entries = json.loads((HERE / "convergence_structures.json").read_text())["entries"]
+    jobs = []
+    for e in entries:
+        if args.only and e["data"]["mat_id"] not in args.only:
+            continue
+        for key, values in SWEEP.items():
+            for v in values:
+                jobs.append((e["data"]["mat_id"], e["data"]["formula"], e["structure"], key, v))
+    rows = []
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for row in pool.map(one, jobs):
+            rows.append(row)
+            print(row["formula"], row["setting"], row["value"], row.get("seconds", row.get("error")), flush=True)
+    df = pd.DataFrame(rows)
+    df.to_json(HERE / "convergence_raw.json.gz", orient="records")
+    report(df)
+
+
+def report(df: pd.DataFrame) -> None:
+    """SC of each run against its setting's reference; the table as CSV and Markdown."""
+    out = []
+    for (mat, key), g in df.groupby(["mat_id", "setting"]):
+        ref = g.loc[g["value"].idxmax()]
+        for _, row in g.iterrows():
+            out.append(dict(mat_id=mat, formula=row["formula"], nsites=row["nsites"], setting=key, value=row["value"],
+                            reference=ref["value"], sc_ipa=sc(np.array(row["ipa"]), np.array(ref["ipa"])),
+                            sc_rpa=sc(np.array(row["rpa"]), np.array(ref["rpa"])), seconds=row["seconds"],
+                            eps0_ipa=row["eps0_ipa"], eps0_rpa=row["eps0_rpa"]))
+    t = pd.DataFrame(out)
+    t.to_csv(HERE / "convergence.csv", index=False, float_format="%.4g")
+    lines = ["# GPAW ladder: convergence and cost (GPAW-computed, this 2-core machine, one core per run)", "",
+             "Each setting varied alone from the defaults; SC against the same material at the setting's",
+             "largest value. `python experiments/gpaw_ladder/convergence.py`.", ""]
+    for key, g in t.groupby("setting"):
+        lines += [f"## {key}", "", "| value | median SC IPA | min SC IPA | median SC RPA | min SC RPA | mean s |",
+                  "|---|---|---|---|---|---|"]
+        for v, gv in g.groupby("value"):
+            lines.append(f"| {v:g} | {gv.sc_ipa.median():.3f} | {gv.sc_ipa.min():.3f} | {gv.sc_rpa.median():.3f} | "
+                         f"{gv.sc_rpa.min():.3f} | {gv.seconds.mean():.1f} |")
+        lines.append("")
+    (HERE / "convergence.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""``optimate-pl-compute``: the IPA (and RPA) rungs of many structures with GPAW, resumable.
+
+Into ``output/``:
+
+* ``ipa/<id>.json``: the IPA-database entry of every computed material;
+* ``rpa/<id>.json``: the RPA-database entry (``level=both``), with ``rpa_similarity``;
+* ``errors.csv``: ``id, source, reason, message, seconds`` of every material that was not computed;
+* ``summary.json``: counts per reason, materials per hour, core-seconds per material and rung.
+
+A material with its entry written, or with a recorded permanent failure, is never recomputed: a killed
+run started again continues where it stopped (``retry_failed=true`` retries the failures). ``chunk=i/n``
+takes every n-th material from the i-th (a SLURM array task's share); ``order=size`` computes the
+smallest cells first. Each worker is one serial GPAW process on one core.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..atomic import atomic_write_text, file_lock
+from ..inputs import InputItem, iter_inputs, read_structure
+from .entries import ipa_entry, rpa_entry
+from .runner import MaterialFailed, gpaw_python, run_material
+from .settings import LadderSettings
+
+log = logging.getLogger(__name__)
+ERROR_COLUMNS = ("id", "source", "reason", "message", "seconds")
+#: Failures worth another try on a later run only when asked (retry_failed=true); the others are the material's.
+TRANSIENT = frozenset({"time_limit", "gpaw_error"})
+
+
+@dataclass
+class ComputeOptions:
+    """What to compute and how (the ``optimate-pl-compute`` settings besides ``settings``)."""
+
+    input: str
+    output: str
+    level: str = "both"
+    workers: int = 1
+    time_limit_s: float | None = 3600.0
+    nice: int = 10
+    gpaw_python: str = "auto"
+    max_sites: int | None = None
+    min_gap_eV: float | None = 0.5
+    order: str = "input"
+    limit: int | None = None
+    chunk: str | None = None
+    retry_failed: bool = False
+    recursive: bool = False
+    scratch: str | None = None
+
+
+def _entry_data(item: InputItem) -> dict:
+    if item.kind == "entry" and isinstance(item.payload, dict) and isinstance(item.payload.get("data"), dict):
+        return item.payload["data"]
+    return {}
+
+
+def _safe_name(mat_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in mat_id)
+
+
+class Workdir:
+    """The output folder: which materials are done, the entries, the error table, the summary."""
+
+    def __init__(self, root: str | Path, level: str):
+        self.root = Path(root)
+        self.level = level
+        (self.root / "ipa").mkdir(parents=True, exist_ok=True)
+        if level == "both":
+            (self.root / "rpa").mkdir(exist_ok=True)
+        self.errors: dict[str, dict] = {}
+        path = self.root / "errors.csv"
+        if path.exists():
+            for row in csv.DictReader(path.open(newline="")):
+                self.errors[row["id"]] = row
+
+    def done(self, mat_id: str, retry_failed: bool) -> bool:
+        """Whether ``mat_id`` has its entries, or failed for a reason of its own (not to be retried)."""
+        name = _safe_name(mat_id) + ".json"
+        if (self.root / ("rpa" if self.level == "both" else "ipa") / name).exists():
+            return True
+        err = self.errors.get(mat_id)
+        return bool(err) and not (retry_failed and err["reason"] in TRANSIENT)
+
+    def write_entries(self, mat_id: str, entries: dict[str, dict]) -> None:
+        # IPA before RPA: the RPA file is what marks a level=both material as done.
+        for kind in ("ipa", "rpa"):
+            if kind in entries:
+                atomic_write_text(json.dumps(entries[kind]), self.root / kind / (_safe_name(mat_id) + ".json"))
+        if self.errors.pop(mat_id, None) is not None:
+            self._write_errors()
+
+    def record_failure(self, item: InputItem, reason: str, message: str, seconds: float) -> None:
+        self.errors[item.id] = {"id": item.id, "source": item.source, "reason": reason, "message": message,
+                                "seconds": f"{seconds:.1f}"}
+        self._write_errors()
+
+    def _write_errors(self) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, ERROR_COLUMNS)
+        writer.writeheader()
+        writer.writerows(self.errors.values())
+        atomic_write_text(buf.getvalue(), self.root / "errors.csv")
+
+
+def select(items: Iterable[InputItem], opts: ComputeOptions, workdir: Workdir) -> tuple[list, list]:
+    """The materials to compute now (in order), and the ones dropped before any DFT, with why."""
+    todo, dropped = [], []
+    for item in items:
+        data = _entry_data(item)
+        gap = data.get("band_gap_ind")
+        if opts.min_gap_eV is not None and isinstance(gap, (int, float)) and gap < opts.min_gap_eV:
+            dropped.append((item, "small_gap", f"band_gap_ind {gap} eV < {opts.min_gap_eV} eV in the input"))
+            continue
+        nsites = data.get("nsites")
+        if opts.max_sites is not None and isinstance(nsites, int) and nsites > opts.max_sites:
+            continue
+        todo.append((item, nsites if isinstance(nsites, int) else 10**6))
+    if opts.order == "size":
+        todo.sort(key=lambda t: t[1])  # stable: input order within one size
+    elif opts.order != "input":
+        raise ValueError(f"order must be 'input' or 'size', got {opts.order!r}")
+    todo = [t[0] for t in todo]
+    if opts.chunk:
+        i, n = (int(x) for x in str(opts.chunk).split("/"))
+        if not 0 <= i < n:
+            raise ValueError(f"chunk={opts.chunk}: need 0 <= i < n")
+        todo = todo[i::n]
+    todo = [it for it in todo if not workdir.done(it.id, opts.retry_failed)]
+    return todo, dropped
+
+
+def _compute_one(item: InputItem, opts: ComputeOptions, settings: LadderSettings, python: str):
+    t0 = time.perf_counter()
+    structure = read_structure(item)
+    if opts.max_sites is not None and len(structure) > opts.max_sites:
+        raise MaterialFailed("too_large", f"{len(structure)} sites > max_sites={opts.max_sites}")
+    result = run_material(structure, settings, opts.level, python=python, time_limit=opts.time_limit_s,
+                          scratch=opts.scratch, nice=opts.nice)
+    data = _entry_data(item)
+    entries = {"ipa": ipa_entry(structure, result, settings, item.id, data, opts.level)}
+    if opts.level == "both":
+        entries["rpa"] = rpa_entry(structure, result, settings, item.id, data)
+    return entries, result, time.perf_counter() - t0
+
+
+def compute(opts: ComputeOptions, settings: LadderSettings | None = None, progress: bool | None = None) -> dict:
+    """Compute every selected material of ``opts.input`` into ``opts.output``; returns the summary."""
+    settings = settings or LadderSettings()
+    if opts.level not in ("ipa", "both"):
+        raise ValueError(f"level must be ipa or both, got {opts.level!r}")
+    python, version = gpaw_python(opts.gpaw_python)
+    out = Path(opts.output)
+    out.mkdir(parents=True, exist_ok=True)
+    # One command per output folder at a time (a second one would compute the same materials).
+    with file_lock(out / ".compute.lock", blocking=False, what=f"output folder {out}"):
+        workdir = Workdir(out, opts.level)
+        todo, dropped = select(iter_inputs(opts.input, opts.recursive), opts, workdir)
+        for item, reason, message in dropped:
+            if item.id not in workdir.errors:
+                workdir.record_failure(item, reason, message, 0.0)
+        if opts.limit is not None:
+            todo = todo[: int(opts.limit)]
+        log.info("GPAW %s (%s): %d materials to compute (level=%s, %d worker%s) -> %s", version, python, len(todo),
+                 opts.level, opts.workers, "s" if opts.workers > 1 else "", out)
+        stats = _run(todo, opts, settings, python, workdir, progress)
+        summary = _summary(out, opts, settings, version, stats, workdir)
+    return summary
+
+
+def _run(todo: list[InputItem], opts: ComputeOptions, settings: LadderSettings, python: str, workdir: Workdir,
+         progress: bool | None) -> dict:
+    from tqdm import tqdm
+
+    stats: dict[str, Any] = {"computed": 0, "failed": 0, "seconds": [], "wall": 0.0}
+    bar = tqdm(total=len(todo), desc="computing rungs", unit="mat", file=sys.stderr,
+               disable=(not sys.stderr.isatty()) if progress is None else not progress)
+    t_start = time.perf_counter()
+    pending = iter(todo)
+    with ThreadPoolExecutor(max(1, int(opts.workers))) as pool:
+        running = {}
+        for item in pending:
+            running[pool.submit(_compute_one, item, opts, settings, python)] = item
+            if len(running) >= opts.workers:
+                break
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                item = running.pop(fut)
+                try:
+                    entries, result, seconds = fut.result()
+                except MaterialFailed as err:
+                    workdir.record_failure(item, err.reason, str(err), 0.0)
+                    stats["failed"] += 1
+                    log.info("%s: not computed (%s: %s)", item.id, err.reason, err)
+                except ValueError as err:  # unreadable input structure
+                    workdir.record_failure(item, "unreadable", str(err), 0.0)
+                    stats["failed"] += 1
+                else:
+                    workdir.write_entries(item.id, entries)
+                    stats["computed"] += 1
+                    stats["seconds"].append((len(result.positions), result.core_seconds, result.times))
+                    if not bar.disable:
+                        bar.set_postfix_str(f"{item.id} {result.core_seconds:.0f}s")
+                    else:
+                        log.info("%s: %d sites, %.1f core-s (%s)", item.id, len(result.positions), result.core_seconds,
+                                 ", ".join(f"{k} {v:.1f}" for k, v in result.times.items() if k != "total"))
+                bar.update()
+                nxt = next(pending, None)
+                if nxt is not None:
+                    running[pool.submit(_compute_one, nxt, opts, settings, python)] = nxt
+    bar.close()
+    stats["wall"] = time.perf_counter() - t_start
+    return stats
+
+
+def _summary(out: Path, opts: ComputeOptions, settings: LadderSettings, version: str, stats: dict,
+             workdir: Workdir) -> dict:
+    """Counts, throughput and cost per material (this run and the folder as a whole), as summary.json."""
+    import numpy as np
+
+    reasons: dict[str, int] = {}
+    for row in workdir.errors.values():
+        reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
+    by_sites: dict[int, list[float]] = {}
+    for nsites, secs, _ in stats["seconds"]:
+        by_sites.setdefault(nsites, []).append(secs)
+    n_ipa = len(list((out / "ipa").glob("*.json")))
+    n_rpa = len(list((out / "rpa").glob("*.json"))) if (out / "rpa").exists() else 0
+    summary = {
+        "gpaw_version": version, "level": opts.level, "settings": settings.as_dict(),
+        "this_run": {"computed": stats["computed"], "failed": stats["failed"], "wall_s": round(stats["wall"], 1),
+                     "materials_per_hour": round(3600 * stats["computed"] / stats["wall"], 1) if stats["wall"] else None,
+                     "core_seconds_per_material": round(float(np.mean([s for _, s, _ in stats["seconds"]])), 1)
+                     if stats["seconds"] else None,
+                     "core_seconds_by_sites": {str(k): round(float(np.mean(v)), 1) for k, v in sorted(by_sites.items())}},
+        "folder": {"ipa_entries": n_ipa, "rpa_entries": n_rpa, "not_computed": reasons},
+    }
+    atomic_write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
+    return summary
+
+
+def options_from_config(cfg) -> tuple[ComputeOptions, LadderSettings]:
+    """The command's Hydra config -> (options, settings)."""
+    from omegaconf import OmegaConf
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    names = {f.name for f in fields(ComputeOptions)}
+    opts = ComputeOptions(**{k: v for k, v in c.items() if k in names})
+    settings = LadderSettings(**(c.get("settings") or {}))
+    return opts, settings

@@ -1,0 +1,190 @@
+"""One material's rungs of the ladder with GPAW: PBE ground state, empty bands, dielectric function.
+
+Runs as a script under a Python that has GPAW (Debian's ``/usr/bin/python3`` with ``apt-get
+install gpaw gpaw-data``); it imports nothing from optimate_pl, so that interpreter needs only
+numpy, ASE and GPAW. Usage::
+
+    python3 gpaw_worker.py task.json result.npz
+
+``task.json`` holds ``numbers``, ``cell`` (Å), ``positions`` (Cartesian Å), ``settings`` (see
+``optimate_pl.dft.settings.LadderSettings``) and ``level`` (``ipa`` or ``both``). The result holds
+the response on GPAW's own frequency grid (the caller interpolates onto the 2001-point grid), per
+Cartesian direction, without local fields (the IPA: the head of the dielectric matrix) and, for
+``both``, with them (the RPA), plus the PBE gaps and the time of each stage. A material that cannot
+be computed as an insulator exits with code 3 and one line on stderr saying why.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+# Exit code for "this material is not for the ladder" (metal, odd electron count, gap filter):
+# the caller records the reason instead of treating it as a crash.
+NOT_AN_INSULATOR = 3
+
+
+def _fail(reason: str) -> None:
+    print(reason, file=sys.stderr, flush=True)
+    sys.exit(NOT_AN_INSULATOR)
+
+
+def _gaps(calc) -> tuple[float, float, float]:
+    """(indirect, direct, VBM) in eV from the occupied/empty bands of a fixed-occupation run."""
+    nocc = int(round(calc.get_number_of_electrons())) // 2  # spin-paired, fixed occupations
+    eps = np.array([calc.get_eigenvalues(kpt=k) for k in range(len(calc.get_ibz_k_points()))])
+    vbm = eps[:, nocc - 1].max()
+    cbm = eps[:, nocc].min()
+    direct = (eps[:, nocc] - eps[:, nocc - 1]).min()
+    return float(cbm - vbm), float(direct), float(vbm)
+
+
+def _valence(atoms) -> list[int]:
+    """Valence electrons per atom from the PAW setups GPAW will use."""
+    from gpaw.setup_data import SetupData
+
+    cache: dict[str, int] = {}
+    for sym in atoms.get_chemical_symbols():
+        if sym not in cache:
+            cache[sym] = int(round(SetupData(sym, "PBE", "paw").Nv))
+    return [cache[s] for s in atoms.get_chemical_symbols()]
+
+
+def _empty_bands(volume: float, energy: float) -> int:
+    """Free-electron count of states per spin within ``energy`` eV of a band bottom, in ``volume`` Å³.
+
+    Used to size the empty-band count before the non-self-consistent step; the step then reports
+    how far above the VBM the converged bands really reach (``bands_reach_eV``).
+    """
+    hbar2_2m = 3.80998  # eV Å²
+    kf = math.sqrt(energy / hbar2_2m)
+    return int(math.ceil(volume * kf**3 / (6 * math.pi**2)))
+
+
+def compute(task: dict, workdir: str) -> dict:
+    """Run the ground state, the empty-band step and the response; return arrays and timings."""
+    from ase import Atoms
+    from gpaw import GPAW, PW
+    from ase.units import Hartree
+
+    s = task["settings"]
+    atoms = Atoms(numbers=task["numbers"], cell=task["cell"], positions=task["positions"], pbc=True)
+    if s["symprec"]:
+        # Relaxed cells carry ~1e-5 Å noise that hides their space group from GPAW (a zincblende
+        # AlAs cell: 6 symmetry operations instead of 24, 6x the k-points); spglib puts the atoms back
+        # on the symmetric positions of the space group found at this tolerance.
+        from ase.spacegroup.symmetrize import refine_symmetry
+
+        refine_symmetry(atoms, symprec=s["symprec"], verbose=False)
+    log = os.path.join(workdir, "gpaw.txt")
+    times: dict[str, float] = {}
+
+    nelec = sum(_valence(atoms))
+    if nelec % 2:
+        _fail(f"odd number of valence electrons ({nelec}): not a spin-paired insulator")
+    nocc = nelec // 2
+    t0 = time.perf_counter()
+    # fixed-uniform: insulators without a Fermi-level search (0.01 eV Fermi-Dirac smearing fails for
+    # large-gap solids such as Xe). The lowest empty band is converged too: the gap check reads it.
+    gs = GPAW(mode=PW(s["pw_cutoff_eV"]), xc="PBE", kpts={"density": s["kpt_density_gs"], "gamma": True},
+              nbands=nocc + 4, occupations={"name": "fixed-uniform"},
+              convergence={"density": 1e-5, "bands": nocc + 1}, txt=log)
+    atoms.calc = gs
+    atoms.get_potential_energy()
+    times["ground_state"] = time.perf_counter() - t0
+    gap_ind, gap_dir, _ = _gaps(gs)
+    if gap_ind < s["min_gap_eV"]:
+        _fail(f"PBE gap {gap_ind:.3f} eV < {s['min_gap_eV']} eV on the ground-state grid (metal or small gap)")
+
+    t0 = time.perf_counter()
+    nconv = nocc + max(s["min_empty_bands"], int(math.ceil(
+        s["empty_band_factor"] * _empty_bands(atoms.get_volume(), s["empty_bands_above_vbm_eV"]))))
+    nscf = gs.fixed_density(nbands=nconv + s["extra_bands"], kpts={"density": s["kpt_density_nscf"], "gamma": True},
+                            convergence={"bands": nconv}, txt=log)
+    times["empty_bands"] = time.perf_counter() - t0
+    gap_ind, gap_dir, vbm = _gaps(nscf)
+    eps_top = min(nscf.get_eigenvalues(kpt=k)[nconv - 1] for k in range(len(nscf.get_ibz_k_points())))
+    nkpts_ibz = len(nscf.get_ibz_k_points())
+    t0 = time.perf_counter()
+    gpw = os.path.join(workdir, "nscf.gpw")
+    nscf.write(gpw, "all")
+    times["write"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    # IPA alone needs only the head of chi0: a response cutoff that keeps G = 0 alone.
+    ecut = s["response_cutoff_eV"] if task["level"] == "both" else 1e-3
+    df = _CachedDielectricFunction(gpw, frequencies={"type": "nonlinear", "domega0": s["domega0_eV"],
+                                                     "omega2": s["omega2_eV"], "omegamax": None},
+                                   eta=s["broadening_eV"], ecut=ecut, nbands=nconv, intraband=False,
+                                   hilbert=True, txt=log)
+    omega = df.get_frequencies()
+    ipa, rpa, rpa_half = [], [], []
+    for d in "xyz":
+        e_wGG = df.get_dielectric_matrix(direction=d)
+        ipa.append(e_wGG[:, 0, 0].copy())
+        if task["level"] == "both":
+            # The RPA rung, and the same with only the G-vectors within half the local-field cutoff:
+            # their similarity is the entry's convergence check (rpa_similarity).
+            half = np.flatnonzero(0.5 * df.G2_G * Hartree <= 0.5 * ecut)
+            rpa.append(np.array([1.0 / np.linalg.inv(e)[0, 0] for e in e_wGG]))
+            rpa_half.append(np.array([1.0 / np.linalg.inv(e[np.ix_(half, half)])[0, 0] for e in e_wGG]))
+    times["response"] = time.perf_counter() - t0
+    out = {
+        "omega_eV": omega, "ipa": np.array(ipa), "gap_indirect_eV": gap_ind, "gap_direct_eV": gap_dir,
+        "n_bands": nconv, "n_occupied": nocc, "n_kpts_ibz": nkpts_ibz,
+        "kpts_nscf": np.array(nscf.wfs.kd.N_c), "kpts_gs": np.array(gs.wfs.kd.N_c),
+        "bands_reach_eV": float(eps_top - vbm), "n_symmetries": len(gs.wfs.kd.symmetry.op_scc),
+        "cell": atoms.cell[:], "positions": atoms.positions, "n_G": df.n_G, "times": json.dumps(times),
+    }
+    if task["level"] == "both":
+        out["rpa"] = np.array(rpa)
+        out["rpa_half_cutoff"] = np.array(rpa_half)
+    return out
+
+
+class _CachedDielectricFunction:
+    """GPAW's DielectricFunction with chi0 computed once for the three directions.
+
+    ``get_dielectric_matrix`` recomputes chi0 on every call and overwrites it in place, so the
+    cache hands out copies of the G-G block.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        from gpaw.response.df import DielectricFunction
+
+        class Cached(DielectricFunction):
+            _chi0 = None
+
+            def calculate_chi0(self, q_c, spin="all"):
+                if self._chi0 is None:
+                    self._chi0 = super().calculate_chi0(q_c, spin)
+                pd, wGG, wxvG, wvv = self._chi0
+                self.n_G = wGG.shape[-1]
+                self.G2_G = pd.G2_qG[0]  # |G|^2 in Hartree atomic units, for the half-cutoff check
+                return pd, wGG.copy(), wxvG, wvv
+
+        return Cached(*args, **kwargs)
+
+
+def main(argv: list[str]) -> None:
+    task_path, out_path = argv[1], argv[2]
+    with open(task_path) as fh:
+        task = json.load(fh)
+    with tempfile.TemporaryDirectory(prefix="gpaw-", dir=task.get("scratch")) as workdir:
+        out = compute(task, workdir)
+        with open(os.path.join(workdir, "gpaw.txt")) as fh:
+            log_tail = fh.read()[-4000:]
+    out["gpaw_version"] = __import__("gpaw").__version__
+    out["log_tail"] = log_tail
+    tmp = out_path + ".part.npz"
+    np.savez(tmp, **out)
+    os.replace(tmp, out_path)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,171 @@
+"""Running the GPAW worker for one material and bringing its response onto the 2001-point grid.
+
+GPAW need not be importable in this environment: the worker (``gpaw_worker.py``) runs as its own
+process under any Python that has it, found by :func:`gpaw_python` (this interpreter if it has GPAW,
+else Debian's ``/usr/bin/python3`` from ``apt-get install gpaw gpaw-data``). Each worker is one serial
+GPAW on one core (BLAS/OpenMP threads pinned to 1), niced, with a wall-clock limit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.records import ENERGY_GRID
+from .settings import LadderSettings
+
+WORKER = Path(__file__).with_name("gpaw_worker.py")
+#: The worker's exit code for "not an insulator for the ladder" (see gpaw_worker.NOT_AN_INSULATOR).
+NOT_AN_INSULATOR = 3
+CANDIDATE_PYTHONS = ("/usr/bin/python3",)
+
+
+class GPAWNotFound(RuntimeError):
+    """No Python with GPAW and its PAW setups could be found."""
+
+
+class MaterialFailed(RuntimeError):
+    """One material could not be computed; ``reason`` is a short code, the message says why."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _has_gpaw(python: str) -> str | None:
+    """GPAW's version under ``python`` if GPAW and its PBE setups import there, else None."""
+    probe = ("import gpaw, gpaw.setup_data as s; s.SetupData('H', 'PBE', 'paw'); print(gpaw.__version__)")
+    try:
+        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def gpaw_python(configured: str | None = None) -> tuple[str, str]:
+    """The interpreter that runs the worker and its GPAW version: ``configured``, this one, or Debian's."""
+    candidates = [configured] if configured and configured != "auto" else [sys.executable, *CANDIDATE_PYTHONS]
+    for python in candidates:
+        version = _has_gpaw(python)
+        if version:
+            return python, version
+    raise GPAWNotFound(
+        "no Python with GPAW and its PAW setups found (tried " + ", ".join(candidates) + "): on Debian "
+        "`apt-get install gpaw gpaw-data` (for /usr/bin/python3), or set gpaw_python=/path/to/python")
+
+
+def structure_task(structure, settings: LadderSettings, level: str) -> dict:
+    """The worker's input for a pymatgen ``Structure``: numbers, cell and Cartesian positions in Å."""
+    if not structure.is_ordered:
+        raise MaterialFailed("disordered", "partial occupancies: DFT needs an ordered structure")
+    return {"numbers": [site.specie.Z for site in structure], "cell": structure.lattice.matrix.tolist(),
+            "positions": structure.cart_coords.tolist(), "settings": settings.as_dict(), "level": level}
+
+
+@dataclass
+class RungResult:
+    """One material's computed rungs on :data:`ENERGY_GRID`.
+
+    ``ipa``/``rpa``: complex ε per Cartesian direction, shape (3, 2001) (``rpa`` None for level ipa);
+    ``cell``/``positions``: the (symmetrised) structure the rungs were computed for.
+    """
+
+    ipa: np.ndarray
+    rpa: np.ndarray | None
+    gap_indirect: float
+    gap_direct: float
+    cell: np.ndarray
+    positions: np.ndarray
+    info: dict = field(default_factory=dict)
+    times: dict = field(default_factory=dict)
+    #: the RPA rung with only the G-vectors within half the local-field cutoff (convergence check)
+    rpa_half: np.ndarray | None = None
+
+    @property
+    def core_seconds(self) -> float:
+        """Core-seconds of the worker (one serial process, so its wall time)."""
+        return float(self.times.get("total", sum(self.times.values())))
+
+
+def to_grid(omega: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Complex ε on GPAW's frequencies (eV) -> :data:`ENERGY_GRID` by cubic interpolation.
+
+    GPAW's non-linear grid is 0.05 eV apart at 0 and twice that at 20 eV, much finer than the 0.3 eV
+    broadening, so a cubic spline loses nothing visible; Im ε is clipped at 0 (the spline may
+    undershoot by ~1e-4 where it vanishes below the gap).
+    """
+    from scipy.interpolate import CubicSpline
+
+    if omega[-1] < ENERGY_GRID[-1]:
+        raise MaterialFailed("response_range", f"GPAW's frequency grid ends at {omega[-1]:.2f} eV < 20 eV "
+                                               "(too few empty bands)")
+    out = CubicSpline(omega, eps, axis=-1)(ENERGY_GRID)
+    out.imag = np.clip(out.imag, 0.0, None)
+    return out
+
+
+def run_material(structure, settings: LadderSettings, level: str = "both", *, python: str | None = None,
+                 time_limit: float | None = None, scratch: str | None = None, nice: int = 10) -> RungResult:
+    """Compute the rungs of one structure in a GPAW worker process; raises :class:`MaterialFailed`."""
+    if level not in ("ipa", "both"):
+        raise ValueError(f"level must be 'ipa' or 'both', got {level!r}")
+    python = python or gpaw_python()[0]
+    task = structure_task(structure, settings, level)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory(prefix="optimate-dft-", dir=scratch) as tmp:
+        task["scratch"] = tmp
+        task_path, out_path = Path(tmp, "task.json"), Path(tmp, "result.npz")
+        task_path.write_text(json.dumps(task))
+        cmd = [python, str(WORKER), str(task_path), str(out_path)]
+        t0 = time.perf_counter()
+        try:
+            # start_new_session: a time-out kills the worker's whole process group, nothing lingers
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                    preexec_fn=(lambda: os.nice(nice)) if nice else None, start_new_session=True)
+            try:
+                _, err = proc.communicate(timeout=time_limit)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.communicate()
+                raise MaterialFailed("time_limit", f"exceeded the time limit of {time_limit:g} s") from None
+            except BaseException:  # Ctrl-C or SIGTERM of the command: take the worker down with it
+                os.killpg(proc.pid, 9)
+                raise
+        finally:
+            wall = time.perf_counter() - t0
+        if proc.returncode == NOT_AN_INSULATOR:
+            raise MaterialFailed("not_insulator", err.strip().splitlines()[-1] if err.strip() else "not an insulator")
+        if proc.returncode != 0 or not out_path.exists():
+            last = [line for line in err.strip().splitlines() if line.strip()][-1:] or [f"exit code {proc.returncode}"]
+            raise MaterialFailed("gpaw_error", f"GPAW failed: {last[0][:300]}")
+        with np.load(out_path, allow_pickle=False) as r:
+            res = {k: r[k] for k in r.files}
+    omega = res["omega_eV"]
+    times = json.loads(str(res["times"]))
+    times["total"] = wall
+    info = {k: (res[k].tolist() if res[k].ndim else res[k].item()) for k in
+            ("n_bands", "n_occupied", "n_kpts_ibz", "kpts_nscf", "kpts_gs", "bands_reach_eV", "n_G", "n_symmetries")}
+    info["gpaw_version"] = str(res["gpaw_version"])
+    return RungResult(ipa=to_grid(omega, res["ipa"]), rpa=to_grid(omega, res["rpa"]) if "rpa" in res else None,
+                      gap_indirect=float(res["gap_indirect_eV"]), gap_direct=float(res["gap_direct_eV"]),
+                      cell=res["cell"], positions=res["positions"], info=info, times=times,
+                      rpa_half=to_grid(omega, res["rpa_half_cutoff"]) if "rpa_half_cutoff" in res else None)
+
+
+def which_gpaw_python() -> str | None:
+    """Path of a Python with GPAW, or None (for tests that skip without GPAW)."""
+    try:
+        return gpaw_python()[0]
+    except GPAWNotFound:
+        return None
+
+
+__all__ = ["GPAWNotFound", "MaterialFailed", "RungResult", "gpaw_python", "run_material", "to_grid",
+           "which_gpaw_python"]

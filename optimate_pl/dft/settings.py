@@ -1,0 +1,44 @@
+"""The numerical settings of one rung computation, with the defaults chosen by the convergence study.
+
+Every value goes into ``entry.parameters`` of the written files, so a dataset says how it was made.
+The defaults are the knee of the cost-accuracy curves in ``experiments/gpaw_ladder/convergence.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class LadderSettings:
+    """GPAW settings for the PBE ground state, the empty bands and the dielectric response."""
+
+    #: Plane-wave cutoff of the ground state and the empty-band step (eV).
+    pw_cutoff_eV: float = 300.0
+    #: k-point density (points per Å⁻¹, Γ-centred) of the self-consistent ground state.
+    kpt_density_gs: float = 2.5
+    #: k-point density of the non-self-consistent step the response integrates over.
+    kpt_density_nscf: float = 4.0
+    #: Empty bands: enough to reach this far above the VBM (free-electron estimate x factor);
+    #: the entry records how far the converged bands really reach (``bands_reach_eV``).
+    empty_bands_above_vbm_eV: float = 20.0
+    empty_band_factor: float = 1.5
+    min_empty_bands: int = 8
+    #: Unconverged buffer bands on top (Davidson converges the top bands slowly).
+    extra_bands: int = 4
+    #: Local-field cutoff of the response (eV): the G-vectors of the RPA rung. The IPA rung is G = 0.
+    response_cutoff_eV: float = 30.0
+    #: GPAW's non-linear frequency grid: spacing at 0 and where it has doubled (eV). Interpolated
+    #: onto the 2001-point 0-20 eV grid afterwards (cubic; 0.3 eV broadening keeps it smooth).
+    domega0_eV: float = 0.05
+    omega2_eV: float = 20.0
+    #: Lorentzian broadening eta (eV), the paper's 300 meV.
+    broadening_eV: float = 0.3
+    #: The authors' lower gap filter, applied right after the ground state to save the rest.
+    min_gap_eV: float = 0.5
+    #: spglib tolerance (Å) for putting relaxed atoms back on their space group's positions
+    #: (GPAW then finds the symmetry: fewer k-points); 0 keeps the structure as given.
+    symprec: float = 0.1
+
+    def as_dict(self) -> dict:
+        """Plain dict (what the worker and ``entry.parameters`` take)."""
+        return asdict(self)
