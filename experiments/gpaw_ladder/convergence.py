@@ -3,7 +3,7 @@
 For each material of ``convergence_structures.json`` (Alexandria, CC BY 4.0) and each setting, the
 rungs are computed with that setting varied alone from the defaults (``LadderSettings``), and each
 spectrum is scored as SC against the same material computed at the setting's highest value. Cost
-is the worker's wall time on one core. Writes ``convergence.csv`` and ``convergence.md`` here.
+is the worker's CPU time (one serial process). Writes ``convergence.csv`` and ``convergence.md`` here.
 
     python experiments/gpaw_ladder/convergence.py [--jobs 2]
 """
@@ -22,7 +22,7 @@ import pandas as pd
 from pymatgen.core import Structure
 
 from optimate_pl.data.records import ENERGY_GRID
-from optimate_pl.dft.runner import MaterialFailed, run_material
+from optimate_pl.dft.runner import MaterialFailed, gpaw_python, run_material
 from optimate_pl.dft.settings import LadderSettings
 
 HERE = Path(__file__).parent
@@ -42,14 +42,14 @@ def sc(x: np.ndarray, ref: np.ndarray) -> float:
 
 
 def one(job):
-    mat_id, formula, sdict, key, value = job
+    mat_id, formula, sdict, key, value, python = job
     settings = dataclasses.replace(LadderSettings(), **({key: value} if key else {}))
     try:
-        r = run_material(Structure.from_dict(sdict), settings, "both", nice=0)
+        r = run_material(Structure.from_dict(sdict), settings, "both", python=python, nice=10)
     except MaterialFailed as err:
         return dict(mat_id=mat_id, formula=formula, setting=key, value=value, error=str(err))
     return dict(mat_id=mat_id, formula=formula, nsites=len(sdict["sites"]), setting=key, value=value,
-                seconds=r.core_seconds, **{f"t_{k}": v for k, v in r.times.items() if k != "total"},
+                seconds=r.core_seconds, **{f"t_{k}": v for k, v in r.times.items() if k not in ("total", "wall")},
                 ipa=r.ipa.imag.mean(0).tolist(), rpa=r.rpa.imag.mean(0).tolist(),
                 eps0_ipa=float(r.ipa.real.mean(0)[0]), eps0_rpa=float(r.rpa.real.mean(0)[0]), **r.info)
 
@@ -60,13 +60,13 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="mat_ids to run (default all)")
     args = ap.parse_args()
     entries = json.loads((HERE / "convergence_structures.json").read_text())["entries"]
-    jobs = []
+    jobs, python = [], gpaw_python()[0]
     for e in entries:
         if args.only and e["data"]["mat_id"] not in args.only:
             continue
         for key, values in SWEEP.items():
             for v in values:
-                jobs.append((e["data"]["mat_id"], e["data"]["formula"], e["structure"], key, v))
+                jobs.append((e["data"]["mat_id"], e["data"]["formula"], e["structure"], key, v, python))
     rows = []
     with ProcessPoolExecutor(args.jobs) as pool:
         for row in pool.map(one, jobs):

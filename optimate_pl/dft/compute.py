@@ -213,7 +213,7 @@ def _run(todo: list[InputItem], opts: ComputeOptions, settings: LadderSettings, 
                         bar.set_postfix_str(f"{item.id} {result.core_seconds:.0f}s")
                     else:
                         log.info("%s: %d sites, %.1f core-s (%s)", item.id, len(result.positions), result.core_seconds,
-                                 ", ".join(f"{k} {v:.1f}" for k, v in result.times.items() if k != "total"))
+                                 ", ".join(f"{k} {v:.1f}" for k, v in result.times.items() if k not in ("total", "wall")))
                 bar.update()
                 nxt = next(pending, None)
                 if nxt is not None:

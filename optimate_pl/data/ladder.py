@@ -1,0 +1,201 @@
+"""The built-in GPAW ladder: real IPA and RPA spectra of Alexandria materials, packed small.
+
+``optimate-pl-compute`` writes one JSON entry per material and rung (the authors' formats, ~40-70 kB
+each). :func:`pack` keeps what a model learns from in two files under ``builtin_gpaw/`` of this
+package: ``spectra.npz`` (float32 Im/Re ε of both rungs on a 0.05 eV grid, each distinct Cartesian
+component once) and ``materials.json.gz`` (structures, gaps, metadata, GPAW parameters). GPAW's own
+frequency grid is 0.05-0.1 eV apart and the spectra are broadened by 0.3 eV, so the 0.05 eV grid
+loses nothing (tested). :func:`unpack` writes them back as the authors' IPA and RPA databases
+(``.zip`` of entry JSON files), which the ordinary readers take: ``data.source=gpaw``.
+
+No GPAW is needed to read the dataset; only to extend it (``python -m optimate_pl.data.ladder pack``
+after ``optimate-pl-compute``, see ``optimate_pl/data/builtin_gpaw/README.md``).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import zipfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_open, atomic_write_text, file_lock
+from .records import ENERGY_GRID
+
+#: The packed grid: 0-20 eV in 50 meV steps (every 5th point of the 2001-point grid).
+PACK_STEP = 5
+PACK_GRID = ENERGY_GRID[::PACK_STEP]
+SPECTRA = ("ipa_epsI", "ipa_epsR", "rpa_epsI", "rpa_epsR")
+DIRS = ("xx", "yy", "zz")
+
+
+def builtin_dir() -> Path:
+    """The packaged dataset's folder."""
+    return Path(str(resources.files("optimate_pl.data").joinpath("builtin_gpaw")))
+
+
+def _components(data: dict, key: str) -> list[np.ndarray] | None:
+    """xx, yy, zz of one spectrum of either database format (missing yy/zz = xx)."""
+    if key in data and isinstance(data[key], dict):  # RPA database: {"xx": [...], ...}
+        comps = data[key]
+        xx = np.asarray(comps["xx"], dtype=np.float64)
+        return [xx if comps.get(d) is None else np.asarray(comps[d], dtype=np.float64) for d in DIRS]
+    prefix = {"ipa_epsI": "ipa_epsI_", "ipa_epsR": "ipa_epsR_"}.get(key)
+    if prefix and f"{prefix}0" in data:  # IPA database: ipa_epsI_0, _1, _2
+        xx = np.asarray(data[f"{prefix}0"], dtype=np.float64)
+        return [xx if data.get(f"{prefix}{i}") is None else np.asarray(data[f"{prefix}{i}"], dtype=np.float64)
+                for i in range(3)]
+    return None
+
+
+def pack(folder: str | Path, dest: str | Path | None = None) -> dict:
+    """Pack an ``optimate-pl-compute`` output folder (``ipa/``, ``rpa/``) into ``dest`` (default: the package's)."""
+    folder, dest = Path(folder), Path(dest) if dest else builtin_dir()
+    ipa_files = {p.stem: p for p in sorted((folder / "ipa").glob("*.json"))}
+    rpa_files = {p.stem: p for p in sorted((folder / "rpa").glob("*.json"))} if (folder / "rpa").exists() else {}
+    rows: list[np.ndarray] = []
+    materials = []
+    for stem, path in ipa_files.items():
+        entry = json.loads(path.read_text())
+        data = dict(entry["data"])
+        rpa = json.loads(rpa_files[stem].read_text()) if stem in rpa_files else None
+        source = dict(data)
+        if rpa is not None:
+            source.update({k: v for k, v in rpa["data"].items() if k in SPECTRA})
+        index: dict[str, list[int]] = {}
+        for key in SPECTRA:
+            comps = _components(source, key)
+            if comps is None:
+                continue
+            idx = []
+            for c in comps:
+                same = next((j for j in idx if np.array_equal(rows[j], c[::PACK_STEP].astype(np.float32))), None)
+                if same is None:
+                    rows.append(c[::PACK_STEP].astype(np.float32))
+                    same = len(rows) - 1
+                idx.append(same)
+            index[key] = idx
+        for key in list(data):
+            if key.startswith(("ipa_epsI", "ipa_epsR")):
+                del data[key]
+        if rpa is not None:
+            data.update({k: v for k, v in rpa["data"].items() if k not in SPECTRA and k not in data})
+        materials.append({"mat_id": data["mat_id"], "structure": entry["structure"], "data": data,
+                          "parameters": entry["parameters"], "rpa_parameters": rpa["parameters"] if rpa else None,
+                          "spectra": index, "has_rpa": rpa is not None})
+    if not materials:
+        raise ValueError(f"no computed entries in {folder}/ipa")
+    dest.mkdir(parents=True, exist_ok=True)
+    with atomic_open(dest / "spectra.npz", "wb") as fh:
+        np.savez_compressed(fh, rows=np.stack(rows), grid=PACK_GRID.astype(np.float32))
+    with atomic_open(dest / "materials.json.gz", "wb") as fh:
+        with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
+            gz.write(json.dumps(materials).encode())
+    return {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows)}
+
+
+def load(src: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
+    """The packed materials and their spectra rows on the 2001-point grid (cubic interpolation)."""
+    from scipy.interpolate import CubicSpline
+
+    src = Path(src) if src else builtin_dir()
+    if not (src / "materials.json.gz").is_file():
+        raise FileNotFoundError(f"no packed GPAW dataset in {src} (materials.json.gz missing)")
+    materials = json.loads(gzip.decompress((src / "materials.json.gz").read_bytes()))
+    with np.load(src / "spectra.npz") as z:
+        rows, grid = z["rows"].astype(np.float64), z["grid"].astype(np.float64)
+    full = CubicSpline(grid, rows, axis=1)(ENERGY_GRID)
+    return materials, full
+
+
+def _entry(m: dict, rows: np.ndarray, kind: str) -> dict:
+    data = dict(m["data"])
+    spec = m["spectra"]
+    if kind == "ipa":
+        for key in ("ipa_epsI", "ipa_epsR"):
+            idx = spec[key]
+            for i, j in enumerate(idx):
+                if i == 0 or j != idx[0]:
+                    data[f"{key}_{i}"] = rows[j].tolist()
+        params = m["parameters"]
+    else:
+        for key in SPECTRA:
+            idx = spec[key]
+            data[key] = {d: rows[j].tolist() for d, j in zip(DIRS, idx) if d == "xx" or j != idx[0]}
+        params = m["rpa_parameters"]
+    # Im ε is non-negative; the cubic spline may dip by ~1e-5 where it vanishes below the gap.
+    for key in [k for k in data if k.startswith(("ipa_epsI", "rpa_epsI"))]:
+        if isinstance(data[key], dict):
+            data[key] = {d: np.clip(v, 0, None).tolist() for d, v in data[key].items()}
+        else:
+            data[key] = np.clip(data[key], 0, None).tolist()
+    return {"@module": "pymatgen.entries.computed_entries", "@class": "ComputedStructureEntry",
+            "energy": 0.0, "correction": 0.0, "entry_id": m["mat_id"], "structure": m["structure"],
+            "data": data, "parameters": params}
+
+
+def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Path]:
+    """Write the packed dataset as the authors' IPA and RPA databases (zips) under ``cache_dir``, once.
+
+    Named by the packed files' hash; built under a lock and written atomically, so a crash or a
+    second process never sees a half-written zip.
+    """
+    src = Path(src) if src else builtin_dir()
+    h = hashlib.sha256()
+    for name in ("materials.json.gz", "spectra.npz"):
+        h.update((src / name).read_bytes())
+    key = h.hexdigest()[:16]
+    out = Path(cache_dir) / f"gpaw-ladder-{key}"
+    paths = {"ipa": out / "ipa.zip", "rpa": out / "rpa.zip"}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    with file_lock(out.with_suffix(".lock")):
+        if all(p.exists() for p in paths.values()):
+            return paths
+        materials, rows = load(src)
+        for kind, path in paths.items():
+            with atomic_open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+                for m in materials:
+                    if kind == "rpa" and not m["has_rpa"]:
+                        continue
+                    zf.writestr(f"{m['mat_id']}.json", json.dumps(_entry(m, rows, kind)))
+        atomic_write_text(json.dumps({"source": str(src), "materials": len(materials)}), out / "unpacked.json")
+    return paths
+
+
+def describe(src: str | Path | None = None) -> dict[str, Any]:
+    """Counts, sites and settings of the packed dataset (for README tables and logs)."""
+    materials = json.loads(gzip.decompress(((Path(src) if src else builtin_dir()) / "materials.json.gz").read_bytes()))
+    sites: dict[int, int] = {}
+    for m in materials:
+        n = len(m["structure"]["sites"])
+        sites[n] = sites.get(n, 0) + 1
+    return {"materials": len(materials), "with_rpa": sum(m["has_rpa"] for m in materials),
+            "sites": dict(sorted(sites.items())),
+            "core_hours": round(sum(m["parameters"]["core_seconds"]["total"] for m in materials) / 3600, 2)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m optimate_pl.data.ladder pack FOLDER [DEST]`` | ``describe [DEST]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m optimate_pl.data.ladder", description=main.__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack", help="pack an optimate-pl-compute output folder into the package")
+    p.add_argument("folder")
+    p.add_argument("dest", nargs="?")
+    d = sub.add_parser("describe", help="counts of the packed dataset")
+    d.add_argument("dest", nargs="?")
+    args = ap.parse_args(argv)
+    if args.cmd == "pack":
+        print(json.dumps(pack(args.folder, args.dest)))
+    else:
+        print(json.dumps(describe(args.dest), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The DFT rungs with GPAW (optimate_pl.dft) at low settings, on NaCl: physics checks written from the
+definitions (REFERENCE §7b: the IPA is the head of the dielectric matrix, local fields lower ε∞ of an
+ionic crystal), the database files through the ordinary readers, resuming, failures, packing."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from optimate_pl.data.readers import read_database
+from optimate_pl.data.records import ENERGY_GRID
+from optimate_pl.dft.compute import ComputeOptions, compute
+from optimate_pl.dft.runner import MaterialFailed, run_material, which_gpaw_python
+from optimate_pl.dft.settings import LadderSettings
+
+GPAW = which_gpaw_python()
+pytestmark = [pytest.mark.gpaw, pytest.mark.skipif(GPAW is None, reason="no Python with GPAW (apt-get install gpaw "
+                                                                         "gpaw-data)")]
+#: Seconds, not minutes: coarse k-points, few bands, a small local-field basis.
+LOW = LadderSettings(pw_cutoff_eV=200, kpt_density_gs=1.5, kpt_density_nscf=2.0, empty_bands_above_vbm_eV=15,
+                     empty_band_factor=1.0, min_empty_bands=6, extra_bands=2, response_cutoff_eV=15)
+
+
+def nacl() -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
+
+
+def sodium() -> Structure:  # a metal with one valence electron per cell: not for the ladder
+    return Structure(Lattice.cubic(4.23), ["Na"], [[0, 0, 0]])
+
+
+@pytest.fixture(scope="module")
+def nacl_rungs():
+    return run_material(nacl(), LOW, "both", python=GPAW, nice=0)
+
+
+def test_rungs_are_physical(nacl_rungs):
+    r = nacl_rungs
+    assert r.ipa.shape == r.rpa.shape == (3, len(ENERGY_GRID))
+    assert (r.ipa.imag >= 0).all() and (r.rpa.imag >= 0).all()
+    # Cubic: the three Cartesian components agree.
+    assert np.abs(r.ipa.imag - r.ipa.imag[0]).max() < 1e-6 * r.ipa.imag.max()
+    # PBE gap of NaCl ~5 eV: below it only the tail of the 0.3 eV Lorentzians absorbs.
+    assert 4.0 < r.gap_direct < 6.5
+    assert r.ipa.imag[0][ENERGY_GRID < 3.5].max() < 0.03 * r.ipa.imag[0].max()
+    eps_inf_ipa, eps_inf_rpa = r.ipa.real.mean(0)[0], r.rpa.real.mean(0)[0]
+    # Local fields lower ε∞ of an ionic crystal (REFERENCE: 2.72 -> 2.32 at converged settings).
+    assert 1.8 < eps_inf_rpa < eps_inf_ipa < 3.5
+    # ... and move weight up in energy: the RPA spectrum's centre of mass lies above the IPA one.
+    trapz = getattr(np, "trapezoid", None) or np.trapz
+    w = lambda s: trapz(s * ENERGY_GRID, ENERGY_GRID) / trapz(s, ENERGY_GRID)  # noqa: E731
+    assert w(r.rpa.imag.mean(0)) > w(r.ipa.imag.mean(0)) + 0.1
+    assert r.core_seconds > 0 and r.info["n_symmetries"] == 48
+
+
+def test_ipa_is_rpa_without_local_field_vectors(nacl_rungs):
+    """With a response cutoff that keeps G = 0 alone, the RPA rung is the IPA rung (the head of chi0)."""
+    r = run_material(nacl(), replace(LOW, response_cutoff_eV=1e-3), "both", python=GPAW, nice=0)
+    assert r.info["n_G"] == 1
+    assert np.abs(r.rpa - r.ipa).max() < 1e-8 * np.abs(r.ipa).max()
+    # The IPA rung does not depend on the local-field basis at all.
+    assert np.abs(r.ipa - nacl_rungs.ipa).max() < 1e-6 * np.abs(r.ipa).max()
+
+
+@pytest.fixture(scope="module")
+def computed(tmp_path_factory):
+    """optimate-pl-compute's library call on NaCl, a metal and a disordered cell."""
+    src = tmp_path_factory.mktemp("in")
+    nacl().to(filename=str(src / "NaCl.cif"))
+    sodium().to(filename=str(src / "Na.cif"))
+    disordered = nacl()
+    disordered.replace_species({"Na": {"Na": 0.5, "K": 0.5}})
+    disordered.to(filename=str(src / "NaKCl.cif"))
+    out = tmp_path_factory.mktemp("out")
+    summary = compute(ComputeOptions(input=str(src), output=str(out), nice=0), LOW, progress=False)
+    return src, out, summary
+
+
+def test_compute_writes_database_files_the_readers_take(computed, nacl_rungs):
+    src, out, summary = computed
+    assert summary["this_run"]["computed"] == 1 and summary["folder"]["rpa_entries"] == 1
+    errors = {row.split(",")[0]: row for row in (out / "errors.csv").read_text().splitlines()[1:]}
+    assert set(errors) == {"Na.cif", "NaKCl.cif"}
+    assert "not_insulator" in errors["Na.cif"] and "odd number of valence electrons" in errors["Na.cif"]
+    assert "disordered" in errors["NaKCl.cif"]
+    ipa, rpa = read_database(out / "ipa", "ipa", workers=1), read_database(out / "rpa", "rpa", workers=1)
+    assert len(ipa.records) == len(rpa.records) == 1 and not ipa.skipped and not rpa.skipped
+    # The readers' traces are (xx + yy + zz) / 3 of what GPAW computed (5 significant digits kept).
+    scale = nacl_rungs.rpa.imag.max()
+    assert np.abs(rpa.records[0].spectrum - nacl_rungs.rpa.imag.mean(0)).max() < 1e-3 * scale
+    assert np.abs(rpa.records[0].ipa_spectrum - nacl_rungs.ipa.imag.mean(0)).max() < 1e-3 * scale
+    assert np.abs(ipa.records[0].spectrum - nacl_rungs.ipa.imag.mean(0)).max() < 1e-3 * scale
+    entry = json.loads((out / "rpa" / "NaCl.cif.json").read_text())
+    assert entry["parameters"]["code"] == "GPAW" and entry["parameters"]["settings"]["response_cutoff_eV"] == 15
+    assert 0.5 < entry["data"]["rpa_similarity"] <= 1 and 0 < entry["data"]["sc_rpa_ipa"] < 1
+    assert "yy" not in entry["data"]["rpa_epsI"]  # cubic: "same as xx"
+    # A second run finds everything done (the metal and the disordered cell are not retried).
+    again = compute(ComputeOptions(input=str(src), output=str(out), nice=0), LOW, progress=False)
+    assert again["this_run"]["computed"] == 0 and again["this_run"]["failed"] == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_killed_compute_resumes_and_leaves_no_worker(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for a in (5.50, 5.64, 5.78):
+        s = nacl()
+        s.scale_lattice(s.volume * (a / 5.64) ** 3)
+        s.to(filename=str(src / f"NaCl_{a:.2f}.cif"))
+    out = tmp_path / "out"
+    cmd = [str(Path(sys.executable).with_name("optimate-pl-compute")), f"input={src}", f"output={out}", "nice=0",
+           *(f"settings.{k}={v}" for k, v in LOW.as_dict().items())]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("rpa/*.json")):
+        time.sleep(0.2)
+    first = sorted(out.glob("rpa/*.json"))
+    assert first, "no material finished within 2 minutes"
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                              text=True).stdout.split()]
+    os.kill(proc.pid, signal.SIGKILL)  # the command alone: its GPAW worker must not outlive it
+    proc.wait()
+    time.sleep(1.0)
+    assert workers and not [w for w in workers if _alive(w)], "a GPAW worker outlived its killed command"
+    mtimes = {p.name: p.stat().st_mtime_ns for p in first}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(list(out.glob("rpa/*.json"))) == 3
+    assert {p.name: p.stat().st_mtime_ns for p in first} == mtimes  # finished materials were not recomputed
+    assert f"computed {3 - len(first)} materials" in done.stdout
+
+
+def test_bad_level_and_missing_structure_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="level must be"):
+        run_material(nacl(), LOW, "gw", python=GPAW)
+    with pytest.raises(MaterialFailed, match="disordered"):
+        s = nacl()
+        s.replace_species({"Na": {"Na": 0.5}})
+        run_material(s, LOW, "ipa", python=GPAW)
+
+
+def test_pack_keeps_the_spectra(computed, tmp_path):
+    """The built-in dataset's packing (0.05 eV grid, float32) and unpacking to the databases loses < 1e-3."""
+    from optimate_pl.data import ladder
+
+    _, out, _ = computed
+    info = ladder.pack(out, tmp_path / "packed")
+    assert info == {"materials": 1, "rpa": 1, "rows": 4}  # cubic: one component per spectrum
+    paths = ladder.unpack(tmp_path / "cache", tmp_path / "packed")
+    for kind in ("ipa", "rpa"):
+        orig = read_database(out / kind, kind, workers=1).records[0]
+        back = read_database(paths[kind], kind, workers=1).records[0]
+        assert back.mat_id == orig.mat_id and back.structure == orig.structure
+        assert back.indirect_gap == orig.indirect_gap
+        assert np.abs(back.spectrum - orig.spectrum).max() < 1e-3 * orig.spectrum.max()
+    assert ladder.unpack(tmp_path / "cache", tmp_path / "packed") == paths  # cached, not rewritten
