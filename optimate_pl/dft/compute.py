@@ -7,6 +7,9 @@ Into ``output/``:
 * ``errors.csv``: ``id, source, reason, message, seconds`` of every material that was not computed;
 * ``summary.json``: counts per reason, materials per hour, core-seconds per material and rung.
 
+With ``chunk=i/n`` the error table, summary and lock are the chunk's own (``errors-i-of-n.csv``, ...), so
+that the n chunks (a SLURM job array) share one output folder; every run reads all error tables.
+
 A material with its entry written, or with a recorded permanent failure, is never recomputed: a killed
 run started again continues where it stopped (``retry_failed=true`` retries the failures). ``chunk=i/n``
 takes every n-th material from the i-th (a SLURM array task's share); ``order=size`` computes the
@@ -54,6 +57,7 @@ class ComputeOptions:
     limit: int | None = None
     chunk: str | None = None
     retry_failed: bool = False
+    ids: str | None = None
     recursive: bool = False
     scratch: str | None = None
 
@@ -71,24 +75,31 @@ def _safe_name(mat_id: str) -> str:
 class Workdir:
     """The output folder: which materials are done, the entries, the error table, the summary."""
 
-    def __init__(self, root: str | Path, level: str):
+    def __init__(self, root: str | Path, level: str, chunk: str | None = None):
         self.root = Path(root)
         self.level = level
+        self.suffix = "" if not chunk else "-" + str(chunk).replace("/", "-of-")  # this chunk's own files
         (self.root / "ipa").mkdir(parents=True, exist_ok=True)
         if level == "both":
             (self.root / "rpa").mkdir(exist_ok=True)
-        self.errors: dict[str, dict] = {}
-        path = self.root / "errors.csv"
-        if path.exists():
+        self.errors: dict[str, dict] = {}  # this run's table
+        self.known: dict[str, dict] = {}  # every table of the folder (other chunks too)
+        for path in sorted(self.root.glob("errors*.csv")):
             for row in csv.DictReader(path.open(newline="")):
-                self.errors[row["id"]] = row
+                self.known[row["id"]] = row
+                if path.name == self.errors_path.name:
+                    self.errors[row["id"]] = row
+
+    @property
+    def errors_path(self) -> Path:
+        return self.root / f"errors{self.suffix}.csv"
 
     def done(self, mat_id: str, retry_failed: bool) -> bool:
         """Whether ``mat_id`` has its entries, or failed for a reason of its own (not to be retried)."""
         name = _safe_name(mat_id) + ".json"
         if (self.root / ("rpa" if self.level == "both" else "ipa") / name).exists():
             return True
-        err = self.errors.get(mat_id)
+        err = self.known.get(mat_id)
         return bool(err) and not (retry_failed and err["reason"] in TRANSIENT)
 
     def write_entries(self, mat_id: str, entries: dict[str, dict]) -> None:
@@ -96,11 +107,12 @@ class Workdir:
         for kind in ("ipa", "rpa"):
             if kind in entries:
                 atomic_write_text(json.dumps(entries[kind]), self.root / kind / (_safe_name(mat_id) + ".json"))
+        self.known.pop(mat_id, None)
         if self.errors.pop(mat_id, None) is not None:
             self._write_errors()
 
     def record_failure(self, item: InputItem, reason: str, message: str, seconds: float) -> None:
-        self.errors[item.id] = {"id": item.id, "source": item.source, "reason": reason, "message": message,
+        self.errors[item.id] = self.known[item.id] = {"id": item.id, "source": item.source, "reason": reason, "message": message,
                                 "seconds": f"{seconds:.1f}"}
         self._write_errors()
 
@@ -109,12 +121,32 @@ class Workdir:
         writer = csv.DictWriter(buf, ERROR_COLUMNS)
         writer.writeheader()
         writer.writerows(self.errors.values())
-        atomic_write_text(buf.getvalue(), self.root / "errors.csv")
+        atomic_write_text(buf.getvalue(), self.errors_path)
+
+
+def read_ids(path: str | Path) -> list[str]:
+    """Material ids from a text file (one a line) or a CSV with a ``mat_id`` or ``id`` column (next_rpa's list)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"ids={path}: no such file")
+    text = path.read_text()
+    first = text.splitlines()[0] if text.strip() else ""
+    if "," in first:
+        rows = list(csv.DictReader(io.StringIO(text)))
+        column = next((c for c in ("mat_id", "id") if c in rows[0]), None) if rows else None
+        if column is None:
+            raise ValueError(f"ids={path}: a CSV needs a mat_id or id column (has {first})")
+        return [r[column].strip() for r in rows if r[column].strip()]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def select(items: Iterable[InputItem], opts: ComputeOptions, workdir: Workdir) -> tuple[list, list]:
     """The materials to compute now (in order), and the ones dropped before any DFT, with why."""
     todo, dropped = [], []
+    wanted = read_ids(opts.ids) if opts.ids else None
+    if wanted is not None:
+        position = {m: i for i, m in reversed(list(enumerate(wanted)))}
+        items = sorted((it for it in items if it.id in position), key=lambda it: position[it.id])
     for item in items:
         data = _entry_data(item)
         gap = data.get("band_gap_ind")
@@ -125,10 +157,10 @@ def select(items: Iterable[InputItem], opts: ComputeOptions, workdir: Workdir) -
         if opts.max_sites is not None and isinstance(nsites, int) and nsites > opts.max_sites:
             continue
         todo.append((item, nsites if isinstance(nsites, int) else 10**6))
-    if opts.order == "size":
-        todo.sort(key=lambda t: t[1])  # stable: input order within one size
-    elif opts.order != "input":
+    if opts.order not in ("input", "size"):
         raise ValueError(f"order must be 'input' or 'size', got {opts.order!r}")
+    if opts.order == "size" and wanted is None:  # an ids list keeps its own order (a ranking)
+        todo.sort(key=lambda t: t[1])  # stable: input order within one size
     todo = [t[0] for t in todo]
     if opts.chunk:
         i, n = (int(x) for x in str(opts.chunk).split("/"))
@@ -162,11 +194,13 @@ def compute(opts: ComputeOptions, settings: LadderSettings | None = None, progre
     out = Path(opts.output)
     out.mkdir(parents=True, exist_ok=True)
     # One command per output folder at a time (a second one would compute the same materials).
-    with file_lock(out / ".compute.lock", blocking=False, what=f"output folder {out}"):
-        workdir = Workdir(out, opts.level)
+    suffix = "" if not opts.chunk else "-" + str(opts.chunk).replace("/", "-of-")
+    with file_lock(out / f".compute{suffix}.lock", blocking=False,
+                   what=f"output folder {out}" + (f" (chunk {opts.chunk})" if opts.chunk else "")):
+        workdir = Workdir(out, opts.level, opts.chunk)
         todo, dropped = select(iter_inputs(opts.input, opts.recursive), opts, workdir)
         for item, reason, message in dropped:
-            if item.id not in workdir.errors:
+            if item.id not in workdir.known:
                 workdir.record_failure(item, reason, message, 0.0)
         if opts.limit is not None:
             todo = todo[: int(opts.limit)]
@@ -229,7 +263,7 @@ def _summary(out: Path, opts: ComputeOptions, settings: LadderSettings, version:
     import numpy as np
 
     reasons: dict[str, int] = {}
-    for row in workdir.errors.values():
+    for row in workdir.known.values():
         reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
     by_sites: dict[int, list[float]] = {}
     for nsites, secs, _ in stats["seconds"]:
@@ -245,7 +279,7 @@ def _summary(out: Path, opts: ComputeOptions, settings: LadderSettings, version:
                      "core_seconds_by_sites": {str(k): round(float(np.mean(v)), 1) for k, v in sorted(by_sites.items())}},
         "folder": {"ipa_entries": n_ipa, "rpa_entries": n_rpa, "not_computed": reasons},
     }
-    atomic_write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
+    atomic_write_text(json.dumps(summary, indent=2) + "\n", out / f"summary{workdir.suffix}.json")
     return summary
 
 

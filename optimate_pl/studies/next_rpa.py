@@ -39,12 +39,38 @@ def database_candidates(source: str, ipa_root: str | None, rpa_root: str | None,
     return GraphDataset(ipa.store, rows, "eps_imag"), GraphDataset(rpa.store, range(len(rpa.store)), "eps_imag")
 
 
-def input_candidates(path: str, cutoff: float) -> tuple[list[dict[str, Any]], list]:
-    """Featurised structures of any prediction input: (identities, arrays)."""
+def computed_ids(source: str, exclude: str | None) -> set[str]:
+    """Materials that already have their RPA spectrum: ``exclude`` (a database folder or zip, or a file
+    of ids) and, for ``source=gpaw``, the built-in ladder's RPA materials."""
+    out: set[str] = set()
+    if source == "gpaw":
+        import gzip
+        import json
+
+        from ..data.ladder import builtin_dir
+
+        out |= {m["mat_id"] for m in json.loads(gzip.decompress((builtin_dir() / "materials.json.gz").read_bytes()))
+                if m["has_rpa"]}
+    if exclude:
+        path = Path(exclude).expanduser()
+        if path.is_dir() or path.suffix == ".zip":
+            from ..data.readers import list_sources
+
+            out |= {Path(member or file).name[: -len(".json")] for file, member in list_sources(path)}
+        else:
+            from ..dft.compute import read_ids
+
+            out |= set(read_ids(path))
+    return out
+
+
+def input_candidates(path: str, cutoff: float, skip: set[str] = frozenset()) -> tuple[list[dict[str, Any]], list]:
+    """Featurised structures of any prediction input, less those in ``skip``: (identities, arrays)."""
     from ..inputs import Featurised, featurise_items, iter_inputs
 
     ids, arrays = [], []
-    for f in featurise_items(list(iter_inputs(path, recursive=True)), cutoff, 0.5):
+    items = [it for it in iter_inputs(path, recursive=True) if it.id not in skip]
+    for f in featurise_items(items, cutoff, 0.5):
         if isinstance(f, Featurised):
             ids.append({"mat_id": f.id, "formula": f.formula, "nsites": len(f.arrays[0])})
             arrays.append(f.arrays)
@@ -95,14 +121,14 @@ def rank(model, acquisition: str, candidate_batches: list, reference_batches: li
 
 def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candidates: str | None = None,
              source: str = "synthetic", ipa_root: str | None = None, rpa_root: str | None = None,
-             max_sites: int = 8, batch_size: int = 256) -> pd.DataFrame:
+             max_sites: int = 8, batch_size: int = 256, exclude: str | None = None) -> pd.DataFrame:
     """Rank the candidates (see the module docstring) and write the list; returns it."""
     from ..data.batching import batch_from_arrays
     from ..predict import load_model
 
     model = load_model(model_path)
     if candidates:
-        ids, arrays = input_candidates(candidates, model.cutoff)
+        ids, arrays = input_candidates(candidates, model.cutoff, computed_ids(source, exclude))
         cand = [batch_from_arrays(arrays[i:i + batch_size]) for i in range(0, len(arrays), batch_size)]
         ref: list = []
     else:
@@ -126,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--acquisition", required=True, choices=ACQUISITIONS)
     p.add_argument("--top", type=int, default=100)
     p.add_argument("--candidates", default=None, help="structures to rank (default: the IPA database without RPA)")
-    p.add_argument("--source", default="synthetic", choices=["synthetic", "figshare"])
+    p.add_argument("--source", default="synthetic", choices=["synthetic", "gpaw", "figshare"])
+    p.add_argument("--exclude", default=None, help="materials already computed: a database folder/zip or a file "
+                   "of ids (source=gpaw always leaves out the built-in ladder's)")
     p.add_argument("--ipa-root", default=None, help="figshare: the IPA database")
     p.add_argument("--rpa-root", default=None, help="figshare: the RPA database")
     p.add_argument("--max-sites", type=int, default=8, help="the RPA database's limit on sites")
@@ -134,9 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     try:
         table = next_rpa(args.model, args.acquisition, args.out, args.top, args.candidates, args.source,
-                         args.ipa_root, args.rpa_root, args.max_sites)
+                         args.ipa_root, args.rpa_root, args.max_sites, exclude=args.exclude)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(table.head(10).to_string(index=False))
-    print(f"wrote {len(table)} ranked candidates to {args.out}")
+    print(f"wrote {len(table)} ranked candidates to {args.out}; compute their RPA spectra with\n"
+          f"  optimate-pl-compute input=STRUCTURES output=DIR ids={args.out}")

@@ -1,0 +1,50 @@
+"""Which materials optimate-pl-compute takes on, in which order (no GPAW needed): size order, the gap
+pre-filter, ids lists (next_rpa's ranking), chunks of an array job, and what counts as done."""
+from __future__ import annotations
+
+import json
+
+from optimate_pl.dft.compute import ComputeOptions, Workdir, read_ids, select
+from optimate_pl.inputs import InputItem
+
+
+def items():
+    spec = [("a", 4, 2.0), ("b", 1, 3.0), ("c", 2, 0.2), ("d", 2, 1.5), ("e", 3, 4.0), ("f", 1, 6.0)]
+    return [InputItem(m, f"x.json#{i}", "entry", {"data": {"mat_id": m, "nsites": n, "band_gap_ind": g}})
+            for i, (m, n, g) in enumerate(spec)]
+
+
+def test_size_order_gap_filter_and_max_sites(tmp_path):
+    wd = Workdir(tmp_path, "both")
+    todo, dropped = select(items(), ComputeOptions("x", str(tmp_path), order="size", max_sites=3), wd)
+    assert [it.id for it in todo] == ["b", "f", "d", "e"]  # smallest first, input order within a size
+    assert [(it.id, why) for it, why, _ in dropped] == [("c", "small_gap")]
+    todo, _ = select(items(), ComputeOptions("x", str(tmp_path), min_gap_eV=None), wd)
+    assert [it.id for it in todo] == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_ids_file_orders_and_restricts(tmp_path):
+    ranked = tmp_path / "next_rpa.csv"
+    ranked.write_text("rank,mat_id,score\n1,e,0.9\n2,a,0.8\n3,zz,0.7\n")
+    assert read_ids(ranked) == ["e", "a", "zz"]
+    (tmp_path / "ids.txt").write_text("# chosen\nd\nb\n")
+    assert read_ids(tmp_path / "ids.txt") == ["d", "b"]
+    wd = Workdir(tmp_path / "out", "both")
+    todo, _ = select(items(), ComputeOptions("x", str(tmp_path), ids=str(ranked), order="size"), wd)
+    assert [it.id for it in todo] == ["e", "a"]  # the ranking's order, not size order; unknown ids ignored
+
+
+def test_chunks_partition_and_done_materials_are_skipped(tmp_path):
+    out = tmp_path / "out"
+    chunks = [select(items(), ComputeOptions("x", str(out), chunk=f"{i}/3", min_gap_eV=None),
+                     Workdir(out, "both", f"{i}/3"))[0] for i in range(3)]
+    ids = [it.id for c in chunks for it in c]
+    assert sorted(ids) == ["a", "b", "c", "d", "e", "f"] and len(set(ids)) == 6
+    # b finished (its RPA entry), d failed in another chunk for a reason of its own, e timed out.
+    (out / "rpa" / "b.json").write_text(json.dumps({}))
+    (out / "errors-1-of-3.csv").write_text("id,source,reason,message,seconds\n"
+                                           "d,x,not_insulator,metal,1\ne,x,time_limit,slow,900\n")
+    todo, _ = select(items(), ComputeOptions("x", str(out), min_gap_eV=None), Workdir(out, "both"))
+    assert [it.id for it in todo] == ["a", "c", "f"]
+    todo, _ = select(items(), ComputeOptions("x", str(out), min_gap_eV=None, retry_failed=True), Workdir(out, "both"))
+    assert [it.id for it in todo] == ["a", "c", "e", "f"]  # a time-out is retried on request, a metal never
