@@ -1,4 +1,5 @@
-"""Lightning callbacks of a run: no work lost to Ctrl-C or SIGTERM, readable logs in batch jobs."""
+"""Lightning callbacks of a run: no work lost to Ctrl-C or SIGTERM, readable logs in batch jobs, and
+checkpoints written atomically (a full disk or a crash never leaves a truncated ``.ckpt``)."""
 from __future__ import annotations
 
 import logging
@@ -7,9 +8,22 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from .atomic import atomic_torch_save
+
 log = logging.getLogger("optimate_pl")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through :func:`~optimate_pl.atomic.atomic_torch_save`: a checkpoint is
+    complete or absent, and a full disk is a :class:`~optimate_pl.atomic.DiskFullError` naming the folder."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_torch_save(checkpoint, path)
 
 
 class SaveOnInterrupt(pl.Callback):

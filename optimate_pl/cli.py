@@ -21,7 +21,7 @@ from .config import ConfigError
 
 #: Overrides whose values are file paths: quoted before Hydra parses them, so that a path may hold
 #: characters of Hydra's grammar (Lightning's ``epoch=3-step=70.ckpt``, commas, spaces, quotes).
-PATH_KEYS = ("checkpoint", "input", "output", "scratch", "gpaw_python", "strategy.checkpoint", "ckpt_path", "data.root", "data.ipa_root",
+PATH_KEYS = ("checkpoint", "input", "output", "scratch", "gpaw_python", "ids", "strategy.checkpoint", "ckpt_path", "data.root", "data.ipa_root",
              "data.split", "data.cache_dir", "paths.root_dir", "paths.output_dir", "paths.checkpoint_dir",
              "hydra.run.dir", "hydra.sweep.dir")
 SPECIAL = set("=,[]{}()'\" \t$")
@@ -177,6 +177,17 @@ def in_optuna_sweep() -> bool:
     return HydraConfig.initialized() and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
 
 
+def fail_if_disk_full(err: BaseException, folder: str | Path, verbose: bool) -> None:
+    """A full disk or quota anywhere in a run (our writes, Lightning's, a logger's) ends as one line naming
+    the folder, exit code 2; any other error is re-raised."""
+    from .atomic import disk_full_error
+
+    full = disk_full_error(err, folder)
+    if full is None or verbose:
+        raise err
+    fail(full, verbose)
+
+
 def fail(err: BaseException, verbose: bool) -> None:
     """A user's mistake: one line on stderr and exit code 2 (the traceback with ``verbose_errors=true``)."""
     if verbose:
@@ -202,6 +213,8 @@ def _train_app(cfg: DictConfig) -> float | None:
         fail(err, bool(cfg.get("verbose_errors")))
     except SIGTERMException:  # the checkpoint and the resume command are written by SaveOnInterrupt
         sys.exit(128 + signal.SIGTERM)
+    except Exception as err:  # a full disk: one line (a library may wrap its OSError; anything else is raised)
+        fail_if_disk_full(err, cfg.paths.output_dir, bool(cfg.get("verbose_errors")))
 
 
 def main() -> None:
@@ -227,12 +240,20 @@ def _predict_app(cfg: DictConfig) -> None:
     except USER_ERRORS as err:
         fail(err, bool(cfg.get("verbose_errors")))
         return
+    except Exception as err:  # a full disk: one line (anything else keeps its traceback)
+        fail_if_disk_full(err, cfg.output, bool(cfg.get("verbose_errors")))
+        return
     if not result:  # not rank 0 of a multi-device run
         return
     print(f"predicted {result['n_predicted']} of {result['n_inputs']} materials -> {cfg.output}"
           + (f"; {result['n_skipped']} skipped, reasons in errors.csv" if result["n_skipped"] else ""))
+    incomplete = result.get("incomplete_inputs") or {}
+    for detail in incomplete.values():
+        print(f"not everything was read: {detail}", file=sys.stderr)
     if result["n_predicted"] == 0:
         sys.exit(1)
+    if incomplete:  # what was read is written, but the input was not read to its end
+        sys.exit(3)
 
 
 def predict_main() -> None:

@@ -197,7 +197,20 @@ def check_config(cfg: DictConfig) -> None:
         if ckpt == "auto" and cfg.data.source == "figshare" and not cfg.data.get("ipa_root"):
             raise ConfigError("strategy.checkpoint=auto on figshare data needs data.ipa_root (the IPA database) "
                               "to pretrain on, or give strategy.checkpoint=/path/to/ipa.ckpt")
+    check_trains_something(cfg)
     check_ddp_multirun(cfg)
+
+
+def check_trains_something(cfg: DictConfig) -> None:
+    """``trainer.max_epochs=0`` (or ``max_steps=0``) trains nothing: from random weights that is refused (its
+    test metrics would be noise); from given weights (TL) it evaluates them, and the run says so."""
+    if cfg.strategy.get("name") == "tl" or cfg.get("ckpt_path"):
+        return
+    for key in ("max_epochs", "max_steps"):
+        if cfg.trainer.get(key) == 0:
+            raise ConfigError(f"trainer.{key}=0 trains nothing: the test metrics would be those of random weights. "
+                              f"Give trainer.{key} of at least 1, or evaluate given weights with strategy=tl "
+                              f"strategy.checkpoint=PATH trainer.{key}=0")
 
 
 def check_ddp_multirun(cfg: DictConfig) -> None:

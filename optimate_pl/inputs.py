@@ -17,6 +17,11 @@ for zip members, ``#index`` for the entries of a JSON file) and an ``id``: the m
 identifier (``data.mat_id`` or ``entry_id``) where it has one, else its source; an id seen twice in
 one file gets ``#index`` appended. File names that are not valid UTF-8 are written with
 backslash escapes.
+
+A file that cannot be read to its end (a download cut short, damaged compression or JSON, a
+truncated ``.zip``) never stops the stream: what was read is yielded, then one item of kind
+``incomplete`` naming the file ("stream ends early after N entries"), which becomes a row of
+``errors.csv`` with reason :data:`INCOMPLETE` and makes the prediction say it did not read everything.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import bz2
 import gzip
 import lzma
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +44,8 @@ JSON_SUFFIXES = (".json", ".json.gz", ".json.bz2", ".json.xz")
 
 #: Why an input was not predicted, besides the structure checks of featurize (their codes).
 READ_ERROR = "unreadable"
+#: A file of the input that could not be read to its end (its entries after that point are not there).
+INCOMPLETE = "input_ends_early"
 
 
 class InputError(ValueError):
@@ -48,8 +56,9 @@ class InputError(ValueError):
 class InputItem:
     """One material to featurise: where it comes from and what the worker parses.
 
-    ``kind``: ``file`` (``payload`` a structure file path), ``entry`` (``payload`` a dict), or
-    ``member`` (``payload`` a ``(zip path, member name)`` pair holding one JSON entry).
+    ``kind``: ``file`` (``payload`` a structure file path), ``entry`` (``payload`` a dict),
+    ``member`` (``payload`` a ``(zip path, member name)`` pair holding one JSON entry), or
+    ``incomplete`` (a file that ends early: ``payload`` says where and why).
     """
 
     id: str
@@ -100,11 +109,41 @@ def _own_id(entry: Any) -> str | None:
     return str(entry["entry_id"]) if entry.get("entry_id") else None
 
 
-def iter_json(path: Path, label: str) -> Iterator[InputItem]:
-    """The entries of one JSON file, streamed: a list, ``{"entries": [...]}``, or a single entry."""
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged or truncated (compressed) JSON stream raises."""
     import ijson
 
-    first = _first_char(path)
+    return (EOFError, OSError, zlib.error, lzma.LZMAError, ValueError, ijson.JSONError)
+
+
+def incomplete(label: str, n: int, err: BaseException | str) -> InputItem:
+    """The item saying that file ``label`` ends early, after ``n`` entries were read from it."""
+    why = err if isinstance(err, str) else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return InputItem(label, label, "incomplete", f"{label}: stream ends early after {n} entries ({why.rstrip(': ')}); "
+                                                 f"the entries after that point were not read")
+
+
+def iter_json(path: Path, label: str) -> Iterator[InputItem]:
+    """The entries of one JSON file, streamed: a list, ``{"entries": [...]}``, or a single entry.
+
+    A stream that breaks off (truncated, damaged) ends with an ``incomplete`` item after the entries read.
+    """
+    errors = _stream_errors()
+    try:
+        first = _first_char(path)
+    except errors as err:
+        yield incomplete(label, 0, err)
+        return
+    read = [0]  # entries yielded so far (kept up to date by _json_entries)
+    try:
+        yield from _json_entries(path, label, first, read)
+    except errors as err:
+        yield incomplete(label, read[0], err)
+
+
+def _json_entries(path: Path, label: str, first: bytes, counter: list[int]) -> Iterator[InputItem]:
+    import ijson
+
     seen: set[str] = set()
 
     def item(index: int, entry: Any) -> InputItem:
@@ -119,6 +158,7 @@ def iter_json(path: Path, label: str) -> Iterator[InputItem]:
         with open_text(path) as fh:
             for index, entry in enumerate(ijson.items(fh, "item", use_float=True)):
                 yield item(index, entry)
+                counter[0] = index + 1
         return
     if first != b"{":
         raise InputError(f"{label}: not a JSON object or list")
@@ -126,6 +166,7 @@ def iter_json(path: Path, label: str) -> Iterator[InputItem]:
     with open_text(path) as fh:
         for n, entry in enumerate(ijson.items(fh, "entries.item", use_float=True), start=1):
             yield item(n - 1, entry)
+            counter[0] = n
     if n == 0:  # no "entries": the file is one entry
         import json
 
@@ -171,9 +212,22 @@ def iter_inputs(path: str | Path, recursive: bool = False) -> Iterator[InputItem
         elif is_json_file(file):
             yield from iter_json(file, label)
         elif zipfile.is_zipfile(file):
-            yield from iter_zip(file, label)
+            try:
+                members = list(iter_zip(file, label))
+            except (zipfile.BadZipFile, OSError, EOFError) as err:
+                members = [incomplete(label, 0, err)]
+            yield from members
+        elif file.suffix.lower() == ".zip":  # no end-of-archive record: cut short
+            yield incomplete(label, 0, "not a complete .zip archive: its central directory is missing (truncated?)")
         else:
             raise InputError(f"{label}: not a structure file, JSON file or .zip archive")
+
+
+def _disordered(item: InputItem, err: Exception) -> ValueError:
+    from .data.featurize import StructureError
+
+    return StructureError("disordered", f"material {item.id}: {str(err).splitlines()[0]} (disordered site "
+                                        f"occupancies are not supported)")
 
 
 def read_structure(item: InputItem):
@@ -184,11 +238,15 @@ def read_structure(item: InputItem):
     from pymatgen.core import Structure
 
     if item.kind == "file":
-        with warnings.catch_warnings():  # pymatgen warns about every rounded CIF coordinate
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:  # pymatgen warns about every rounded CIF coordinate
+            warnings.simplefilter("always")
             try:
                 return Structure.from_file(item.payload)
             except Exception as err:  # pymatgen raises many types for malformed files
+                # A CIF whose occupancies sum above 1 fails with "no structures"; the reason is in a warning.
+                said = [str(w.message).splitlines()[0] for w in caught if "occupanc" in str(w.message).lower()]
+                if "occupanc" in str(err).lower() or said:
+                    raise _disordered(item, err if not said else ValueError(said[0])) from None
                 raise ValueError(f"unreadable structure file ({type(err).__name__}: {str(err).splitlines()[0]})"
                                  if str(err) else f"unreadable structure file ({type(err).__name__})") from None
     entry = item.payload
@@ -203,6 +261,8 @@ def read_structure(item: InputItem):
     try:
         return Structure.from_dict(structure)
     except Exception as err:  # pymatgen raises many types for malformed dicts
+        if "occupanc" in str(err).lower():  # e.g. "Species occupancies sum to more than 1!"
+            raise _disordered(item, err) from None
         raise ValueError(f"invalid structure ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") \
             from None
 
@@ -233,6 +293,9 @@ def featurise_items(items: list[InputItem], cutoff: float, min_distance: float |
 
     out: list[Featurised | Failed] = []
     for item in items:
+        if item.kind == "incomplete":
+            out.append(Failed(item.id, item.source, INCOMPLETE, item.payload))
+            continue
         try:
             structure = read_structure(item)
             arrays = graph_arrays(structure, cutoff, item.id, min_distance=min_distance, require_edges=True)

@@ -20,10 +20,11 @@ from .pretrain import ensure_ipa_checkpoint, ipa_checkpoint_path
 def run(cfg: DictConfig) -> dict[str, Any]:
     """One command: the IPA pretraining stage when a TL run needs it, then :func:`train`.
 
-    Every folder the run will write is checked first, so that an unwritable one is a one-line
-    error before any expensive work.
+    Every folder the run will write is checked first, and the weights a TL run starts from (they must
+    predict the run's target), so that either is a one-line error before any expensive work.
     """
-    from .train import train
+    from .models.weights import read_weights
+    from .train import check_start_weights, train
 
     check_config(cfg)
     check_writable(cfg)
@@ -31,7 +32,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.strategy.name == "tl":
         ckpt = str(cfg.strategy.checkpoint)
         if ckpt != "auto":
-            init = Path(ckpt).expanduser()
+            init = read_weights(Path(ckpt).expanduser())
+            check_start_weights(cfg, init)
         elif not cfg.get("ckpt_path"):
             init = ensure_ipa_checkpoint(cfg)
         else:  # resuming: the IPA checkpoint only names the architecture, when it is there

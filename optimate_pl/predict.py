@@ -18,6 +18,7 @@ and ``.csv`` (one row a material: ``id``, ``source``, formula, sites, predicted 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -31,9 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_write_text
+from .atomic import LockedError, atomic_open, atomic_write_text, file_lock
 from .data.featurize import MIN_DISTANCE, graph_arrays
 from .data.records import ENERGY_GRID
+from .inputs import INCOMPLETE
 from .models.card import ENSEMBLE_CARD, read_card, read_ensemble_card
 from .models.weights import CheckpointError, Weights, build_network, read_weights
 from .uncertainty import Calibration
@@ -216,13 +218,10 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
 
     Bad inputs are skipped with their reason into ``errors.csv`` and never stop the run; a run
     killed midway and started again with the same arguments skips the finished chunks.
-    Returns the summary (also in ``summary.json``).
+    Returns the summary (also in ``summary.json``). One prediction writes into ``output`` at a time
+    (a lock file there): a second one into the same folder is an error naming it.
     """
-    import lightning.pytorch as pl
-    from torch.utils.data import DataLoader
-
     from .inputs import InputError, iter_inputs
-    from .screen import PredictionModule, ShardWriter, StructureStream
 
     if format not in ("csv", "parquet"):
         raise ValueError(f"format={format}: use csv (Parquet plus CSV tables) or parquet")
@@ -230,8 +229,43 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
     if unknown:
         raise ValueError(f"spectra={list(spectra)}: unknown {sorted(unknown)}; choose from {', '.join(SPECTRA)}")
     checkpoint, input, output = Path(checkpoint).expanduser(), Path(input).expanduser(), Path(output).expanduser()
+    try:
+        next(iter(iter_inputs(input, recursive)))  # a missing or empty input is an error before any file is written
+    except StopIteration:
+        raise InputError(f"no structure found in {input}") from None
     t0 = time.perf_counter()
-    predictor = load_model(checkpoint)
+    predictor = load_model(checkpoint)  # a bad weight file is an error before the output folder is touched
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        with contextlib.nullcontext() if _secondary_rank() else file_lock(output / OUTPUT_LOCK, blocking=False,
+                                                                             what=f"the output folder {output}"):
+            return _predict(predictor, t0, checkpoint, input, output, format=format, plot=plot, batch_size=batch_size,
+                            chunk_size=chunk_size, workers=workers, recursive=recursive, min_distance=min_distance,
+                            spectra=spectra, rank_by=rank_by, top=top, resume=resume, trainer=trainer)
+    except LockedError as err:
+        raise InputError(f"{err}: another prediction is writing there; wait for it to finish or choose another "
+                         f"output=...") from None
+
+
+#: The lock file of a prediction folder: one prediction writes into a folder at a time.
+OUTPUT_LOCK = ".optimate-pl-predict.lock"
+
+
+def _secondary_rank() -> bool:
+    """Whether this process is a rank > 0 of a multi-device prediction (rank 0 holds the folder's lock)."""
+    import os
+
+    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def _predict(predictor: Predictor, t0: float, checkpoint: Path, input: Path, output: Path, *, format: str, plot: int, batch_size: int,
+             chunk_size: int, workers: int | None, recursive: bool, min_distance: float, spectra: Sequence[str],
+             rank_by: str | None, top: int, resume: bool, trainer: dict[str, Any] | None) -> dict[str, Any]:
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    from .screen import PredictionModule, ShardWriter, StructureStream
+
     predictor.batch_size = batch_size
     info = predictor.info
     if info["synthetic"]:
@@ -240,13 +274,8 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
     store = () if predictor.is_sc_model else tuple(spectra)
     if predictor.calibration is not None and "eps_imag" in store:  # an ensemble's band goes with its mean
         store += ("eps_imag_lower", "eps_imag_upper")
-    try:
-        next(iter(iter_inputs(input, recursive)))  # a missing or empty input is an error before any file is written
-    except StopIteration:
-        raise InputError(f"no structure found in {input}") from None
     settings = {"recursive": recursive, "cutoff": predictor.cutoff, "min_distance": min_distance,
                 "chunk_size": chunk_size, "spectra": list(store), "target": info["target"]}
-    output.mkdir(parents=True, exist_ok=True)
     _prepare_output(output, _run_fingerprint(checkpoint, input, settings), resume)
     metadata = {"optimate_pl.model": json.dumps({k: info[k] for k in ("checkpoint", "target", "trained_on",
                                                                        "data_source", "cutoff")}),
@@ -276,7 +305,8 @@ def finalize(output: Path, info: dict[str, Any], format: str = "csv", plot: int 
     if len(materials):
         materials.insert(4, "model_trained_on", "SYNTHETIC" if info["synthetic"] else info["data_source"])
     if len(materials):
-        materials.to_parquet(output / "materials.parquet", index=False)
+        with atomic_open(output / "materials.parquet", "wb") as fh:
+            materials.to_parquet(fh, index=False)
     errors = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False)
                         for p in sorted((output / "shards").glob("errors-*.csv"))], ignore_index=True)
     markers = [json.loads(p.read_text()) for p in sorted((output / "shards").glob("done-*.json"))]
@@ -303,11 +333,19 @@ def finalize(output: Path, info: dict[str, Any], format: str = "csv", plot: int 
         written.append(plot_predictions(output, materials.id.head(plot).tolist(), output / "predictions.png", info))
     if rank_by and len(materials):
         written += write_ranking(output, materials, rank_by, top, info)
-    n_items = sum(m["n_items"] for m in markers)
-    summary = {"input": str(input) if input else None, "n_inputs": n_items, "n_predicted": int(len(materials)),
-               "n_skipped": int(len(errors)), "skipped_by_reason": dict(reasons), "seconds": round(seconds, 2),
+    # Files that end early are rows of errors.csv, but not materials: the counts are of materials read.
+    cut = errors[errors.reason == INCOMPLETE] if len(errors) else errors
+    reasons.pop(INCOMPLETE, None)
+    n_items = sum(m["n_items"] for m in markers) - len(cut)
+    summary = {"input": str(input) if input else None, "complete": not len(cut), "n_inputs": n_items,
+               "n_predicted": int(len(materials)), "n_skipped": int(len(errors) - len(cut)),
+               "skipped_by_reason": dict(reasons), "seconds": round(seconds, 2),
                "materials_per_second": round(n_items / seconds, 1) if seconds else None, "model": info,
                "files": [str(p) for p in written]}
+    if len(cut):
+        summary["incomplete_inputs"] = dict(zip(cut.source, cut.detail))
+        for detail in cut.detail:
+            log.warning("not everything was read: %s", detail)
     duplicated = int(materials.id.duplicated().sum()) if len(materials) else 0
     if duplicated:
         summary["duplicate_ids"] = duplicated
@@ -334,6 +372,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_row("predicted", str(summary["n_predicted"]))
     for reason, n in sorted(summary["skipped_by_reason"].items(), key=lambda kv: -kv[1]):
         table.add_row(f"skipped: {reason.replace('_', ' ')}", str(n))
+    if summary.get("incomplete_inputs"):
+        table.add_row("input files that end early", str(len(summary["incomplete_inputs"])))
     console.print(table)
 
 

@@ -1,7 +1,8 @@
 """TL's IPA pretraining stage: the IPA run derived from a TL run's own config, and its checkpoint.
 
 ``ensure_ipa_checkpoint(cfg)`` is what ``strategy=tl strategy.checkpoint=auto`` needs: the IPA
-checkpoint named by everything that shapes that model, pretrained once (under a lock) when missing.
+checkpoint named by everything that shapes that model, pretrained once (under a lock) when missing,
+and again when the file was damaged since (its checksum sidecar says so; logged).
 :func:`derived_config` derives a run of another strategy from a run's own nodes (also used by the
 active-learning campaign).
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .atomic import atomic_open, file_lock
+from .atomic import atomic_open, checksum_path, file_lock, record_checksum, remove_with_checksum, verify_file
 from .config import load_group_config, resolve_model, resolve_precision
 from .data.cache import fingerprint
 from .models.card import read_card, write_card
@@ -105,7 +106,8 @@ def _resolved(node: DictConfig, skip: tuple[str, ...]) -> dict[str, Any]:
 def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
     """The IPA checkpoint of ``strategy.checkpoint=auto``: reused when present, else pretrained now.
 
-    Two runs that need the same checkpoint pretrain it once: the second waits on a lock.
+    Two runs that need the same checkpoint pretrain it once: the second waits on a lock. The file is
+    verified against its checksum sidecar before reuse; a damaged one is pretrained again (logged).
     """
     from .train import train
 
@@ -113,9 +115,14 @@ def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
     ipa_cfg = ipa_pretraining_config(cfg)
     target = ipa_checkpoint_path(cfg, ipa_cfg)
     with file_lock(target.with_suffix(".lock")):
-        if target.is_file():
+        problem = _checkpoint_problem(target)
+        if problem is None:
             log.info("strategy=tl: starting from the IPA checkpoint %s", target)
             return target
+        if problem != "missing":
+            log.warning("the automatic IPA checkpoint %s cannot be trusted (%s): pretraining it again", target,
+                        problem)
+            remove_with_checksum(target)
         with open_dict(ipa_cfg):
             ipa_cfg.paths.output_dir = str(target.parent / f"{target.stem}-run")
         log.info("strategy=tl checkpoint=auto: no IPA checkpoint at %s yet -> pretraining on IPA first "
@@ -125,10 +132,31 @@ def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
         best = result.get("best_checkpoint")
         if not best:
             raise RuntimeError("IPA pretraining produced no checkpoint")
-        with open(best, "rb") as src, atomic_open(target, "wb") as dst:
+        with open(best, "rb") as src, atomic_open(target, "wb", checksum=True,
+                                                  size_hint=Path(best).stat().st_size) as dst:
             shutil.copyfileobj(src, dst)  # a crash never leaves a half-copied checkpoint at target
         card = read_card(best)
         if card is not None:
             write_card(target, card)
     log.info("IPA checkpoint ready: %s", target)
     return target
+
+
+def _checkpoint_problem(path: Path) -> str | None:
+    """Why the automatic checkpoint at ``path`` cannot be reused, or ``None``.
+
+    Its checksum sidecar decides; a checkpoint of an earlier version (no sidecar) is adopted when it
+    loads completely and holds finite weights, and gets its sidecar then.
+    """
+    from .models.weights import CheckpointError, read_weights
+
+    problem = verify_file(path)
+    if problem is None or problem == "missing" or checksum_path(path).exists():
+        return problem
+    try:
+        read_weights(path)
+    except CheckpointError as err:
+        return str(err)
+    record_checksum(path)
+    log.info("recorded the checksum of %s (written by an earlier version; it loads completely)", path)
+    return None

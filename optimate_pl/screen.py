@@ -32,6 +32,7 @@ from torch.utils.data import IterableDataset
 
 from .atomic import atomic_open, atomic_write_text
 from .data.batching import batch_from_arrays
+from .data.parallel import exit_with_parent
 from .inputs import Failed, Featurised, InputItem, featurise_items, iter_inputs
 
 log = logging.getLogger("optimate_pl")
@@ -85,8 +86,10 @@ class StructureStream(IterableDataset):
         if workers > 0:
             import multiprocessing
 
-            # spawn: the workers never inherit a CUDA context; they import only NumPy and pymatgen.
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            # spawn: the workers never inherit a CUDA context; they import only NumPy and pymatgen. They
+            # end with this process, also when it is killed (kill -9) and cannot shut them down.
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=exit_with_parent, initargs=(os.getpid(),))
         pending: deque[tuple[int, int, list]] = deque()
         try:
             for k, chunk in enumerate(_chunks(iter_inputs(self.input, self.recursive), self.chunk_size)):
@@ -207,7 +210,7 @@ class ShardWriter(BasePredictionWriter):
         table = pa.Table.from_pandas(pd.DataFrame(buf.rows, columns=None if buf.rows else ["id", "source", "formula",
                                                                                           "nsites"]),
                                      preserve_index=False).replace_schema_metadata(self.metadata)
-        with atomic_open(shards / f"materials-{k:06d}.parquet", "wb") as fh:
+        with atomic_open(shards / f"materials-{k:06d}.parquet", "wb", size_hint=table.nbytes) as fh:
             pq.write_table(table, fh)
         if self.store_spectra:
             columns = {"id": pa.array([r["id"] for r in buf.rows], pa.string()),
@@ -217,7 +220,7 @@ class ShardWriter(BasePredictionWriter):
                 values = np.concatenate(parts)
                 columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
             spectra = pa.table(columns).replace_schema_metadata(self.metadata)
-            with atomic_open(self.output / "spectra" / f"part-{k:06d}.parquet", "wb") as fh:
+            with atomic_open(self.output / "spectra" / f"part-{k:06d}.parquet", "wb", size_hint=spectra.nbytes) as fh:
                 pq.write_table(spectra, fh)
         errors = pd.DataFrame([f.__dict__ for f in failures], columns=["id", "source", "reason", "detail"])
         atomic_write_text(errors.to_csv(index=False), shards / f"errors-{k:06d}.csv")

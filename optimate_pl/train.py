@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .atomic import atomic_write_text
-from .callbacks import EpochLog, SaveOnInterrupt
+from .callbacks import AtomicCheckpointIO, EpochLog, SaveOnInterrupt
 from .config import ConfigError, check_config, ensure_final_validation, resolve_model, resolve_precision
 from .models.card import make_card, write_card
 from .models.module import SpectraModule
@@ -185,6 +185,35 @@ def use_checkpoint_architecture(cfg: DictConfig, weights: Weights) -> None:
         cfg.model.net = {**configured, **weights.net}
 
 
+def describe_target(name: str, out_dim: int) -> str:
+    """What a network predicts, in words: a spectrum model, an SC[RPA;IPA] model, or its output count."""
+    if name == "eps_imag" and out_dim == 2001:
+        return "a spectrum model (Im ε on 2001 points per material, target eps_imag)"
+    if name == "sc_rpa_ipa" and out_dim == 1:
+        return "an SC[RPA;IPA] model (one number per material, target sc_rpa_ipa)"
+    return f"a model of {out_dim} outputs per material (target {name})"
+
+
+def check_start_weights(cfg: DictConfig, weights: Weights, key: str = "strategy.checkpoint") -> None:
+    """A run starts only from weights that predict its own target (spectrum or SC), else a one-line error.
+
+    Transferring an SC[RPA;IPA] model (one output) into a spectrum run would replace the 2001 outputs
+    by one and train on a broadcast, meaningless target; the reverse likewise.
+    """
+    from .models.targets import target
+
+    wanted = target(cfg.data.target)
+    have = weights.hparams.get("target") or ("sc_rpa_ipa" if weights.out_dim == 1 else "eps_imag")
+    if have == wanted.name and weights.out_dim == wanted.out_dim:
+        return
+    fix = ("give IPA or spectrum weights (eps_*.pt, tl*.pt, dl*.pt, or a checkpoint of strategy=ipa/tl/dl) or "
+           "strategy.checkpoint=auto" if wanted.name == "eps_imag" else
+           "give the weights of an SC model (a strategy=sc checkpoint), or train one with strategy=sc")
+    raise ConfigError(f"{key}={weights.path} is {describe_target(have, weights.out_dim)}; this run (strategy="
+                      f"{cfg.strategy.name}, data.target={cfg.data.target}) needs "
+                      f"{describe_target(wanted.name, wanted.out_dim)}: {fix}")
+
+
 def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> dict[str, Any]:
     """Train, validate and test one configuration; returns the metrics (and the sweep objective).
 
@@ -205,6 +234,7 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     if init_weights is not None:
         # The initial weights set the architecture; a resumed run then restores its own weights.
         weights = init_weights if isinstance(init_weights, Weights) else read_weights(init_weights)
+        check_start_weights(cfg, weights)
         use_checkpoint_architecture(cfg, weights)
     changed = ensure_final_validation(cfg)
     if changed:
@@ -237,7 +267,7 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     # Without a progress-bar callback Lightning would add its own: EpochLog writes the lines instead.
     bar = any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                                  enable_progress_bar=bar)
+                                                  enable_progress_bar=bar, plugins=[AtomicCheckpointIO()])
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
@@ -254,6 +284,10 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
         best = str(out / "checkpoints" / "final.ckpt")
         trainer.save_checkpoint(best)
     metrics["best_checkpoint"] = best
+    metrics["trained_steps"] = int(module.global_step)
+    if module.global_step == 0 and weights is not None and not resuming:
+        log.warning("nothing was trained (trainer.max_epochs=%s): the test metrics are those of the initial "
+                    "weights %s as given", cfg.trainer.get("max_epochs"), weights.path)
     metrics["n_train"] = len(datamodule.train_set)
     metrics["data"] = dict(module.hparams.data)
     if cfg.get("test"):

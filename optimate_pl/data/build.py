@@ -2,8 +2,9 @@
 
 Each database becomes one :class:`~optimate_pl.data.store.GraphStore` file in the cache folder, named
 by a fingerprint of what produced it (source files or generator settings, filters, cutoff and the
-reader/featuriser/generator source), written atomically under a lock: a crash never leaves a file a
-later run trusts, and two processes that need the same store build it once.
+reader/featuriser/generator source), written atomically under a lock with a checksum sidecar: a crash
+never leaves a file a later run trusts, two processes that need the same store build it once, and a
+store damaged on disk since (truncated, overwritten) is found and rebuilt, with a log line.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import file_lock
+from ..atomic import file_lock, remove_with_checksum, verify_file
 from . import featurize, readers, synthetic
 from .cache import code_hash, default_cache_dir, fingerprint, source_stats
 from .featurize import FEATURIZER_VERSION, graph_arrays, isolated_sites
@@ -65,6 +66,20 @@ def _filters() -> dict:
     return {"min_indirect_gap": MIN_INDIRECT_GAP, "max_direct_gap": MAX_DIRECT_GAP, "excluded": sorted(EXCLUDED_IDS)}
 
 
+def _usable(paths: Sequence[Path], report: bool) -> bool:
+    """Whether every cache file is there and verified; with ``report``, damaged ones are logged and removed."""
+    ok = True
+    for path in paths:
+        problem = verify_file(path)
+        if problem is None:
+            continue
+        ok = False
+        if report and problem != "missing":
+            log.warning("cache file %s cannot be trusted (%s): rebuilding it", path, problem)
+            remove_with_checksum(path)
+    return ok
+
+
 def load_store(path: Path) -> tuple[GraphStore, dict]:
     """Load a cached store and its metadata (timed in the log)."""
     t0 = time.perf_counter()
@@ -83,10 +98,10 @@ def synthetic_stores(cache_dir: str | Path | None = None, seed: int = 0, ipa_siz
                        "ipa_sizes": list(ipa_sizes), "rpa_sizes": list(rpa_sizes), "cutoff": cutoff,
                        "featurizer": FEATURIZER_VERSION})
     paths = {k: cache_dir / f"synthetic-{k}-{key[:16]}.pt" for k in ("ipa", "rpa")}
-    if all(p.exists() for p in paths.values()):
+    if _usable(paths.values(), report=False):
         return paths
     with file_lock(cache_dir / f"synthetic-{key[:16]}.lock"):
-        if all(p.exists() for p in paths.values()):  # built by another process while we waited
+        if _usable(paths.values(), report=True):  # built by another process while we waited
             return paths
         _build_synthetic(paths, key, seed, ipa_sizes, rpa_sizes, cutoff, workers)
     return paths
@@ -126,10 +141,10 @@ def figshare_store(kind: str, root: str | Path, cache_dir: str | Path | None = N
                        "filters": _filters(), "cutoff": cutoff, "featurizer": FEATURIZER_VERSION, "strict": strict,
                        "code": code_hash(readers, featurize)})
     path = cache_dir / f"figshare-{kind}-{key[:16]}.pt"
-    if path.exists():
+    if _usable([path], report=False):
         return path
     with file_lock(path.with_suffix(".lock")):
-        if not path.exists():  # else built by another process while we waited
+        if not _usable([path], report=True):  # else built by another process while we waited
             _build_figshare(path, key, kind, root, cutoff, strict, workers)
     return path
 

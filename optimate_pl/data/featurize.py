@@ -72,8 +72,11 @@ FEATURES_BY_Z = _feature_table()
 
 
 def _unsupported(symbol: str, mat_id: str | None) -> StructureError:
-    el = Element(symbol)
     where = f" in material {mat_id}" if mat_id else ""
+    try:
+        el = Element(symbol)
+    except ValueError:  # a dummy species (X, Vac, ...): not an element at all
+        return StructureError("unsupported_element", f"unsupported species {symbol}{where}: not a chemical element")
     return StructureError("unsupported_element",
                           f"unsupported element {symbol}{where}: only main-group elements (groups 1, 2, 13-18) "
                           f"of periods 1-5 can be featurised (got group {el.group}, period {el.row})")
@@ -143,6 +146,18 @@ def neighbour_list(structure: Structure, cutoff: float, mat_id: str | None = Non
     return np.stack([i[order], j[order]]), d[order].astype(np.float32)
 
 
+def check_ordered(structure: Structure, mat_id: str | None = None) -> None:
+    """Raise :class:`StructureError` (``disordered``) for any kind of disorder: sites shared by several
+    species (partial occupancies) or only partly occupied (vacancies); names the first such site."""
+    for index, site in enumerate(structure):
+        if not site.is_ordered:
+            occupancy = ", ".join(f"{sp} {occ:g}" for sp, occ in site.species.items())
+            kind = "a vacancy (occupancy below 1)" if len(site.species) == 1 else "shared by several species"
+            raise StructureError("disordered", f"material {mat_id or structure.formula}: site {index} is {kind} "
+                                               f"({occupancy}); disordered structures are not supported (give one "
+                                               f"ordered cell, e.g. a supercell with the occupancies resolved)")
+
+
 def isolated_sites(edge_index: np.ndarray, num_nodes: int) -> np.ndarray:
     """Indices of the sites with no neighbour within the cutoff (no incoming or outgoing edge)."""
     return np.setdiff1d(np.arange(num_nodes), edge_index.reshape(-1))
@@ -167,6 +182,7 @@ def graph_arrays(structure: Structure, cutoff: float = 5.0, mat_id: str | None =
     atoms closer than ``min_distance`` Å, or a graph without a single edge (no atom has a neighbour
     within the cutoff: nothing for the network to pass), raise :class:`StructureError`.
     """
+    check_ordered(structure, mat_id)  # before any per-site lookup: a disordered site has no single species
     x = node_features(structure, mat_id)
     edge_index, dist = neighbour_list(structure, cutoff, mat_id, min_distance)
     if require_edges and dist.size == 0:

@@ -1,4 +1,5 @@
-"""Process-pool map with a progress bar, used for parsing and featurising thousands of materials."""
+"""Process-pool map with a progress bar, used for parsing and featurising thousands of materials, and the
+initializer that makes worker processes end with the process that started them."""
 from __future__ import annotations
 
 import os
@@ -17,6 +18,38 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def exit_with_parent(parent: int) -> None:
+    """Initializer of worker processes: the worker ends when the process ``parent`` that started it dies.
+
+    A ``kill -9`` of the command would otherwise leave its workers (and, through them, multiprocessing's
+    resource tracker) running forever, re-parented and blocked on their task queue. On Linux the kernel
+    kills the worker with its parent (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread checks
+    twice a second that the parent is still there.
+    """
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no libc prctl: the thread below does it
+            pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None = None,
                  desc: str = "", chunksize: int | None = None, progress: bool = True) -> list[Any]:
     """``[fn(x) for x in items]`` over ``workers`` processes, order preserved, with a progress bar.
@@ -29,6 +62,7 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | 
     if workers <= 1 or len(items) < 64:
         return [fn(x) for x in tqdm(items, desc=desc, disable=disable, leave=False)]
     chunksize = chunksize or max(1, min(256, len(items) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # The workers end with this process, also when it is killed (kill -9) and cannot shut them down.
+    with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         it: Iterable[Any] = pool.map(fn, items, chunksize=chunksize)
         return list(tqdm(it, total=len(items), desc=desc, disable=disable, leave=False))

@@ -66,10 +66,11 @@ class GraphStore:
         )
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
-        """Atomically write the store (and a metadata dict) to one file."""
+        """Atomically write the store (and a metadata dict) to one file, with its checksum sidecar
+        (:func:`~optimate_pl.atomic.verify_file` tells a damaged cache file from a good one)."""
         payload = {f.name: getattr(self, f.name) for f in fields(self)}
         payload["meta"] = meta or {}
-        atomic_torch_save(payload, path)
+        atomic_torch_save(payload, path, checksum=True)
 
     @classmethod
     def load(cls, path: str | Path) -> tuple["GraphStore", dict]:
