@@ -71,3 +71,18 @@ studies: study-efficiency study-small-cells study-correlations study-example-spe
 ## Benchmark: ours vs a reference-style loop (CPU here; GPU when present).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py --out benchmarks/latest.md
+
+## GPU check (issue #23, benchmarks/gpu/README.md). `make gpu-wheels` here (network): the wheels the GPU machine's
+## Python 3.12 lacks, into $(GPU_WHEELS) (git-ignored; carry it). `make gpu-check` anywhere: installs them first
+## where the Python lacks hydra (no network needed), then runs the checklist (tiny CPU version without a GPU).
+GPU_WHEELS ?= .gpu-wheels
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_CHECK_ARGS ?=
+.PHONY: gpu-check gpu-wheels
+
+gpu-wheels: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py wheels --dir $(GPU_WHEELS)
+
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py install --dir $(GPU_WHEELS)
+	$(GPU_PYTHON) benchmarks/gpu_check.py check $(GPU_CHECK_ARGS)
