@@ -561,6 +561,7 @@ def check(argv: list[str]) -> int:
     p.add_argument("--out-dir", default=str(GPU_DIR), help="where the table and the profile go")
     p.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed after)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows of step 1 (they compile first)")
+    p.add_argument("--fresh", action="store_true", help="step 1 in fresh processes also on a CPU (as on a GPU)")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -569,6 +570,7 @@ def check(argv: list[str]) -> int:
     mode = "gpu" if torch.cuda.is_available() and not args.cpu else "cpu"
     s = settings_for(mode)
     s.compile = not args.no_compile
+    s.fresh = s.fresh or args.fresh
     if mode == "cpu":
         # One thread, here and in the runs it starts: the tiny steps gain nothing from more, and on a shared
         # machine (CI, a busy workstation) two OpenMP threads wait on each other at every parallel region.
