@@ -63,6 +63,13 @@ def test_rungs_are_physical(nacl_rungs):
     assert r.core_seconds > 0 and r.info["n_symmetries"] == 48
 
 
+def test_gpaw_under_mpi_gives_the_serial_spectra(nacl_rungs):
+    r = run_material(nacl(), LOW, "both", python=GPAW, nice=0, mpi_procs=2)
+    assert r.info["mpi_ranks"] == 2
+    for a, b in ((r.ipa, nacl_rungs.ipa), (r.rpa, nacl_rungs.rpa)):
+        assert np.abs(a - b).max() < 1e-5 * np.abs(b).max()
+
+
 def test_ipa_is_rpa_without_local_field_vectors(nacl_rungs):
     """With a response cutoff that keeps G = 0 alone, the RPA rung is the IPA rung (the head of chi0)."""
     r = run_material(nacl(), replace(LOW, response_cutoff_eV=1e-3), "both", python=GPAW, nice=0)

@@ -48,6 +48,7 @@ class ComputeOptions:
     output: str
     level: str = "both"
     workers: int = 1
+    mpi_procs: int = 1
     time_limit_s: float | None = 3600.0
     nice: int = 10
     gpaw_python: str = "auto"
@@ -177,7 +178,7 @@ def _compute_one(item: InputItem, opts: ComputeOptions, settings: LadderSettings
     if opts.max_sites is not None and len(structure) > opts.max_sites:
         raise MaterialFailed("too_large", f"{len(structure)} sites > max_sites={opts.max_sites}")
     result = run_material(structure, settings, opts.level, python=python, time_limit=opts.time_limit_s,
-                          scratch=opts.scratch, nice=opts.nice)
+                          scratch=opts.scratch, nice=opts.nice, mpi_procs=int(opts.mpi_procs))
     data = _entry_data(item)
     entries = {"ipa": ipa_entry(structure, result, settings, item.id, data, opts.level)}
     if opts.level == "both":

@@ -142,26 +142,38 @@ def compute(task: dict, workdir: str) -> dict:
     omega = df.get_frequencies()
     ipa, rpa, rpa_half = [], [], []
     for d in "xyz":
+        # Under MPI each rank holds a block of the frequencies: collect() gathers the whole grid.
         e_wGG = df.get_dielectric_matrix(direction=d)
-        ipa.append(e_wGG[:, 0, 0].copy())
+        ipa.append(df.collect(e_wGG[:, 0, 0].copy()))
         if task["level"] == "both":
             # The RPA rung, and the same with only the G-vectors within half the local-field cutoff:
             # their similarity is the entry's convergence check (rpa_similarity).
             half = np.flatnonzero(0.5 * df.G2_G * Hartree <= 0.5 * ecut)
-            rpa.append(np.array([1.0 / np.linalg.inv(e)[0, 0] for e in e_wGG]))
-            rpa_half.append(np.array([1.0 / np.linalg.inv(e[np.ix_(half, half)])[0, 0] for e in e_wGG]))
+            rpa.append(df.collect(np.array([1.0 / np.linalg.inv(e)[0, 0] for e in e_wGG], dtype=complex)))
+            rpa_half.append(df.collect(np.array([1.0 / np.linalg.inv(e[np.ix_(half, half)])[0, 0] for e in e_wGG],
+                                                dtype=complex)))
     times["response"] = time.process_time() - t0
     out = {
         "omega_eV": omega, "ipa": np.array(ipa), "gap_indirect_eV": gap_ind, "gap_direct_eV": gap_dir,
         "n_bands": nconv, "n_occupied": nocc, "n_kpts_ibz": nkpts_ibz,
         "kpts_nscf": np.array(nscf.wfs.kd.N_c), "kpts_gs": np.array(gs.wfs.kd.N_c),
         "bands_reach_eV": float(eps_top - vbm), "n_symmetries": len(gs.wfs.kd.symmetry.op_scc),
-        "cell": atoms.cell[:], "positions": atoms.positions, "n_G": df.n_G, "times": json.dumps({**times, "cpu_total": time.process_time()}),
+        "cell": atoms.cell[:], "positions": atoms.positions, "n_G": df.n_G, "times": json.dumps({**_all_ranks(times), "cpu_total": _all_ranks({"t": time.process_time()})["t"]}),
     }
     if task["level"] == "both":
         out["rpa"] = np.array(rpa)
         out["rpa_half_cutoff"] = np.array(rpa_half)
     return out
+
+
+def _all_ranks(times: dict[str, float]) -> dict[str, float]:
+    """CPU seconds summed over the MPI ranks (core-seconds); the values themselves in a serial run."""
+    from gpaw.mpi import world
+
+    keys = sorted(times)
+    arr = np.array([times[k] for k in keys])
+    world.sum(arr)
+    return dict(zip(keys, arr.tolist()))
 
 
 class _CachedDielectricFunction:
@@ -189,15 +201,22 @@ class _CachedDielectricFunction:
 
 
 def main(argv: list[str]) -> None:
+    from gpaw.mpi import world
+
     task_path, out_path = argv[1], argv[2]
     with open(task_path) as fh:
         task = json.load(fh)
-    with tempfile.TemporaryDirectory(prefix="gpaw-", dir=task.get("scratch")) as workdir:
-        out = compute(task, workdir)
-        with open(os.path.join(workdir, "gpaw.txt")) as fh:
-            log_tail = fh.read()[-4000:]
+    # One folder for all MPI ranks (the ground-state file is written collectively and read by all);
+    # the caller removes it.
+    workdir = os.path.join(task.get("scratch") or tempfile.gettempdir(), "gpaw")
+    os.makedirs(workdir, exist_ok=True)
+    out = compute(task, workdir)
+    if world.rank != 0:
+        return
+    with open(os.path.join(workdir, "gpaw.txt")) as fh:
+        out["log_tail"] = fh.read()[-4000:]
     out["gpaw_version"] = __import__("gpaw").__version__
-    out["log_tail"] = log_tail
+    out["mpi_ranks"] = world.size
     tmp = out_path + ".part.npz"
     np.savez(tmp, **out)
     os.replace(tmp, out_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -126,8 +127,13 @@ def _worker_setup(nice: int) -> None:
 
 
 def run_material(structure, settings: LadderSettings, level: str = "both", *, python: str | None = None,
-                 time_limit: float | None = None, scratch: str | None = None, nice: int = 10) -> RungResult:
-    """Compute the rungs of one structure in a GPAW worker process; raises :class:`MaterialFailed`."""
+                 time_limit: float | None = None, scratch: str | None = None, nice: int = 10,
+                 mpi_procs: int = 1) -> RungResult:
+    """Compute the rungs of one structure in a GPAW worker process; raises :class:`MaterialFailed`.
+
+    ``mpi_procs > 1`` runs the worker under ``mpiexec`` with that many ranks (GPAW's own parallelisation
+    over k-points and frequencies; Debian's GPAW is built with OpenMPI).
+    """
     if level not in ("ipa", "both"):
         raise ValueError(f"level must be 'ipa' or 'both', got {level!r}")
     python = python or gpaw_python()[0]
@@ -138,6 +144,13 @@ def run_material(structure, settings: LadderSettings, level: str = "both", *, py
         task_path, out_path = Path(tmp, "task.json"), Path(tmp, "result.npz")
         task_path.write_text(json.dumps(task))
         cmd = [python, str(WORKER), str(task_path), str(out_path)]
+        if mpi_procs > 1:
+            mpiexec = shutil.which("mpiexec")
+            if mpiexec is None:
+                raise GPAWNotFound("mpi_procs > 1 needs mpiexec (Debian: openmpi-bin, installed with gpaw)")
+            cmd = [mpiexec, "-n", str(mpi_procs), *cmd]
+            # OpenMPI refuses root unless told (CI and containers run as root)
+            env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         t0 = time.perf_counter()
         try:
             # start_new_session: a time-out kills the worker's whole process group, nothing lingers
@@ -168,6 +181,7 @@ def run_material(structure, settings: LadderSettings, level: str = "both", *, py
     info = {k: (res[k].tolist() if res[k].ndim else res[k].item()) for k in
             ("n_bands", "n_occupied", "n_kpts_ibz", "kpts_nscf", "kpts_gs", "bands_reach_eV", "n_G", "n_symmetries")}
     info["gpaw_version"] = str(res["gpaw_version"])
+    info["mpi_ranks"] = int(res["mpi_ranks"]) if "mpi_ranks" in res else 1
     return RungResult(ipa=to_grid(omega, res["ipa"]), rpa=to_grid(omega, res["rpa"]) if "rpa" in res else None,
                       gap_indirect=float(res["gap_indirect_eV"]), gap_direct=float(res["gap_direct_eV"]),
                       cell=res["cell"], positions=res["positions"], info=info, times=times,
