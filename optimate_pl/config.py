@@ -184,7 +184,7 @@ def check_config(cfg: DictConfig) -> None:
     if name not in STRATEGIES:
         raise ConfigError(f"unknown strategy {name!r}; use strategy=ipa, dl, tl or sc")
     if cfg.data.source not in SOURCES:
-        raise ConfigError(f"unknown data.source {cfg.data.source!r}; use data.source=synthetic or data.source=figshare")
+        raise ConfigError(f"unknown data.source {cfg.data.source!r}; use data.source=gpaw, synthetic or figshare")
     if cfg.data.source == "figshare" and not cfg.data.root:
         raise ConfigError("data.source=figshare needs data.root=/path/to/database (folder of JSON files or .zip)")
     if name == "tl":

@@ -128,8 +128,17 @@ def _build_synthetic(paths: dict[str, Path], key: str, seed: int, ipa_sizes: Seq
              time.perf_counter() - t0)
 
 
+def gpaw_store(kind: str, cache_dir: str | Path | None = None, cutoff: float = 5.0, strict: bool = False,
+               workers: int | None = None) -> Path:
+    """The built-in GPAW ladder (:mod:`optimate_pl.data.ladder`) as a cached store, via the real-format reader."""
+    from . import ladder
+
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    return figshare_store(kind, ladder.unpack(cache_dir)[kind], cache_dir, cutoff, strict, workers, source="gpaw")
+
+
 def figshare_store(kind: str, root: str | Path, cache_dir: str | Path | None = None, cutoff: float = 5.0,
-                   strict: bool = False, workers: int | None = None) -> Path:
+                   strict: bool = False, workers: int | None = None, source: str = "figshare") -> Path:
     """Read (once) and cache a real-format database folder or zip; returns the cache path."""
     if root is None:
         raise ValueError(f"data.source=figshare needs data.root: the {kind.upper()} database folder or .zip")
@@ -137,20 +146,20 @@ def figshare_store(kind: str, root: str | Path, cache_dir: str | Path | None = N
     if not root.exists():
         raise FileNotFoundError(f"data.root {root} does not exist (the {kind.upper()} database folder or .zip)")
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = fingerprint({"source": "figshare", "kind": kind, "root": str(root.resolve()), "files": source_stats(root),
+    key = fingerprint({"source": source, "kind": kind, "root": str(root.resolve()), "files": source_stats(root),
                        "filters": _filters(), "cutoff": cutoff, "featurizer": FEATURIZER_VERSION, "strict": strict,
                        "code": code_hash(readers, featurize)})
-    path = cache_dir / f"figshare-{kind}-{key[:16]}.pt"
+    path = cache_dir / f"{source}-{kind}-{key[:16]}.pt"
     if _usable([path], report=False):
         return path
     with file_lock(path.with_suffix(".lock")):
         if not _usable([path], report=True):  # else built by another process while we waited
-            _build_figshare(path, key, kind, root, cutoff, strict, workers)
+            _build_figshare(path, key, kind, root, cutoff, strict, workers, source)
     return path
 
 
 def _build_figshare(path: Path, key: str, kind: str, root: Path, cutoff: float, strict: bool,
-                    workers: int | None) -> None:
+                    workers: int | None, source: str = "figshare") -> None:
     t0 = time.perf_counter()
     report = read_database(root, kind, strict=strict, workers=workers)
     if not report.records:
@@ -159,7 +168,7 @@ def _build_figshare(path: Path, key: str, kind: str, root: Path, cutoff: float, 
     report.skipped.extend(skipped)
     if report.skipped:
         log.warning("%s", report.summary())
-    store.save(path, {"source": "figshare", "kind": kind, "fingerprint": key, "synthetic": False,
+    store.save(path, {"source": source, "kind": kind, "fingerprint": key, "synthetic": False,
                       "skipped": [str(s) for s in report.skipped], "filtered": len(report.filtered)})
     log.info("built %s database from %s (%d materials) in %.1f s", kind.upper(), root, len(store),
              time.perf_counter() - t0)

@@ -7,8 +7,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-#: Where a database comes from: the built-in generator or the authors' real-format files.
-SOURCES = ("synthetic", "figshare")
+#: Where a database comes from: the built-in generator (not physics), the built-in GPAW-computed ladder
+#: (real physics, this project's PBE/GPAW settings), or the authors' real-format files (figshare).
+SOURCES = ("synthetic", "gpaw", "figshare")
+#: How every output names its data.
+SOURCE_LABELS = {"synthetic": "SYNTHETIC (generated, not physics)",
+                 "gpaw": "GPAW-computed (real physics: the built-in PBE ladder of Alexandria materials)",
+                 "figshare": "the authors' databases (figshare)"}
+
+
+def source_label(source: str | None) -> str:
+    """What a data source is, in words, for logs, tables and figures."""
+    return SOURCE_LABELS.get(str(source), f"unknown data ({source})")
 
 
 def default_cache_dir() -> Path:

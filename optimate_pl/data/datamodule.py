@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 
 from . import synthetic
 from .batching import BatchLoader, collate_prebatched
-from .build import figshare_store, load_store, synthetic_stores
-from .cache import SOURCES
+from .build import figshare_store, gpaw_store, load_store, synthetic_stores
+from .cache import SOURCES, source_label
 from .splits import PAPER_SIZES, SPLITS, apply_split, formula_split, published_split, read_split_files, training_subset
 from .store import GraphDataset, GraphStore
 
@@ -27,7 +27,8 @@ class SpectraDataModule(pl.LightningDataModule):
     """Shared logic of :class:`IPADataModule` and :class:`RPADataModule`.
 
     Args:
-        source: ``"synthetic"`` (built-in, default) or ``"figshare"`` (the real databases at ``root``).
+        source: ``"gpaw"`` (built-in GPAW-computed IPA/RPA ladder, real physics), ``"synthetic"`` (built-in
+            generator, not physics) or ``"figshare"`` (the authors' real databases at ``root``).
         root: database folder or ``.zip`` (figshare only).
         split: ``published`` (the authors' split, shipped with the package; default for figshare),
             ``formula`` (recompute the authors' seeded formula-grouped split; default for synthetic
@@ -92,6 +93,8 @@ class SpectraDataModule(pl.LightningDataModule):
         if self.source == "synthetic":
             return synthetic_stores(self.cache_dir, self.synthetic_seed, self.synthetic_sizes["ipa"],
                                     self.synthetic_sizes["rpa"], self.cutoff)[self.kind]
+        if self.source == "gpaw":
+            return gpaw_store(self.kind, self.cache_dir, self.cutoff, self.strict)
         return figshare_store(self.kind, self.root, self.cache_dir, self.cutoff, self.strict)
 
     def prepare_data(self) -> None:
@@ -99,7 +102,7 @@ class SpectraDataModule(pl.LightningDataModule):
 
     def split_assignment(self, store: GraphStore, meta: dict) -> tuple[dict[str, str], str]:
         """``mat_id -> split`` for this database, and where it came from (for the log)."""
-        mode = self.split or ("published" if self.source == "figshare" else "formula")
+        mode = self.split or ("formula" if self.source == "synthetic" else "published")
         if mode == "published":
             return published_split(), "the authors' published split"
         if mode == "formula":
@@ -118,8 +121,7 @@ class SpectraDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         store, meta = load_store(self.cache_path())
-        if meta.get("synthetic"):
-            log.info("data: SYNTHETIC %s database (generated, not physics)", self.kind.upper())
+        log.info("data: %s %s database", source_label(self.source), self.kind.upper())
         self.meta = meta
         assignment, origin = self.split_assignment(store, meta)
         self.split_origin = origin
@@ -134,9 +136,10 @@ class SpectraDataModule(pl.LightningDataModule):
             log.warning("%s split sizes %s differ from the paper's %s: %d of the %d IDs of %s are not in this "
                         "database (filtered, unfinished or missing files)", self.kind.upper(), "/".join(map(str, sizes)),
                         "/".join(map(str, PAPER_SIZES[self.kind])), not_found, len(assignment), origin)
-        if not rows["train"]:
-            raise ValueError(f"the training split of {self.kind.upper()} is empty: none of the {len(store)} "
-                             f"materials of this database is a training material of {origin}")
+        for split in SPLITS:
+            if not rows[split]:
+                raise ValueError(f"the {split} split of {self.kind.upper()} is empty: none of the {len(store)} "
+                                 f"materials of this database is a {split} material of {origin}")
         train = rows["train"]
         if self.train_ids:
             train = self._chosen_training_rows(store, assignment, set(train))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_open, atomic_write_text, file_lock
+from ..atomic import atomic_open, atomic_write_text, file_lock, remove_with_checksum, verify_file
 from .records import ENERGY_GRID
 
 #: The packed grid: 0-20 eV in 50 meV steps (every 5th point of the 2001-point grid).
@@ -141,8 +141,8 @@ def _entry(m: dict, rows: np.ndarray, kind: str) -> dict:
 def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Path]:
     """Write the packed dataset as the authors' IPA and RPA databases (zips) under ``cache_dir``, once.
 
-    Named by the packed files' hash; built under a lock and written atomically, so a crash or a
-    second process never sees a half-written zip.
+    Named by the packed files' hash; built under a lock and written atomically with a checksum sidecar,
+    so a crash, a second process or a damaged cache file never gives a half-written zip (it is rebuilt).
     """
     src = Path(src) if src else builtin_dir()
     h = hashlib.sha256()
@@ -151,14 +151,16 @@ def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Pa
     key = h.hexdigest()[:16]
     out = Path(cache_dir) / f"gpaw-ladder-{key}"
     paths = {"ipa": out / "ipa.zip", "rpa": out / "rpa.zip"}
-    if all(p.exists() for p in paths.values()):
+    if all(verify_file(p) is None for p in paths.values()):
         return paths
     with file_lock(out.with_suffix(".lock")):
-        if all(p.exists() for p in paths.values()):
+        if all(verify_file(p) is None for p in paths.values()):
             return paths
+        for p in paths.values():
+            remove_with_checksum(p)
         materials, rows = load(src)
         for kind, path in paths.items():
-            with atomic_open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+            with atomic_open(path, "wb", checksum=True) as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
                 for m in materials:
                     if kind == "rpa" and not m["has_rpa"]:
                         continue

@@ -7,6 +7,7 @@
     python -m optimate_pl.studies sc_predictor      # Fig. 6
     python -m optimate_pl.studies latent_map        # Fig. 7 (PNG/PDF and interactive HTML)
     python -m optimate_pl.studies active_learning   # beyond the paper: the acquisition functions' curves
+    python -m optimate_pl.studies gpaw_ladder       # the built-in GPAW ladder: SC[RPA;IPA] by chemistry, cost
     python -m optimate_pl.studies next_rpa --model ENSEMBLE --acquisition disagreement   # the next RPA runs
 
 Each reads the runs of its experiment preset (``experiments/<study>/runs`` by default) and writes into
@@ -372,7 +373,14 @@ STUDIES: dict[str, tuple[Any, str]] = {
     "correlations": (correlations, "efficiency"), "example_spectra": (example_spectra, "efficiency"),
     "sc_predictor": (sc_predictor, "sc_predictor"), "latent_map": (latent_map, "sc_predictor"),
     "active_learning": (active_learning, "active_learning"),
+    "gpaw_ladder": (lambda runs, out: _gpaw_ladder(runs, out), "gpaw_ladder"),
 }
+
+
+def _gpaw_ladder(runs: Path, out: Path) -> list[Path]:
+    from .ladder import gpaw_ladder
+
+    return gpaw_ladder(runs, out)
 
 
 def main(argv: list[str] | None = None) -> None:
