@@ -47,7 +47,7 @@ def print_summary(cfg: DictConfig, spec: Target, metrics: dict[str, Any], n_test
     from rich.console import Console
     from rich.table import Table
 
-    source = "SYNTHETIC" if cfg.data.source == "synthetic" else "figshare"
+    source = {"synthetic": "SYNTHETIC", "gpaw": "GPAW-computed (real physics)"}.get(cfg.data.source, cfg.data.source)
     kind = "IPA" if "IPA" in cfg.data._target_ else "RPA"
     title = (f"{cfg.strategy.name.upper()} on {source} {kind} data, train subset {cfg.data.subset or 'full'}"
              + (f", max_sites {cfg.data.max_sites}" if cfg.data.max_sites else "") + f" — test set of {n_test}")

@@ -53,6 +53,7 @@ def model_info(weights: Weights) -> dict[str, Any]:
     source = data.get("source") or "unknown"
     trained_on = ("SYNTHETIC data (generated, not physics)" if data.get("synthetic") else
                   "real DFT data (figshare)" if source == "figshare" else
+                  "real DFT data (the built-in GPAW-computed ladder)" if source == "gpaw" else
                   "unknown data (a weight file without a model card, e.g. the authors' published weights)")
     return {"checkpoint": str(weights.path), "layout": weights.layout, "architecture": weights.net,
             "target": weights.hparams.get("target") or ("sc_rpa_ipa" if weights.out_dim == 1 else "eps_imag"),
