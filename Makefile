@@ -18,11 +18,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Debian packages for the DFT rungs (GPAW 22.8 + PAW setups for /usr/bin/python3); run as root.
+## Debian packages for the DFT rungs (GPAW 22.8 + PAW setups for /usr/bin/python3) and for the SLURM tests
+## (slurm-wlm 22.05 daemons, clients and munge: a one-node cluster, tests/slurm/); run as root.
 system-deps:
 	@if /usr/bin/python3 -c "import gpaw" 2>/dev/null && [ -d /usr/share/gpaw-setups ]; then \
 		echo "gpaw and gpaw-data already installed"; \
 	else apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gpaw gpaw-data; fi
+	@if [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && [ -x /usr/sbin/munged ] && command -v sbatch >/dev/null; \
+	then echo "slurm and munge already installed"; \
+	else apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		slurmctld slurmd slurm-client munge; fi
 
 ## The main job on the built-in SYNTHETIC data: TL at 300 materials (pretrains IPA first if needed).
 run: $(STAMP)

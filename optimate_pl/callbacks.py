@@ -3,11 +3,13 @@ checkpoints written atomically (a full disk or a crash never leaves a truncated 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -42,6 +44,18 @@ class SaveOnInterrupt(pl.Callback):
         self.command = list(command or [])
         self.saved: Path | None = None
 
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # Every checkpoint of a SLURM job names the job, so that the job requeued finds its own (requeued_checkpoint).
+        if slurm_job():
+            checkpoint["slurm_job"] = slurm_job()
+        # torch's random state (the training set's shuffle): resumed at an epoch boundary, a run then draws the
+        # same batches as one never interrupted, and ends with the same numbers.
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if isinstance(checkpoint.get("torch_rng_state"), torch.Tensor):
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             return
@@ -58,6 +72,47 @@ class SaveOnInterrupt(pl.Callback):
                                  f"hydra.run.dir={self.path.parent.parent}"])
             log.warning("%s at epoch %d (step %d): wrote the resumable checkpoint %s\nresume with: %s", what,
                         trainer.current_epoch, trainer.global_step, self.path, resume)
+            if slurm_job():
+                log.warning("SLURM job %s: if SLURM requeues it (pre-emption, scontrol requeue), it resumes from this "
+                            "checkpoint by itself", slurm_job())
+
+
+def slurm_job() -> str | None:
+    """This process's SLURM job, ``<cluster>:<job id>`` (``<array job>_<task>`` in an array); None outside SLURM."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return f"{os.environ.get('SLURM_CLUSTER_NAME', '')}:{job}"
+
+
+def requeued_checkpoint(cfg) -> Path | None:
+    """The ``last.ckpt`` to resume when SLURM restarted this job (pre-emption, ``scontrol requeue``, node failure).
+
+    A requeued job runs its script again from the start, with the same job id and ``SLURM_RESTART_COUNT`` >= 1.
+    Without an explicit ``ckpt_path``, the newest ``last.ckpt`` written by this very job is resumed: the run's
+    own (``hydra.run.dir`` fixed, or a sweep's job folder), else one under ``outputs/<task>/`` (the default run
+    folder is named by the start time, which changed). None outside SLURM, on a first start, or when the job
+    wrote no checkpoint before it was stopped (then it starts anew, logged).
+    """
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    job = slurm_job()
+    if not restarts or not job or cfg.get("ckpt_path"):
+        return None
+    own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    others = sorted(Path(cfg.paths.root_dir, "outputs", cfg.task_name).glob("*/checkpoints/last.ckpt"),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in [own, *[p for p in others if p != own]]:
+        try:  # mmap: only the small metadata is read, not the weights
+            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # absent, partial, or not ours: not this job's checkpoint
+            continue
+        if isinstance(saved, dict) and saved.get("slurm_job") == job:
+            log.warning("SLURM job %s was requeued (restart %d): resuming from its checkpoint %s", job, restarts, path)
+            return path
+    log.warning("SLURM job %s was requeued (restart %d) before it wrote a checkpoint: starting anew", job, restarts)
+    return None
 
 
 class EpochLog(pl.Callback):

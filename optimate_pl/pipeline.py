@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from .config import ConfigError, check_config, resolve_model, writable_problem
 from .data.cache import default_cache_dir
@@ -23,11 +23,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     Every folder the run will write is checked first, and the weights a TL run starts from (they must
     predict the run's target), so that either is a one-line error before any expensive work.
     """
+    from .callbacks import requeued_checkpoint
     from .models.weights import read_weights
     from .train import check_start_weights, train
 
     check_config(cfg)
     check_writable(cfg)
+    if not cfg.get("active_learning") and int(cfg.get("ensemble", {}).get("size", 1)) <= 1:
+        requeued = requeued_checkpoint(cfg)  # a SLURM job restarted after a pre-emption resumes by itself
+        if requeued:
+            with open_dict(cfg):
+                cfg.ckpt_path = str(requeued)
     init = None
     if cfg.strategy.name == "tl":
         ckpt = str(cfg.strategy.checkpoint)

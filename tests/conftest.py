@@ -48,3 +48,34 @@ def tiny_ipa(cache_dir):
     dm = IPADataModule(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, batch_size=16, eval_batch_size=32)
     dm.setup()
     return dm
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: runs jobs on a local one-node SLURM cluster (tests/slurm/; skipped "
+                                       "where SLURM is not installed or cannot start)")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real single-node SLURM cluster on this machine for the whole session (tests/slurm/cluster.sh).
+
+    Yields a :class:`tests.slurm.cluster.SlurmCluster` (sbatch, states, wait, jobcomp) and exports its
+    ``SLURM_CONF``, so that `sbatch`, `srun`, `scontrol` and submitit talk to it; the daemons stop at the end.
+    Skipped, with the reason, where SLURM is not installed (``make system-deps`` as root) or does not start.
+    """
+    from .slurm.cluster import SlurmCluster, SlurmError
+
+    try:
+        cluster = SlurmCluster.start(tmp_path_factory.mktemp("slurm"))
+    except SlurmError as err:
+        pytest.skip(str(err))
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old

@@ -1,0 +1,1 @@
+"""A real single-node SLURM cluster for the tests (cluster.sh starts and stops it; cluster.py drives it)."""
