@@ -156,3 +156,48 @@ def test_preempted_job_is_requeued_and_resumes_to_the_uninterrupted_result(slurm
     assert best[0] == best[1]
     for key in ["val/loss", *(k for k in reference if k.startswith("test/") and k.endswith("_median"))]:
         assert resumed[key] == pytest.approx(reference[key], rel=1e-6, abs=1e-7), key
+
+
+def test_dft_chunks_as_a_job_array_redo_only_what_was_killed(slurm_cluster, tmp_path):
+    """optimate-pl-compute with chunk=$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT: two array tasks share one
+    output folder; a task cancelled mid-way is redone on resubmission, and no finished material is recomputed."""
+    from optimate_pl.dft.runner import which_gpaw_python
+
+    from .test_dft import LOW, nacl
+
+    if which_gpaw_python() is None:
+        pytest.skip("no Python with GPAW")
+    src = tmp_path / "in"
+    src.mkdir()
+    for a in (5.45, 5.55, 5.64, 5.75):
+        s = nacl()
+        s.scale_lattice(s.volume * (a / 5.64) ** 3)
+        s.to(filename=str(src / f"NaCl_{a:.2f}.cif"))
+    out = tmp_path / "out"
+    compute = shlex.quote(str(sys.executable).replace("/python", "/optimate-pl-compute"))
+    settings = " ".join(f"settings.{k}={v}" for k, v in LOW.as_dict().items())
+    script = "\n".join(["#!/bin/bash", "#SBATCH --array=0-1", "#SBATCH --cpus-per-task=1",
+                        "#SBATCH --output=dft-%A_%a.out",
+                        f"srun {compute} input={src} output={out} nice=0 "
+                        f"chunk=$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT {settings}", ""])
+    job = slurm_cluster.sbatch(script=script, cwd=tmp_path)
+    # chunk 0 holds NaCl_5.45 and NaCl_5.64: cancel its task once the first of them is written
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out / "rpa" / "NaCl_5.45.cif.json").is_file():
+        time.sleep(0.2)
+    assert (out / "rpa" / "NaCl_5.45.cif.json").is_file(), (tmp_path / f"dft-{job}_0.out").read_text()[-2000:]
+    slurm_cluster.client("scancel", f"{job}_0")
+    states = slurm_cluster.wait(job, timeout=300)
+    assert states[f"{job}_0"] == "CANCELLED" and states[f"{job}_1"] == "COMPLETED", states
+    done = {p.name: p.stat().st_mtime_ns for p in out.glob("rpa/*.json")}
+    assert "NaCl_5.64.cif.json" not in done and {"NaCl_5.55.cif.json", "NaCl_5.75.cif.json"} <= set(done)
+    again = slurm_cluster.sbatch(script=script, cwd=tmp_path)  # the same array, resubmitted
+    assert slurm_cluster.wait(again, timeout=300) == {f"{again}_0": "COMPLETED", f"{again}_1": "COMPLETED"}
+    assert sorted(p.name for p in out.glob("rpa/*.json")) == [f"NaCl_{a}.cif.json" for a in ("5.45", "5.55", "5.64",
+                                                                                           "5.75")]
+    assert all(out.joinpath("rpa", name).stat().st_mtime_ns == t for name, t in done.items())  # not recomputed
+    logs = {i: (tmp_path / f"dft-{again}_{i}.out").read_text() for i in (0, 1)}
+    assert "computed 1 materials" in logs[0] and "computed 0 materials" in logs[1], logs
+    summaries = sorted(p.name for p in out.glob("summary-*.json"))
+    assert summaries == ["summary-0-of-2.json", "summary-1-of-2.json"]
+    print(f"\nDFT array: job {job} -> {states}; resubmitted {again}: chunk 0 computed 1, chunk 1 computed 0")

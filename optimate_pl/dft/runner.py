@@ -41,11 +41,23 @@ class MaterialFailed(RuntimeError):
         self.reason = reason
 
 
+def worker_env() -> dict[str, str]:
+    """The environment of a GPAW process: one BLAS/OpenMP thread, and no SLURM/PMI variables.
+
+    Debian's GPAW initialises OpenMPI on import; inside a SLURM job step OpenMPI would then try to join
+    the job through PMI (which Debian's OpenMPI is not built for) and fail, so every worker starts as a
+    singleton (``mpi_procs`` ranks come from its own ``mpiexec``).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PMI_", "PMIX_", "OMPI_MCA_ess"))}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return env
+
+
 def _has_gpaw(python: str) -> str | None:
     """GPAW's version under ``python`` if GPAW and its PBE setups import there, else None."""
     probe = ("import gpaw, gpaw.setup_data as s; s.SetupData('H', 'PBE', 'paw'); print(gpaw.__version__)")
     try:
-        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120, env=worker_env())
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -138,7 +150,7 @@ def run_material(structure, settings: LadderSettings, level: str = "both", *, py
         raise ValueError(f"level must be 'ipa' or 'both', got {level!r}")
     python = python or gpaw_python()[0]
     task = structure_task(structure, settings, level)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = worker_env()
     with tempfile.TemporaryDirectory(prefix="optimate-dft-", dir=scratch) as tmp:
         task["scratch"] = tmp
         task_path, out_path = Path(tmp, "task.json"), Path(tmp, "result.npz")
