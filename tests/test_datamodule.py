@@ -79,7 +79,7 @@ def test_stale_figshare_cache_is_rebuilt_and_writes_are_atomic(tmp_path, monkeyp
         figshare_store("ipa", root, cache, workers=1)
     monkeypatch.undo()
     # Nothing but the two good stores (and the builders' lock files): no partial store, no temp file.
-    assert sorted(p.name for p in cache.iterdir() if p.suffix != ".lock") == sorted([first.name, second.name])
+    assert sorted(p.name for p in cache.iterdir() if p.suffix not in (".lock", ".sha256")) == sorted([first.name, second.name])
 
 
 def test_figshare_rpa_needs_a_split_source(tmp_path):
