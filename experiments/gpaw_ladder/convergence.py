@@ -34,6 +34,12 @@ SWEEP = {
     "response_cutoff_eV": [15.0, 30.0, 50.0],
     "kpt_density_gs": [2.5, 4.0],
 }
+#: All settings at once: the defaults and a dearer candidate, against every setting at its largest value.
+COMBINED = {
+    "defaults": {},
+    "k5_pw400": {"kpt_density_nscf": 5.0, "pw_cutoff_eV": 400.0},
+    "reference": {k: v[-1] for k, v in SWEEP.items()},
+}
 
 
 def sc(x: np.ndarray, ref: np.ndarray) -> float:
@@ -43,7 +49,10 @@ def sc(x: np.ndarray, ref: np.ndarray) -> float:
 
 def one(job):
     mat_id, formula, sdict, key, value, python = job
-    settings = dataclasses.replace(LadderSettings(), **({key: value} if key else {}))
+    if key == "combined":
+        settings = dataclasses.replace(LadderSettings(), **COMBINED[value])
+    else:
+        settings = dataclasses.replace(LadderSettings(), **({key: value} if key else {}))
     try:
         r = run_material(Structure.from_dict(sdict), settings, "both", python=python, nice=10)
     except MaterialFailed as err:
@@ -58,7 +67,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--only", nargs="*", help="mat_ids to run (default all)")
+    ap.add_argument("--combined", action="store_true", help="all settings at once: defaults and a candidate "
+                    "against the all-largest reference (convergence_combined.*)")
     args = ap.parse_args()
+    if args.combined:
+        return combined(args)
     entries = json.loads((HERE / "convergence_structures.json").read_text())["entries"]
     jobs, python = [], gpaw_python()[0]
     for e in entries:
@@ -75,6 +88,41 @@ def main() -> None:
     df = pd.DataFrame(rows)
     df.to_json(HERE / "convergence_raw.json.gz", orient="records")
     report(df)
+
+
+def combined(args) -> None:
+    """Each material at the defaults, the candidate and the reference: the defaults' total error."""
+    entries = json.loads((HERE / "convergence_structures.json").read_text())["entries"]
+    python = gpaw_python()[0]
+    jobs = [(e["data"]["mat_id"], e["data"]["formula"], e["structure"], "combined", name, python)
+            for e in entries for name in ("reference", "k5_pw400", "defaults")
+            if not args.only or e["data"]["mat_id"] in args.only]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        rows = []
+        for row in pool.map(one, jobs):
+            rows.append(row)
+            print(row["formula"], row["value"], row.get("seconds", row.get("error")), flush=True)
+    df = pd.DataFrame(rows)
+    df.to_json(HERE / "convergence_combined_raw.json.gz", orient="records")
+    out = []
+    for mat, g in df.groupby("mat_id", sort=False):
+        ref = g[g["value"] == "reference"].iloc[0]
+        for _, row in g[g["value"] != "reference"].iterrows():
+            out.append(dict(formula=row["formula"], nsites=row["nsites"], settings=row["value"],
+                            sc_ipa=sc(np.array(row["ipa"]), np.array(ref["ipa"])),
+                            sc_rpa=sc(np.array(row["rpa"]), np.array(ref["rpa"])), seconds=row["seconds"],
+                            reference_seconds=ref["seconds"]))
+    t = pd.DataFrame(out)
+    t.to_csv(HERE / "convergence_combined.csv", index=False, float_format="%.4g")
+    lines = ["# All settings at once, against the all-largest reference", "",
+             "Reference: " + ", ".join(f"{k} {v:g}" for k, v in COMBINED["reference"].items()) + ".", "",
+             "| settings | median SC IPA | min SC IPA | median SC RPA | min SC RPA | mean core-s (<= 4 sites) |",
+             "|---|---|---|---|---|---|"]
+    for name, g in t.groupby("settings"):
+        lines.append(f"| {name} | {g.sc_ipa.median():.3f} | {g.sc_ipa.min():.3f} | {g.sc_rpa.median():.3f} | "
+                     f"{g.sc_rpa.min():.3f} | {g[g.nsites <= 4].seconds.mean():.1f} |")
+    lines += ["", t.to_markdown(index=False, floatfmt=".3f")]
+    (HERE / "convergence_combined.md").write_text("\n".join(lines) + "\n")
 
 
 def report(df: pd.DataFrame) -> None:
