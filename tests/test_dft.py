@@ -178,3 +178,11 @@ def test_pack_keeps_the_spectra(computed, tmp_path):
         assert back.indirect_gap == orig.indirect_gap
         assert np.abs(back.spectrum - orig.spectrum).max() < 1e-3 * orig.spectrum.max()
     assert ladder.unpack(tmp_path / "cache", tmp_path / "packed") == paths  # cached, not rewritten
+    # Restored into a fresh folder, the packed progress counts as done for the compute command.
+    assert ladder.restore(tmp_path / "packed", tmp_path / "again") == 1
+    again = read_database(tmp_path / "again" / "rpa", "rpa", workers=1).records[0]
+    assert np.abs(again.spectrum - read_database(out / "rpa", "rpa", workers=1).records[0].spectrum).max() < 1e-3 * \
+        again.spectrum.max()
+    from optimate_pl.dft.compute import Workdir
+
+    assert Workdir(tmp_path / "again", "both").done(again.mat_id, retry_failed=False)

@@ -169,6 +169,20 @@ def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Pa
     return paths
 
 
+def restore(src: str | Path, folder: str | Path) -> int:
+    """Write a packed dataset back as an ``optimate-pl-compute`` output folder (``ipa/``, ``rpa/`` entries).
+
+    A compute run pointed at ``folder`` then takes these materials as done and goes on with the rest: how
+    a long computation continues on another machine from its committed packed progress. Returns the count.
+    """
+    materials, rows = load(src)
+    folder = Path(folder)
+    for m in materials:
+        for kind in ("ipa", "rpa") if m["has_rpa"] else ("ipa",):
+            atomic_write_text(json.dumps(_entry(m, rows, kind)), folder / kind / f"{m['mat_id']}.json")
+    return len(materials)
+
+
 def describe(src: str | Path | None = None) -> dict[str, Any]:
     """Counts, sites and settings of the packed dataset (for README tables and logs)."""
     materials = json.loads(gzip.decompress(((Path(src) if src else builtin_dir()) / "materials.json.gz").read_bytes()))
@@ -182,7 +196,7 @@ def describe(src: str | Path | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m optimate_pl.data.ladder pack FOLDER [DEST]`` | ``describe [DEST]``."""
+    """``python -m optimate_pl.data.ladder pack FOLDER [DEST]`` | ``restore PACKED FOLDER`` | ``describe [DEST]``."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m optimate_pl.data.ladder", description=main.__doc__)
@@ -190,11 +204,16 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("pack", help="pack an optimate-pl-compute output folder into the package")
     p.add_argument("folder")
     p.add_argument("dest", nargs="?")
+    r = sub.add_parser("restore", help="a packed folder back into a compute output folder (to continue it)")
+    r.add_argument("packed")
+    r.add_argument("folder")
     d = sub.add_parser("describe", help="counts of the packed dataset")
     d.add_argument("dest", nargs="?")
     args = ap.parse_args(argv)
     if args.cmd == "pack":
         print(json.dumps(pack(args.folder, args.dest)))
+    elif args.cmd == "restore":
+        print(f"restored {restore(args.packed, args.folder)} materials into {args.folder}")
     else:
         print(json.dumps(describe(args.dest), indent=2))
 
