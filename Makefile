@@ -33,7 +33,7 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/python -m optimate_pl strategy=tl data.subset=300
 
-## The test suite (about 6 minutes on 2 CPU cores; measured 5 min 50 s in a fresh clone, 2026-11-25).
+## The test suite (184 tests; 55 min on 2 cores shared with a DFT run and trainings, 2026-11-27; idle time to be measured).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
