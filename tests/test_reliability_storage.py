@@ -31,18 +31,7 @@ from optimate_pl.predict import OUTPUT_LOCK, load_predictions, run_prediction
 from .conftest import TINY_SIZES
 from .test_app import cfg_for, cli
 from .test_predict import predict_cli
-
-SMALL = dict(node_widths=[16], gat_layers=[[16, 2]], out_widths=[64])
-QUICK = dict(workers=0, plot=0)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "small.pt"
-    torch.save(Optimate(**SMALL).state_dict(), path)
-    return path
-
+from .test_screening import QUICK, SMALL, weights  # noqa: F401  (the small weight file fixture)
 
 @pytest.fixture(scope="module")
 def records():
