@@ -28,14 +28,14 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch_geometric.data import Batch
 
-from optimate_pl.allocator import keep_freed_memory
-from optimate_pl.atomic import atomic_write_text
+from optimate_pl.utils.allocator import keep_freed_memory
+from optimate_pl.utils.atomic import atomic_write_text
 from optimate_pl.config import load_group_config, load_train_config
 from optimate_pl.data.build import synthetic_stores
 from optimate_pl.data.datamodule import IPADataModule
 from optimate_pl.data.store import GraphStore
 from optimate_pl.models import Optimate, SpectraModule
-from optimate_pl.train import compile_network
+from optimate_pl.training.trainer import compile_network
 
 
 class EpochTimer(pl.Callback):

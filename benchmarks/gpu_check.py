@@ -315,8 +315,8 @@ def _run_in_process(ctx: Context, name: str, *overrides: str) -> tuple[dict, flo
     """One run of ``python -m optimate_pl`` in this process (the pipeline, with the CLI's process settings)."""
     import torch
 
-    from optimate_pl.cli import configure_process
-    from optimate_pl.pipeline import run
+    from optimate_pl.cli.common import configure_process
+    from optimate_pl.training.stages import run
 
     cfg = _compose(ctx, name, *overrides)
     configure_process(cfg)

@@ -5,7 +5,7 @@
 Reads the entries, and for each one: ``Structure.from_dict``, the graph as their notebook builds it
 (``get_all_neighbors(5)`` walked in Python, the Gaussian expansion in NumPy, one PyG ``Data``), a PyG
 ``DataLoader`` at batch size 1, the model, and the same derived optical properties as ours
-(``optimate_pl.optics`` on each spectrum), so both pipelines do the same work. Tooling for
+(``optimate_pl.spectra.optics`` on each spectrum), so both pipelines do the same work. Tooling for
 ``benchmarks/bench.py``; not part of the package.
 """
 from __future__ import annotations

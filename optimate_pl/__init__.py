@@ -7,11 +7,11 @@ warnings.filterwarnings("ignore", message="No Pauling electronegativity")
 __version__ = "0.1.0"
 
 # The config resolvers: registered whenever the package (or its configs, optimate_pl.conf) is imported.
-from . import resolvers  # noqa: E402,F401
+from .config import resolvers  # noqa: E402,F401
 
 
 def load_model(path, **kwargs):
-    """Load a trained model (Lightning checkpoint or published state_dict) in eval mode; see :mod:`optimate_pl.predict`."""
-    from .predict import load_model as _load
+    """Load a trained model (Lightning checkpoint or published state_dict) in eval mode; see :mod:`optimate_pl.inference.screening`."""
+    from .inference.screening import load_model as _load
 
     return _load(path, **kwargs)

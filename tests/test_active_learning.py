@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from optimate_pl.acquisition import k_center_greedy, select_random, select_top
+from optimate_pl.uncertainty.acquisition import k_center_greedy, select_random, select_top
 from optimate_pl.models import Optimate
 
 from .test_app import cfg_for
@@ -28,7 +28,7 @@ def test_acquisition_functions():
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory, cache_dir):
-    from optimate_pl.pipeline import run
+    from optimate_pl.training.stages import run
 
     root = tmp_path_factory.mktemp("al")
     torch.manual_seed(0)
@@ -70,7 +70,7 @@ def test_the_data_module_refuses_validation_test_and_repeated_materials(tiny_rpa
 
 
 def test_campaign_report_and_a_resumed_campaign(campaign, tmp_path):
-    from optimate_pl.pipeline import run
+    from optimate_pl.training.stages import run
     from optimate_pl.studies import report
 
     folder, _ = campaign
@@ -88,7 +88,7 @@ def test_campaign_report_and_a_resumed_campaign(campaign, tmp_path):
 
 
 def test_next_rpa_ranks_candidates_for_each_acquisition(campaign, tmp_path):
-    from optimate_pl.studies.next_rpa import next_rpa
+    from optimate_pl.uncertainty.next_rpa import next_rpa
 
     from .test_predict import write_cifs
 

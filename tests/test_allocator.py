@@ -7,7 +7,7 @@ import pytest
 
 STEPS = """
 import resource, sys, torch
-from optimate_pl.allocator import keep_freed_memory
+from optimate_pl.utils.allocator import keep_freed_memory
 applied = keep_freed_memory(1 << 30) if sys.argv[1] == "keep" else False
 torch.set_num_threads(1)
 x = torch.randn(5000, 384)

@@ -9,8 +9,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
 from optimate_pl.config import ConfigError, dl_architecture_for
-from optimate_pl.pipeline import run
-from optimate_pl.train import train
+from optimate_pl.training.stages import run
+from optimate_pl.training.train import train
 
 from .conftest import TINY_SIZES
 
@@ -70,12 +70,13 @@ def test_tl_with_auto_pretraining_writes_all_outputs(tmp_path, cache_dir):
 
 
 def test_the_authors_recipes_are_the_defaults():
-    from optimate_pl.config import resolve_model
+    from optimate_pl.config import resolve_config
 
     def composed(*overrides):
         with initialize_config_module("optimate_pl.conf", version_base="1.3"):
-            cfg = compose("train", overrides=["data.source=figshare", "data.root=/db", *overrides])
-        resolve_model(cfg)
+            cfg = compose("train", overrides=["data.source=figshare", "data.root=/db", "data.ipa_root=/ipa",
+                                              "trainer.accelerator=cpu", *overrides])
+        cfg = resolve_config(cfg)
         return (cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.data.batch_size, cfg.data.drop_last,
                 cfg.trainer.max_epochs, cfg.trainer.check_val_every_n_epoch)
 
@@ -88,7 +89,7 @@ def test_the_authors_recipes_are_the_defaults():
 
 
 def test_auto_pretraining_uses_the_tl_runs_own_settings(tmp_path):
-    from optimate_pl.pretrain import ipa_checkpoint_path, ipa_pretraining_config
+    from optimate_pl.training.pretrain import ipa_checkpoint_path, ipa_pretraining_config
 
     ipa = ipa_pretraining_config(cfg_for(tmp_path, "strategy=tl", "data.subset=300", "data.cutoff=4.0"))
     assert ipa.data._target_.endswith("IPADataModule") and ipa.data.cutoff == 4.0 and ipa.data.subset is None
@@ -109,7 +110,7 @@ def test_auto_pretraining_uses_the_tl_runs_own_settings(tmp_path):
 @pytest.mark.parametrize("strategy", ["dl", "sc"])
 def test_dl_and_sc_strategies(tmp_path, cache_dir, strategy, monkeypatch):
     compiled = []  # compile=true reaches the network (compiling itself is tested in test_model.py)
-    monkeypatch.setattr("optimate_pl.train.compile_network", compiled.append)
+    monkeypatch.setattr("optimate_pl.training.train.compile_network", compiled.append)
     metrics = train(cfg_for(tmp_path, f"strategy={strategy}", "data.subset=60", f"compile={strategy == 'sc'}"))
     key = "test/sc_median" if strategy == "dl" else "test/ae_median"
     assert key in metrics and metrics["objective"] is not None

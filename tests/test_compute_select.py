@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from optimate_pl.dft.compute import ComputeOptions, Workdir, read_ids, select
-from optimate_pl.inputs import InputItem
+from optimate_pl.inference.inputs import InputItem
 
 
 def items():

@@ -6,7 +6,7 @@ import torch
 
 from optimate_pl.data import IPADataModule, RPADataModule, synthetic
 from optimate_pl.data.build import figshare_store
-from optimate_pl.metrics import similarity_coefficient
+from optimate_pl.spectra.metrics import similarity_coefficient
 
 from .conftest import TINY_SIZES
 

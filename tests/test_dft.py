@@ -17,7 +17,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from optimate_pl.data.readers import read_database
-from optimate_pl.data.records import ENERGY_GRID
+from optimate_pl.spectra.grid import ENERGY_GRID
 from optimate_pl.dft.compute import ComputeOptions, compute
 from optimate_pl.dft.runner import MaterialFailed, run_material, which_gpaw_python
 from optimate_pl.dft.settings import LadderSettings

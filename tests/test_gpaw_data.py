@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from optimate_pl.data import IPADataModule, RPADataModule, ladder
-from optimate_pl.data.records import ENERGY_GRID
+from optimate_pl.spectra.grid import ENERGY_GRID
 from optimate_pl.data.splits import published_split
 
 trapz = getattr(np, "trapezoid", None) or np.trapz

@@ -4,7 +4,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from optimate_pl.metrics import (AbsoluteError, SimilarityCoefficient, SpectralMAE, SpectralMSE, median,
+from optimate_pl.spectra.metrics import (AbsoluteError, SimilarityCoefficient, SpectralMAE, SpectralMSE, median,
                                  similarity_coefficient)
 
 

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from optimate_pl.models import CheckpointError, Optimate, count_parameters, load_network_weights
 from optimate_pl.config import load_group_config
-from optimate_pl.train import compile_network
+from optimate_pl.training.trainer import compile_network
 
 from .authors_reference import ARCHITECTURES, authors_network, crystals, reference_batch
 

@@ -3,7 +3,7 @@ import torch
 
 from optimate_pl.models import SpectraModule
 from optimate_pl.models.targets import SPECTRUM
-from optimate_pl.outputs import summarise_rows, write_results_csv
+from optimate_pl.training.outputs import summarise_rows, write_results_csv
 
 SMALL_NET = dict(node_widths=[32], gat_layers=[[32, 2]], out_widths=[128], out_dim=2001)
 
@@ -35,7 +35,7 @@ def test_test_metrics_baseline_csv_and_checkpoint_resume(tiny_rpa, tmp_path):
     assert abs(res["test/sc_median"] - summary["sc_median"]) < 1e-5
     assert abs(res["test/ipa_sc_median"] - summary["ipa_sc_median"]) < 1e-5
     # The IPA baseline is SC[IPA; RPA] of the data itself, independent of the model.
-    from optimate_pl.metrics import median, similarity_coefficient
+    from optimate_pl.spectra.metrics import median, similarity_coefficient
     ds = tiny_rpa.test_set
     ipa = torch.cat([ds[i].ipa for i in range(len(ds))]); rpa = torch.cat([ds[i].y for i in range(len(ds))])
     assert abs(res["test/ipa_sc_median"] - float(median(similarity_coefficient(ipa, rpa)))) < 1e-5
@@ -69,7 +69,7 @@ def test_sc_target_module(tmp_path, cache_dir):
 
 def test_bf16_mixed_training_is_tested_in_fp32(tiny_rpa, tmp_path):
     """The authors trained in bf16-mixed and evaluated in fp32: so does the test step."""
-    from optimate_pl.metrics import similarity_coefficient
+    from optimate_pl.spectra.metrics import similarity_coefficient
 
     pl.seed_everything(0)
     module = SpectraModule(net=SMALL_NET)

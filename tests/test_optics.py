@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from optimate_pl import optics
-from optimate_pl.data.records import ENERGY_GRID as W
+from optimate_pl.spectra.grid import ENERGY_GRID as W
 
 
 def lorentz(a, w0, gamma):

@@ -12,7 +12,7 @@ from pymatgen.core import Lattice, Structure
 
 import optimate_pl
 from optimate_pl.models import Optimate, SpectraModule
-from optimate_pl.predict import load_predictions, run_prediction
+from optimate_pl.inference.screening import load_predictions, run_prediction
 
 from .conftest import rocksalt_nacl
 

@@ -49,7 +49,7 @@ def test_help_opens_with_a_description_examples_and_groups(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("optimate-pl-predict:")
     assert "Common commands:" in r.stdout and "recursive: false" in r.stdout
     # the entry of earlier versions was a silent no-op (exit 0) after the command moved to cli.py
-    r = subprocess.run([sys.executable, "-m", "optimate_pl.predict", "--help"], cwd=tmp_path, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "optimate_pl.inference.screening", "--help"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 1 and "run predictions with `optimate-pl-predict" in r.stderr, r.stderr[-1500:]
 
@@ -58,7 +58,7 @@ def test_resume_refuses_another_configuration_and_names_the_checkpoint(tmp_path,
     import logging
 
     from optimate_pl.config import ConfigError
-    from optimate_pl.train import train
+    from optimate_pl.training.train import train
 
     first = train(cfg_for(tmp_path / "a", "strategy=dl", "data.subset=40", "trainer.max_epochs=1"))
     last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
@@ -129,7 +129,7 @@ def test_short_sweep_trials_validate_and_a_failing_sweep_says_why(tmp_path, cach
 
 def test_unwritable_places_fail_before_any_work(tmp_path, cache_dir):
     from optimate_pl.config import ConfigError
-    from optimate_pl.pipeline import run
+    from optimate_pl.training.stages import run
 
     (tmp_path / "afile").write_text("a file, not a folder")
     fresh_cache = tmp_path / "fresh-cache"
@@ -143,7 +143,7 @@ def test_unwritable_places_fail_before_any_work(tmp_path, cache_dir):
 
 
 def test_files_are_written_with_the_users_umask(tmp_path):
-    from optimate_pl.atomic import atomic_write_text
+    from optimate_pl.utils.atomic import atomic_write_text
 
     old = os.umask(0o002)  # a group-shared project folder
     try:

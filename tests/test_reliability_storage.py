@@ -22,11 +22,11 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 import optimate_pl
-from optimate_pl.atomic import DiskFullError, checksum_path, file_lock, verify_file
+from optimate_pl.utils.atomic import DiskFullError, checksum_path, file_lock, verify_file
 from optimate_pl.data import synthetic
-from optimate_pl.inputs import INCOMPLETE, InputError, InputItem, featurise_items
+from optimate_pl.inference.inputs import INCOMPLETE, InputError, InputItem, featurise_items
 from optimate_pl.models import Optimate
-from optimate_pl.predict import OUTPUT_LOCK, load_predictions, run_prediction
+from optimate_pl.inference.screening import OUTPUT_LOCK, load_predictions, run_prediction
 
 from .conftest import TINY_SIZES
 from .test_app import cfg_for, cli
@@ -194,8 +194,8 @@ def test_a_damaged_figshare_cache_is_rebuilt(tmp_path, records, caplog):
 
 
 def test_a_damaged_automatic_ipa_checkpoint_is_pretrained_again(tmp_path, monkeypatch, caplog):
-    import optimate_pl.train
-    from optimate_pl.pretrain import ensure_ipa_checkpoint
+    import optimate_pl.training.train
+    from optimate_pl.training.pretrain import ensure_ipa_checkpoint
 
     pretrainings = []
 
@@ -206,7 +206,7 @@ def test_a_damaged_automatic_ipa_checkpoint_is_pretrained_again(tmp_path, monkey
         torch.save(Optimate(**SMALL).state_dict(), best)
         return {"best_checkpoint": str(best)}
 
-    monkeypatch.setattr(optimate_pl.train, "train", fake_pretraining)
+    monkeypatch.setattr(optimate_pl.training.train, "train", fake_pretraining)
     cfg = cfg_for(tmp_path, "strategy=tl")
     target = ensure_ipa_checkpoint(cfg)
     assert len(pretrainings) == 1 and verify_file(target) is None
@@ -249,7 +249,7 @@ class _FullDisk:
 
 def fill_disk(monkeypatch, room=1000, only=None):
     """Writes through atomic_open fail with ENOSPC after ``room`` bytes (files named ``only*`` when given)."""
-    import optimate_pl.atomic as atomic
+    import optimate_pl.utils.atomic as atomic
 
     real = os.fdopen
     state = {"fail": True}
@@ -308,7 +308,7 @@ def test_a_full_disk_while_predicting_leaves_no_table_a_later_run_trusts(tmp_pat
 
 
 def test_a_full_disk_in_a_training_run_leaves_no_checkpoint(tmp_path, monkeypatch, cache_dir):
-    from optimate_pl.train import train
+    from optimate_pl.training.train import train
 
     fill_disk(monkeypatch, room=10_000, only="best-")  # the best-checkpoint write (Lightning's, through ours)
     with pytest.raises(DiskFullError, match=r"checkpoints \(.* free\); writing best-000.ckpt needed about "
@@ -319,7 +319,7 @@ def test_a_full_disk_in_a_training_run_leaves_no_checkpoint(tmp_path, monkeypatc
 
 FULL_DISK = """
 import errno, os, sys
-import optimate_pl.atomic as atomic
+import optimate_pl.utils.atomic as atomic
 real = os.fdopen
 class Full:
     def __init__(self, fh): self.fh = fh
@@ -395,7 +395,7 @@ def sc_model(tmp_path, lightning=False):
                          ids=["single", "ensemble", "active_learning"])
 def test_an_sc_model_is_refused_as_the_start_of_a_spectrum_run(tmp_path, extra, cache_dir):
     from optimate_pl.config import ConfigError
-    from optimate_pl.pipeline import run
+    from optimate_pl.training.stages import run
 
     for path in (sc_model(tmp_path), sc_model(tmp_path, lightning=True)):
         cfg = cfg_for(tmp_path, "strategy=tl", f"strategy.checkpoint={path}", *extra)
@@ -408,7 +408,7 @@ def test_an_sc_model_is_refused_as_the_start_of_a_spectrum_run(tmp_path, extra, 
 
 def test_a_spectrum_model_is_refused_as_the_start_of_an_sc_run(tmp_path, weights, cache_dir):
     from optimate_pl.config import ConfigError
-    from optimate_pl.train import train
+    from optimate_pl.training.train import train
 
     cfg = cfg_for(tmp_path, "strategy=tl", f"strategy.checkpoint={weights}", "data.target=sc_rpa_ipa")
     with pytest.raises(ConfigError, match=r"is a spectrum model .* needs an SC\[RPA;IPA\] model .*strategy=sc"):
@@ -422,7 +422,7 @@ def test_a_spectrum_model_is_refused_as_the_start_of_an_sc_run(tmp_path, weights
 def test_zero_epochs_from_random_weights_are_refused_and_from_given_weights_said(tmp_path, weights, cache_dir,
                                                                                    caplog):
     from optimate_pl.config import ConfigError
-    from optimate_pl.pipeline import run
+    from optimate_pl.training.stages import run
 
     for args in (["strategy=dl", "trainer.max_epochs=0"], ["strategy=ipa", "trainer.max_epochs=0"],
                  ["strategy=sc", "trainer.max_steps=0"]):
@@ -490,7 +490,7 @@ def test_workers_end_when_their_parent_is_killed(tmp_path, weights, records):
     # the featurising worker and multiprocessing's resource tracker
     assert _kill_and_watch(proc, expected_children=2) == []
     # The training side's pool (fork context) too: a process killed while featurising a database.
-    script = ("import time\nfrom optimate_pl.data.parallel import parallel_map\n"
+    script = ("import time\nfrom optimate_pl.utils.parallel import parallel_map\n"
               "parallel_map(time.sleep, [0.5] * 2000, workers=2)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     assert _kill_and_watch(proc, expected_children=2) == []
@@ -512,7 +512,7 @@ def test_a_second_prediction_into_the_same_folder_is_refused(tmp_path, weights, 
     # Two real commands at once: the second is refused in a moment, the first finishes its tables.
     big = tmp_path / "big.json"
     big.write_bytes(entries_json(records * 5))
-    entry = ("import sys, time\nfrom optimate_pl.screen import ShardWriter\nflush = ShardWriter._flush\n"
+    entry = ("import sys, time\nfrom optimate_pl.inference.stream import ShardWriter\nflush = ShardWriter._flush\n"
              "ShardWriter._flush = lambda *a: (time.sleep(1.5), flush(*a))  # a long prediction\n"
              "from optimate_pl.cli import predict_main\nsys.argv[0] = 'optimate-pl-predict'\npredict_main()\n")
     first = subprocess.Popen([sys.executable, "-c", entry, f"checkpoint={weights}", f"input={big}",

@@ -127,7 +127,7 @@ def test_sigkill_during_caching_leaves_nothing_trusted(tmp_path):
 
 def test_diverging_learning_rate_stops_with_a_clear_message(tmp_path, cache_dir):
     from optimate_pl.models.module import NonFiniteLossError
-    from optimate_pl.train import train
+    from optimate_pl.training.train import train
 
     cfg = cfg_for(tmp_path, "strategy=dl", "data.subset=40", "optimizer._target_=torch.optim.SGD",
                   "optimizer.lr=1e30", "~optimizer.weight_decay", "trainer.max_epochs=3")

@@ -12,9 +12,9 @@ from pymatgen.core import Lattice, Structure
 
 import optimate_pl
 from optimate_pl.data import synthetic
-from optimate_pl.inputs import InputError, iter_inputs
+from optimate_pl.inference.inputs import InputError, iter_inputs
 from optimate_pl.models import Optimate
-from optimate_pl.predict import load_predictions, run_prediction
+from optimate_pl.inference.screening import load_predictions, run_prediction
 
 SMALL = dict(node_widths=[16], gat_layers=[[16, 2]], out_widths=[64])
 QUICK = dict(workers=0, plot=0)
@@ -92,7 +92,7 @@ def test_a_killed_run_resumes_after_its_finished_chunks(tmp_path, weights, recor
     for r in records[:7]:
         r.structure.to(filename=str(folder / f"{r.mat_id}.cif"))
     reference = run_prediction(weights, folder, tmp_path / "ref", chunk_size=2, **QUICK)
-    from optimate_pl.screen import ShardWriter
+    from optimate_pl.inference.stream import ShardWriter
 
     real_flush, calls = ShardWriter._flush, []
 

@@ -87,7 +87,7 @@ def test_ddp_across_two_slurm_tasks_matches_one_process(slurm_cluster, tmp_path,
     assert info["NumTasks"] == "2" and "MEMBER: 1/2" in log and "MEMBER: 2/2" in log, log[-3000:]
     m2 = json.loads((tmp_path / f"two-{two}" / "metrics.json").read_text())
     # the same model in one process: TL from the DDP run's best checkpoint, no training (here, in-process)
-    from optimate_pl.train import train
+    from optimate_pl.training.train import train
 
     from .test_app import cfg_for
 

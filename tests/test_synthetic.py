@@ -3,7 +3,7 @@ import numpy as np
 from optimate_pl.data import synthetic
 from optimate_pl.data.readers import read_ipa_database, read_rpa_database
 from optimate_pl.data.splits import formula_split
-from optimate_pl.metrics import median, similarity_coefficient
+from optimate_pl.spectra.metrics import median, similarity_coefficient
 
 import torch
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import optimate_pl
-from optimate_pl.uncertainty import band, calibrate, conformal_scale, coverage, expected_sc_error, spearman
+from optimate_pl.spectra.calibration import band, calibrate, conformal_scale, coverage, expected_sc_error, spearman
 
 from .test_app import cfg_for
 
@@ -40,7 +40,7 @@ def test_calibration_makes_the_nominal_coverage_hold_where_the_answer_is_known()
     # Known answer: 1.645 standard deviations of the true noise, here (std + floor) * scale.
     assert cal.scale * (0.1 * 1.0 + cal.floor) == pytest.approx(1.645 * 0.2 * 1.0, rel=0.1)
     # The scalar ranks the materials by their real error.
-    from optimate_pl.metrics import similarity_coefficient
+    from optimate_pl.spectra.metrics import similarity_coefficient
 
     real = (1 - similarity_coefficient(mean, y)).numpy()
     predicted = expected_sc_error(mean, std, cal).numpy()
@@ -50,7 +50,7 @@ def test_calibration_makes_the_nominal_coverage_hold_where_the_answer_is_known()
 
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory, cache_dir):
-    from optimate_pl.pipeline import run
+    from optimate_pl.training.stages import run
 
     root = tmp_path_factory.mktemp("ens")
     summary = run(cfg_for(root, "strategy=dl", "data.subset=40", "ensemble.size=2",
@@ -85,7 +85,7 @@ def test_an_ensemble_of_tiny_members_predicts_a_mean_and_a_band(ensemble):
 
 
 def test_ensemble_predictions_carry_the_band_into_tables_and_figures(ensemble, tmp_path):
-    from optimate_pl.predict import load_predictions, run_prediction
+    from optimate_pl.inference.screening import load_predictions, run_prediction
 
     from .test_predict import write_cifs
 
@@ -100,9 +100,9 @@ def test_ensemble_predictions_carry_the_band_into_tables_and_figures(ensemble, t
 
 
 def test_members_as_separate_jobs_then_assembled(tmp_path, cache_dir):
-    """One member per job (as a launcher runs them), then `python -m optimate_pl.ensemble FOLDER`."""
-    from optimate_pl.ensemble import assemble
-    from optimate_pl.pipeline import run
+    """One member per job (as a launcher runs them), then `python -m optimate_pl.uncertainty.ensemble FOLDER`."""
+    from optimate_pl.uncertainty.ensemble import assemble
+    from optimate_pl.training.stages import run
 
     for m in (0, 1):
         first = run(cfg_for(tmp_path, "strategy=dl", "data.subset=40", "ensemble.size=2", f"ensemble.member={m}",

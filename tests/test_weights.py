@@ -8,7 +8,7 @@ import torch
 
 import optimate_pl
 from optimate_pl.models import CheckpointError, read_weights
-from optimate_pl.predict import load_predictions, run_prediction
+from optimate_pl.inference.screening import load_predictions, run_prediction
 
 from .authors_reference import ARCHITECTURES, authors_network, crystals, reference_batch, reference_graph
 
@@ -72,8 +72,8 @@ def test_non_finite_weights_are_refused_for_prediction_and_tl(tmp_path):
 @pytest.mark.parametrize("name,layout", [("ipa", "ipa"), ("dl_300", "dl")])
 def test_tl_starts_from_any_published_layout(tmp_path, cache_dir, name, layout):
     """With no training epoch, the test metrics are those of the published network itself."""
-    from optimate_pl.metrics import similarity_coefficient
-    from optimate_pl.pipeline import run
+    from optimate_pl.spectra.metrics import similarity_coefficient
+    from optimate_pl.training.stages import run
 
     from .test_app import cfg_for
 

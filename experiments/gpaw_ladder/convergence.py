@@ -21,7 +21,7 @@ _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed it
 import pandas as pd
 from pymatgen.core import Structure
 
-from optimate_pl.data.records import ENERGY_GRID
+from optimate_pl.spectra.grid import ENERGY_GRID
 from optimate_pl.dft.runner import MaterialFailed, gpaw_python, run_material
 from optimate_pl.dft.settings import LadderSettings
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import file_lock, remove_with_checksum, verify_file
+from ..utils.atomic import file_lock, remove_with_checksum, verify_file
 from . import featurize, readers, synthetic
 from .cache import code_hash, default_cache_dir, fingerprint, source_stats
 from .featurize import FEATURIZER_VERSION, graph_arrays, isolated_sites
-from .parallel import parallel_map
+from ..utils.parallel import parallel_map
 from .readers import EXCLUDED_IDS, MAX_DIRECT_GAP, MIN_INDIRECT_GAP, BadRecordError, read_database
 from .records import MaterialRecord, SkippedRecord
 from .store import GraphStore

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_open, atomic_write_text, file_lock, remove_with_checksum, verify_file
-from .records import ENERGY_GRID
+from ..utils.atomic import atomic_open, atomic_write_text, file_lock, remove_with_checksum, verify_file
+from ..spectra.grid import ENERGY_GRID
 
 #: The packed grid: 0-20 eV in 50 meV steps (every 5th point of the 2001-point grid).
 PACK_STEP = 5

@@ -21,8 +21,9 @@ import numpy as np
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from .featurize import element_features
-from .parallel import parallel_map
-from .records import NUM_POINTS, LoadReport, MaterialRecord, SkippedRecord
+from ..utils.parallel import parallel_map
+from ..spectra.grid import NUM_POINTS
+from .records import LoadReport, MaterialRecord, SkippedRecord
 
 log = logging.getLogger(__name__)
 

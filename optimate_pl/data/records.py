@@ -6,10 +6,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from pymatgen.core import Structure
 
-#: Photon energies of every spectrum: 0-20 eV in 10 meV steps (docs/domain.md §1).
-NUM_POINTS = 2001
-ENERGY_GRID = np.linspace(0.0, 20.0, NUM_POINTS)
-
 
 @dataclass
 class MaterialRecord:

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from ..atomic import atomic_torch_save
-from ..metrics import similarity_coefficient
+from ..utils.atomic import atomic_torch_save
+from ..spectra.metrics import similarity_coefficient
 from .batching import GraphBatcher
 from .featurize import gaussian_expand
 
@@ -67,7 +67,7 @@ class GraphStore:
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
         """Atomically write the store (and a metadata dict) to one file, with its checksum sidecar
-        (:func:`~optimate_pl.atomic.verify_file` tells a damaged cache file from a good one)."""
+        (:func:`~optimate_pl.utils.atomic.verify_file` tells a damaged cache file from a good one)."""
         payload = {f.name: getattr(self, f.name) for f in fields(self)}
         payload["meta"] = meta or {}
         atomic_torch_save(payload, path, checksum=True)

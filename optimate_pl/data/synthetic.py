@@ -25,7 +25,8 @@ from functools import reduce
 import numpy as np
 from pymatgen.core import Composition, Lattice, Structure
 
-from .records import ENERGY_GRID, MaterialRecord
+from ..spectra.grid import ENERGY_GRID
+from .records import MaterialRecord
 from .splits import formula_split
 
 #: Bumped whenever generated data changes; part of every cache fingerprint.

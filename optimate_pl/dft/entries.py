@@ -43,7 +43,7 @@ def _components(eps: np.ndarray) -> dict[str, np.ndarray | None]:
 
 def similarity(x: np.ndarray, ref: np.ndarray) -> float:
     """SC[x; ref] = 1 - ∫|x - ref| dω / ∫|ref| dω on the 0-20 eV grid (REFERENCE §7)."""
-    from ..data.records import ENERGY_GRID
+    from ..spectra.grid import ENERGY_GRID
 
     return float(1.0 - _trapezoid(np.abs(x - ref), ENERGY_GRID) / _trapezoid(np.abs(ref), ENERGY_GRID))
 

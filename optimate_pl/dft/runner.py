@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.records import ENERGY_GRID
+from ..spectra.grid import ENERGY_GRID
 from .settings import LadderSettings
 
 WORKER = Path(__file__).with_name("gpaw_worker.py")

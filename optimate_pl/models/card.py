@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
+from ..utils.atomic import atomic_write_text
 
 CARD_SUFFIX = ".card.json"
 ENSEMBLE_CARD = "ensemble.json"

@@ -29,10 +29,14 @@ class SpectraModule(pl.LightningModule):
         target: ``eps_imag`` (spectra) or ``sc_rpa_ipa`` (the scalar SC[RPA;IPA]).
         data: what the model is trained on (source, fingerprint, cutoff, split, sizes): saved with
             the hyperparameters in every checkpoint, so that a loaded model knows its provenance.
+        name: the architecture's name (the ``model`` config: ``ipa``, ``dl_300``, ...), for the record.
+
+    The ``model`` config group instantiates it (``_target_``); ``optimizer`` and ``scheduler`` come from
+    their own groups.
     """
 
     def __init__(self, net: dict | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
-                 target: str = "eps_imag", data: dict | None = None) -> None:
+                 target: str = "eps_imag", data: dict | None = None, name: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = Optimate(**(net or {}))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..metrics import AbsoluteError, PerSampleMetric, SimilarityCoefficient, SpectralMAE, SpectralMSE
+from ..spectra.metrics import AbsoluteError, PerSampleMetric, SimilarityCoefficient, SpectralMAE, SpectralMSE
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Target:
     Attributes:
         name: the ``data.target`` value.
         out_dim: network outputs per material.
+        label: what a model of this target is, in words.
         scores: per-material scores of the test set (medians logged, per-material values in the table).
         validated: keys of ``scores`` also tracked during validation; the first is on the progress bar.
         means: keys whose mean over the test set is logged too.
@@ -45,6 +46,7 @@ class Target:
 
     name: str
     out_dim: int
+    label: str
     scores: tuple[Score, ...]
     validated: tuple[str, ...]
     means: tuple[str, ...] = ()
@@ -65,13 +67,14 @@ class Target:
 
 
 SPECTRUM = Target(
-    name="eps_imag", out_dim=2001,
+    name="eps_imag", out_dim=2001, label="a spectrum model (Im ε on 2001 points per material, target eps_imag)",
     scores=(Score("sc", "sc", "SC", SimilarityCoefficient), Score("mse", "mse", "MSE", SpectralMSE),
             Score("mae", "mae", "MAE", SpectralMAE)),
     validated=("sc", "mse"), means=("sc",), baseline=("sc", "mse"))
 
 SIMILARITY = Target(
-    name="sc_rpa_ipa", out_dim=1, scores=(Score("ae", "abs_error", "|ΔSC|", AbsoluteError),),
+    name="sc_rpa_ipa", out_dim=1, label="an SC[RPA;IPA] model (one number per material, target sc_rpa_ipa)",
+    scores=(Score("ae", "abs_error", "|ΔSC|", AbsoluteError),),
     validated=("ae",), means=("ae",), value_columns=True)
 
 TARGETS = {t.name: t for t in (SPECTRUM, SIMILARITY)}
@@ -82,3 +85,17 @@ def target(name: str) -> Target:
     if name not in TARGETS:
         raise ValueError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
     return TARGETS[name]
+
+
+def target_of_weights(hparams: dict, out_dim: int) -> str:
+    """The target a set of weights predicts: as saved in its hyperparameters, else from its output width
+    (a published plain state_dict: one output is the SC predictor, 2001 a spectrum model)."""
+    return hparams.get("target") or (SIMILARITY.name if out_dim == SIMILARITY.out_dim else SPECTRUM.name)
+
+
+def describe(name: str, out_dim: int) -> str:
+    """What a network predicts, in words: a spectrum model, an SC[RPA;IPA] model, or its output count."""
+    known = TARGETS.get(name)
+    if known is not None and known.out_dim == out_dim:
+        return known.label
+    return f"a model of {out_dim} outputs per material (target {name})"

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..plots import plt
+from ..utils.plots import plt
 
 DL, TL, SMALL = "limegreen", "tab:orange", "tab:blue"
 BINS = np.linspace(0, 1, 51)

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ..data import ladder as ladder_data
-from ..data.records import ENERGY_GRID
-from ..plots import plt, save_with_statement
-from .report import write_table
+from ..spectra.grid import ENERGY_GRID
+from ..utils.plots import plt, save_with_statement
+from .output import write_table
 
 STATEMENT = "GPAW-computed (real physics: PBE, this project's ladder settings; not the authors' databases)"
 #: Anion families in the order a material is assigned (the first that its elements contain).

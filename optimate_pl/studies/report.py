@@ -24,27 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_write_text
-from ..plots import QUANTILES, plt, save_with_statement
+from ..utils.atomic import atomic_write_text
+from ..utils.plots import QUANTILES, plt
 from . import figures, published
+from .output import save, write_table
 from .runs import (SYNTHETIC_STATEMENT, Run, StudyInputError, data_statement, is_real, load_runs, pick, predict,
                    split_arrays)
-
-
-# -- writing --------------------------------------------------------------------------------------------
-
-def write_table(df: pd.DataFrame, out: Path, name: str, statement: str, note: str = "") -> list[Path]:
-    """``name.csv`` and ``name.md`` (headed by the data statement and a note)."""
-    out.mkdir(parents=True, exist_ok=True)
-    csv = atomic_write_text(df.to_csv(index=False), out / f"{name}.csv")
-    head = f"Data: {statement}." + (f" {note}" if note else "")
-    md = atomic_write_text(f"{head}\n\n{df.to_markdown(index=False, floatfmt='.4f')}\n", out / f"{name}.md")
-    return [csv, md]
-
-
-def save(fig, out: Path, name: str, statement: str) -> list[Path]:
-    """A figure as PNG and PDF, its data statement at the foot (in red for SYNTHETIC data)."""
-    return save_with_statement(fig, out, name, statement)
 
 
 def _sizes(runs: list[Run], strategy: str) -> list[int]:
@@ -182,7 +167,7 @@ def _ipa_ml(tl_run: Run, dm) -> np.ndarray | None:
     """SC[IPA_ML; IPA_DFT] on the RPA test set: the IPA model the TL run started from, against the IPA spectra."""
     import torch
 
-    from ..metrics import similarity_coefficient
+    from ..spectra.metrics import similarity_coefficient
 
     try:
         ipa_model = tl_run.initial_model()
@@ -234,7 +219,7 @@ def correlations(runs_dir: Path, out: Path) -> list[Path]:
 
 def example_spectra(runs_dir: Path, out: Path) -> list[Path]:
     """Fig. 2: the test materials at the 10 %, 20 %, ... 90 % quantiles of the IPA baseline SC[IPA;RPA]."""
-    from ..data.records import ENERGY_GRID
+    from ..spectra.grid import ENERGY_GRID
 
     runs = load_runs(runs_dir, "efficiency")
     statement = data_statement(runs)
@@ -325,7 +310,7 @@ def active_learning(runs_dir: Path, out: Path, efficiency_dir: Path | None = Non
     many RPA calculations each function needs to reach the accuracy of TL on the whole training set."""
     import json
 
-    from ..active_learning import beats_random, curves, needed_to_reach
+    from ..uncertainty.active_learning import beats_random, curves, needed_to_reach
 
     table_path = runs_dir / "campaign.csv"
     if not table_path.is_file():
@@ -387,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m optimate_pl.studies <study> [--runs DIR] [--out DIR] [--root DIR]`` (and ``next_rpa ...``)."""
     args_in = sys.argv[1:] if argv is None else argv
     if args_in[:1] == ["next_rpa"]:
-        from .next_rpa import main as next_rpa_main
+        from ..uncertainty.next_rpa import main as next_rpa_main
 
         return next_rpa_main(args_in[1:])
     p = argparse.ArgumentParser(prog="python -m optimate_pl.studies",

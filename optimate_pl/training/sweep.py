@@ -9,7 +9,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ..atomic import atomic_write_text
+from ..utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def best_configs(sweep_dir: str | Path, base_model: DictConfig | None = None) ->
                       + OmegaConf.to_yaml(nested), overrides)
     written["overrides"] = overrides
     if base_model is not None and "search" in base_model and "model" in nested:
-        from ..resolvers import gat_stack, repeat  # noqa: F401  (registers the resolvers)
+        from ..config.resolvers import gat_stack, repeat  # noqa: F401  (registers the resolvers)
 
         model = OmegaConf.merge(base_model, {"search": nested.model.search})
         resolved = OmegaConf.to_container(model, resolve=True)

@@ -1,7 +1,8 @@
-"""The command lines: training (``python -m optimate_pl ...`` / ``optimate-pl``) and ``optimate-pl-predict``.
+"""What every command line shares: path quoting, the early config check (one-line errors, exit code 2),
+process-wide settings.
 
 Process-wide settings (allocator, matmul precision, warnings, logging handlers) belong here, not
-in :func:`~optimate_pl.train.train`, which tests and users call as a library. Configuration
+in :func:`~optimate_pl.training.train.train`, which tests and users call as a library. Configuration
 mistakes end in one line and exit code 2.
 """
 from __future__ import annotations
@@ -13,11 +14,10 @@ import signal
 import sys
 import warnings
 
-import hydra
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from .config import ConfigError
+from ..config.schema import ConfigError
 
 #: Overrides whose values are file paths: quoted before Hydra parses them, so that a path may hold
 #: characters of Hydra's grammar (Lightning's ``epoch=3-step=70.ckpt``, commas, spaces, quotes).
@@ -74,7 +74,7 @@ def _suggestion(key: str) -> str:
     """``data.subsett`` -> ``; did you mean data.subset?`` from the packaged config's keys."""
     import difflib
 
-    from .config import load_group_config, load_train_config
+    from ..config.groups import load_group_config, load_train_config
 
     parent, _, name = key.rpartition(".")
     try:
@@ -86,8 +86,9 @@ def _suggestion(key: str) -> str:
 
 
 def precheck(config_name: str, argv: list[str]) -> None:
-    """Compose the config as Hydra is about to, so that a wrong key, group or value ends in one line
-    (exit 2) instead of Hydra's report; and check the folders Hydra will create."""
+    """Compose the config as Hydra is about to, so that a wrong key, group or override ends in one line
+    (exit 2) instead of Hydra's report; and check the folders Hydra will create. (The values are checked
+    once, when the command resolves its config: :func:`optimate_pl.config.resolve_config`.)"""
     from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -95,7 +96,7 @@ def precheck(config_name: str, argv: list[str]) -> None:
 
     from omegaconf import OmegaConf
 
-    from .config import check_config, writable_problem
+    from ..utils.atomic import writable_problem
 
     if any(a.split("=")[0] in FLAGS_WITHOUT_RUN for a in argv):
         return
@@ -113,8 +114,6 @@ def precheck(config_name: str, argv: list[str]) -> None:
             example = " ".join(f"{k}=..." for k in missing)
             raise ConfigError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: "
                               f"{COMMANDS.get(config_name, 'optimate-pl')} {example}")
-        if config_name == "train" and not multirun:
-            check_config(cfg)
         if config_name == "predict":
             check_predict_paths(cfg)
         if config_name == "compute" and not Path(str(cfg.input)).expanduser().exists():
@@ -149,7 +148,7 @@ def configure_process(cfg: DictConfig) -> None:
     """Settings that last for the whole process: allocator, matmul precision, quiet warnings, one handler a line."""
     import torch
 
-    from .allocator import keep_freed_memory
+    from ..utils.allocator import keep_freed_memory
 
     torch.set_float32_matmul_precision("high")
     if cfg.get("keep_freed_memory_mb"):
@@ -180,7 +179,7 @@ def in_optuna_sweep() -> bool:
 def fail_if_disk_full(err: BaseException, folder: str | Path, verbose: bool) -> None:
     """A full disk or quota anywhere in a run (our writes, Lightning's, a logger's) ends as one line naming
     the folder, exit code 2; any other error is re-raised."""
-    from .atomic import disk_full_error
+    from ..utils.atomic import disk_full_error
 
     full = disk_full_error(err, folder)
     if full is None or verbose:
@@ -194,96 +193,3 @@ def fail(err: BaseException, verbose: bool) -> None:
         raise err
     print(f"error: {err}\n(run with verbose_errors=true for the full traceback)", file=sys.stderr)
     sys.exit(2)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://optimate_pl.conf", config_name="train")
-def _train_app(cfg: DictConfig) -> float | None:
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-    from .pipeline import run
-
-    configure_process(cfg)
-    try:
-        return run(cfg)["objective"]
-    except USER_ERRORS as err:
-        if in_optuna_sweep() and not isinstance(err, ConfigError):
-            # One failed trial (a diverging sampled learning rate, ...) must not end the whole sweep:
-            # the sweeper records it as failed, with this one-line reason.
-            raise TrialFailed(str(err).splitlines()[0]) from None
-        fail(err, bool(cfg.get("verbose_errors")))
-    except SIGTERMException:  # the checkpoint and the resume command are written by SaveOnInterrupt
-        sys.exit(128 + signal.SIGTERM)
-    except Exception as err:  # a full disk: one line (a library may wrap its OSError; anything else is raised)
-        fail_if_disk_full(err, cfg.paths.output_dir, bool(cfg.get("verbose_errors")))
-
-
-def main() -> None:
-    """Console entry point of training (``optimate-pl`` and ``python -m optimate_pl``)."""
-    sys.argv[1:] = quote_path_overrides(sys.argv[1:])
-    precheck("train", sys.argv[1:])
-    _train_app()
-
-
-@hydra.main(version_base="1.3", config_path="pkg://optimate_pl.conf", config_name="predict")
-def _predict_app(cfg: DictConfig) -> None:
-    from .predict import run_prediction
-
-    from omegaconf import OmegaConf
-
-    configure_process(cfg)
-    try:
-        result = run_prediction(cfg.checkpoint, cfg.input, cfg.output, format=cfg.format, plot=int(cfg.plot),
-                                batch_size=int(cfg.batch_size), chunk_size=int(cfg.chunk_size), workers=cfg.workers,
-                                recursive=bool(cfg.recursive), min_distance=float(cfg.min_distance),
-                                spectra=list(cfg.spectra), rank_by=cfg.rank_by, top=int(cfg.top),
-                                resume=bool(cfg.resume), trainer=OmegaConf.to_container(cfg.trainer, resolve=True))
-    except USER_ERRORS as err:
-        fail(err, bool(cfg.get("verbose_errors")))
-        return
-    except Exception as err:  # a full disk: one line (anything else keeps its traceback)
-        fail_if_disk_full(err, cfg.output, bool(cfg.get("verbose_errors")))
-        return
-    if not result:  # not rank 0 of a multi-device run
-        return
-    print(f"predicted {result['n_predicted']} of {result['n_inputs']} materials -> {cfg.output}"
-          + (f"; {result['n_skipped']} skipped, reasons in errors.csv" if result["n_skipped"] else ""))
-    incomplete = result.get("incomplete_inputs") or {}
-    for detail in incomplete.values():
-        print(f"not everything was read: {detail}", file=sys.stderr)
-    if result["n_predicted"] == 0:
-        sys.exit(1)
-    if incomplete:  # what was read is written, but the input was not read to its end
-        sys.exit(3)
-
-
-def predict_main() -> None:
-    """Console entry point of prediction (``optimate-pl-predict``)."""
-    sys.argv[1:] = quote_path_overrides(sys.argv[1:])
-    precheck("predict", sys.argv[1:])
-    _predict_app()
-
-
-@hydra.main(version_base="1.3", config_path="pkg://optimate_pl.conf", config_name="compute")
-def _compute_app(cfg: DictConfig) -> None:
-    from .atomic import LockedError
-    from .dft.compute import compute, options_from_config
-    from .dft.runner import GPAWNotFound
-
-    logging.getLogger("optimate_pl").setLevel(logging.INFO)
-    try:
-        opts, settings = options_from_config(cfg)
-        summary = compute(opts, settings)
-    except (*USER_ERRORS, GPAWNotFound, LockedError) as err:
-        fail(err, bool(cfg.get("verbose_errors")))
-        return
-    run, folder = summary["this_run"], summary["folder"]
-    print(f"computed {run['computed']} materials ({run['failed']} not computed) in {run['wall_s']:.0f} s; "
-          f"{cfg.output} holds {folder['ipa_entries']} IPA and {folder['rpa_entries']} RPA entries"
-          + (f"; not computed: {folder['not_computed']} (errors.csv)" if folder["not_computed"] else ""))
-
-
-def compute_main() -> None:
-    """Console entry point of the DFT rungs (``optimate-pl-compute``)."""
-    sys.argv[1:] = quote_path_overrides(sys.argv[1:])
-    precheck("compute", sys.argv[1:])
-    _compute_app()

@@ -1,8 +1,9 @@
-"""OmegaConf resolvers used by the configs (registered on import of :mod:`optimate_pl.config`).
+"""OmegaConf resolvers used by the configs (registered on import of :mod:`optimate_pl`).
 
 ``repeat``/``gat_stack`` let a sweep search over scalars (width, depth, heads) that become the
 list-valued architecture arguments of :class:`~optimate_pl.models.Optimate`; ``or_default`` names
-folders after optional values.
+folders after optional values; ``target_dim`` gives the network's output width from ``data.target``
+(so the target is stated once).
 """
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def or_default(value, default):
     return default if value is None else value
 
 
-for _name, _fn in (("repeat", repeat), ("gat_stack", gat_stack), ("or_default", or_default)):
+def target_dim(name):
+    """``${target_dim:${data.target}}`` -> 2001 (``eps_imag``) or 1 (``sc_rpa_ipa``)."""
+    from ..models.targets import target  # here: the targets import torch, the configs load without it
+
+    return target(str(name)).out_dim
+
+
+for _name, _fn in (("repeat", repeat), ("gat_stack", gat_stack), ("or_default", or_default),
+                   ("target_dim", target_dim)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)

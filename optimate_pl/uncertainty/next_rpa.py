@@ -5,7 +5,7 @@
 
 Candidates: by default the materials of the IPA database that have no RPA spectrum yet (of at most
 ``--max-sites`` sites, as the RPA database); or any input the prediction command reads (``--candidates``).
-Acquisitions (:mod:`optimate_pl.acquisition`): ``disagreement`` (an ensemble folder: the expected SC
+Acquisitions (:mod:`optimate_pl.uncertainty.acquisition`): ``disagreement`` (an ensemble folder: the expected SC
 error of its mean), ``sc`` (an SC model: the lowest predicted SC[RPA;IPA], where RPA changes most),
 ``diversity`` (any model: k-center greedy in its latent space, away from the RPA materials already
 computed), ``random``. The list (rank, mat_id, formula, nsites, score, reason) goes to ``--out``.
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..acquisition import ACQUISITIONS, k_center_greedy, select_random, select_top
-from ..atomic import atomic_write_text
+from .acquisition import ACQUISITIONS, k_center_greedy, select_random, select_top
+from ..utils.atomic import atomic_write_text
 
 
 def database_candidates(source: str, ipa_root: str | None, rpa_root: str | None, max_sites: int):
@@ -66,7 +66,7 @@ def computed_ids(source: str, exclude: str | None) -> set[str]:
 
 def input_candidates(path: str, cutoff: float, skip: set[str] = frozenset()) -> tuple[list[dict[str, Any]], list]:
     """Featurised structures of any prediction input, less those in ``skip``: (identities, arrays)."""
-    from ..inputs import Featurised, featurise_items, iter_inputs
+    from ..inference.inputs import Featurised, featurise_items, iter_inputs
 
     ids, arrays = [], []
     items = [it for it in iter_inputs(path, recursive=True) if it.id not in skip]
@@ -124,7 +124,7 @@ def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candid
              max_sites: int = 8, batch_size: int = 256, exclude: str | None = None) -> pd.DataFrame:
     """Rank the candidates (see the module docstring) and write the list; returns it."""
     from ..data.batching import batch_from_arrays
-    from ..predict import load_model
+    from ..inference.screening import load_model
 
     model = load_model(model_path)
     if candidates:

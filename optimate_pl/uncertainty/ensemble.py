@@ -4,7 +4,7 @@ same IPA weights), trained in one command, calibrated on the validation set, sav
     python -m optimate_pl strategy=tl data.subset=300 ensemble.size=5        # members one after another
     python -m optimate_pl -m strategy=tl ensemble.size=5 ensemble.member=0,1,2,3,4 launcher=slurm \\
         hydra.sweep.dir=ens hydra.sweep.subdir=member-\\${ensemble.member}   # one member per job ...
-    python -m optimate_pl.ensemble ens                                      # ... then assemble them
+    python -m optimate_pl.uncertainty.ensemble ens                                      # ... then assemble them
 
 The ensemble folder holds ``member-<i>/`` (each an ordinary run), ``ensemble.json`` (members, seeds,
 calibration, test summary: ``optimate_pl.load_model(folder)`` loads it), and the test report:
@@ -22,29 +22,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from .atomic import atomic_write_text
-from .models.card import ENSEMBLE_CARD, package_version
-from .uncertainty import band, calibrate, coverage, expected_sc_error, reliability, spearman
+from ..config import derive_config
+
+from ..utils.atomic import atomic_write_text
+from ..models.card import ENSEMBLE_CARD, package_version
+from ..spectra.calibration import band, calibrate, coverage, expected_sc_error, reliability, spearman
 
 log = logging.getLogger("optimate_pl")
 
 
 def member_config(cfg: DictConfig, member: int, folder: Path) -> DictConfig:
     """Member ``member`` of the ensemble: seed ``seed + member``, output ``folder/member-<member>``."""
-    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    with open_dict(out):
-        out.seed = int(cfg.seed) + member
-        out.paths.output_dir = str(folder / f"member-{member}")
-        out.ensemble.member = member
-    return out
+    return derive_config(cfg, {"seed": int(cfg.seed) + member, "paths.output_dir": str(folder / f"member-{member}"),
+                               "ensemble.member": member})
 
 
 def train_ensemble(cfg: DictConfig, init_weights: Path | None) -> dict[str, Any]:
     """Train the members (all of them, or only ``ensemble.member``), then assemble when all are there."""
-    from .config import ConfigError
-    from .train import train
+    from ..config import ConfigError
+    from ..training.train import train
 
     size = int(cfg.ensemble.size)
     if cfg.data.target != "eps_imag":
@@ -61,7 +59,7 @@ def train_ensemble(cfg: DictConfig, init_weights: Path | None) -> dict[str, Any]
         train(member_config(cfg, m, folder), init_weights=init_weights)
     finished = len(list(folder.glob("member-*/metrics.json")))
     if finished < size:
-        log.info("ensemble: %d of %d members in %s; assemble them with `python -m optimate_pl.ensemble %s`",
+        log.info("ensemble: %d of %d members in %s; assemble them with `python -m optimate_pl.uncertainty.ensemble %s`",
                  finished, size, folder, folder)
         return {"objective": None}
     return assemble(folder, size)
@@ -77,8 +75,8 @@ def assemble(folder: str | Path, size: int | None = None) -> dict[str, Any]:
     """Calibrate the members of ``folder`` on the validation set, report on the test set, write the card."""
     import hydra.utils
 
-    from .metrics import median, similarity_coefficient, spectral_mse
-    from .predict import load_model
+    from ..spectra.metrics import median, similarity_coefficient, spectral_mse
+    from ..inference.screening import load_model
 
     folder = Path(folder)
     runs = sorted(folder.glob("member-*/metrics.json"), key=lambda p: int(p.parent.name.split("-")[1]))
@@ -126,7 +124,7 @@ def assemble(folder: str | Path, size: int | None = None) -> dict[str, Any]:
 def write_report(folder: Path, summary: dict[str, Any], rows: list[dict], predicted: np.ndarray, real: np.ndarray,
                  test_set, source: str) -> None:
     """The test report of an ensemble: the summary table, the reliability plot, per-material results."""
-    from .plots import plt, save_with_statement
+    from ..utils.plots import plt, save_with_statement
 
     statement = "SYNTHETIC data (generated, not physics)" if source == "synthetic" else "real data"
     table = pd.DataFrame([summary])
@@ -156,10 +154,10 @@ def write_report(folder: Path, summary: dict[str, Any], rows: list[dict], predic
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m optimate_pl.ensemble FOLDER``: assemble (calibrate, report) the members trained as separate jobs."""
+    """``python -m optimate_pl.uncertainty.ensemble FOLDER``: assemble (calibrate, report) the members trained as separate jobs."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m optimate_pl.ensemble FOLDER   (a folder of member-<i>/ runs)", file=sys.stderr)
+        print("usage: python -m optimate_pl.uncertainty.ensemble FOLDER   (a folder of member-<i>/ runs)", file=sys.stderr)
         sys.exit(2)
     try:
         summary = assemble(args[0])

@@ -224,7 +224,7 @@ def iter_inputs(path: str | Path, recursive: bool = False) -> Iterator[InputItem
 
 
 def _disordered(item: InputItem, err: Exception) -> ValueError:
-    from .data.featurize import StructureError
+    from ..data.featurize import StructureError
 
     return StructureError("disordered", f"material {item.id}: {str(err).splitlines()[0]} (disordered site "
                                         f"occupancies are not supported)")
@@ -289,7 +289,7 @@ class Failed:
 
 def featurise_items(items: list[InputItem], cutoff: float, min_distance: float | None) -> list[Featurised | Failed]:
     """Parse and featurise items (in a worker process); every failure becomes a :class:`Failed`, never an exception."""
-    from .data.featurize import StructureError, graph_arrays
+    from ..data.featurize import StructureError, graph_arrays
 
     out: list[Featurised | Failed] = []
     for item in items:

@@ -13,14 +13,14 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .atomic import atomic_torch_save
+from ..utils.atomic import atomic_torch_save
 
 log = logging.getLogger("optimate_pl")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, through :func:`~optimate_pl.atomic.atomic_torch_save`: a checkpoint is
-    complete or absent, and a full disk is a :class:`~optimate_pl.atomic.DiskFullError` naming the folder."""
+    """Lightning's checkpoint writer, through :func:`~optimate_pl.utils.atomic.atomic_torch_save`: a checkpoint is
+    complete or absent, and a full disk is a :class:`~optimate_pl.utils.atomic.DiskFullError` naming the folder."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         if storage_options is not None:

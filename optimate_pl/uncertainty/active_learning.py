@@ -6,7 +6,7 @@ Every repetition starts from the same ``initial`` random training materials for 
 function (seed ``seed + repetition``), then acquires ``step`` more from the remaining training pool
 per round until ``until``, retrains TL from the IPA weights each round and tests each round on the
 fixed test set. Validation and test materials are never in the pool, and nothing is acquired twice
-(the data module refuses both). Acquisition functions: :mod:`optimate_pl.acquisition`; the ensemble
+(the data module refuses both). Acquisition functions: :mod:`optimate_pl.uncertainty.acquisition`; the ensemble
 for ``disagreement`` is the round's model plus ``ensemble_size - 1`` members of other seeds, the SC
 model for ``sc`` is trained on the materials labelled so far (their SC[RPA;IPA] is known).
 
@@ -23,31 +23,27 @@ from typing import Any
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import REMOVE, derive_config
 
 from .acquisition import ACQUISITIONS, k_center_greedy, select_random, select_top
-from .atomic import atomic_write_text
+from ..utils.atomic import atomic_write_text
 
 log = logging.getLogger("optimate_pl")
 
 
 def _round(cfg: DictConfig, init: Path | None, ids: list[str], folder: Path, seed: int) -> dict[str, Any]:
     """Train ``cfg`` (or, when finished before, read its result) on the materials ``ids`` into ``folder``."""
-    from .train import train
+    from ..training.train import train
 
     done = folder / "metrics.json"
     if done.is_file():
         return json.loads(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text("\n".join(ids) + "\n", folder / "train_ids.txt")
-    run = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    with open_dict(run):
-        run.data.train_ids = str(folder / "train_ids.txt")
-        run.data.subset = None
-        run.seed = seed
-        run.paths.output_dir = str(folder)
-        run.evaluate_train = False
-        run.pop("active_learning", None)
+    run = derive_config(cfg, {"data.train_ids": str(folder / "train_ids.txt"), "data.subset": None, "seed": seed,
+                              "paths.output_dir": str(folder), "evaluate_train": False, "active_learning": REMOVE})
     return train(run, init_weights=init)
 
 
@@ -61,13 +57,13 @@ def _latents(model, dataset, batch_size: int = 256) -> torch.Tensor:
     return torch.cat([model.net.latents(b) for b in dataset.batches(batch_size)])
 
 
-def acquire(name: str, k: int, remaining: list[str], labelled: list[str], cfg: DictConfig, dm, ipa: Path,
+def acquire(name: str, k: int, remaining: list[str], labelled: list[str], cfg: DictConfig, dm, ipa: Path | Any | None,
             folder: Path, seed: int, round_metrics: dict[str, Any]) -> list[str]:
     """The ``k`` materials of ``remaining`` that acquisition ``name`` picks after a round."""
-    from .data.store import GraphDataset
+    from ..data.store import GraphDataset
     from .ensemble import member_predictions
-    from .predict import load_model
-    from .uncertainty import spread
+    from ..inference.screening import load_model
+    from ..spectra.calibration import spread
 
     al = cfg.active_learning
     if name == "random":
@@ -81,9 +77,7 @@ def acquire(name: str, k: int, remaining: list[str], labelled: list[str], cfg: D
         preds = member_predictions(load_model(checkpoints), pool)
         return [remaining[i] for i in select_top(spread(preds.mean(0), preds.std(0, unbiased=False)).numpy(), k)]
     if name == "sc":
-        from .pretrain import derived_config
-
-        sc_cfg = derived_config(cfg, "sc", model="sc", keep_budget=True)
+        sc_cfg = derive_config(cfg, strategy="sc", model="sc")
         sc_run = _round(sc_cfg, None, labelled, folder / "sc-model", seed)
         sc_model = load_model(sc_run["best_checkpoint"])
         predicted = torch.cat([sc_model(b)[:, 0] for b in pool.batches()])
@@ -95,18 +89,17 @@ def acquire(name: str, k: int, remaining: list[str], labelled: list[str], cfg: D
     raise ValueError(f"unknown acquisition {name!r}; choose from {', '.join(ACQUISITIONS)}")
 
 
-def run_campaign(cfg: DictConfig) -> dict[str, Any]:
-    """The whole campaign (see the module docstring); returns its table's path and size."""
+def run_campaign(cfg: DictConfig, init: Path | Any | None = None) -> dict[str, Any]:
+    """The whole campaign (see the module docstring) on a resolved config, every round starting from ``init``
+    (TL: the IPA weights, see :func:`optimate_pl.training.stages.prepare`); returns its table's path and size."""
     import hydra.utils
-
-    from .pretrain import ensure_ipa_checkpoint
 
     al = cfg.active_learning
     unknown = set(al.acquisitions) - set(ACQUISITIONS)
     if unknown:
         raise ValueError(f"active_learning.acquisitions: unknown {sorted(unknown)}; choose from {', '.join(ACQUISITIONS)}")
     out = Path(cfg.paths.output_dir)
-    ipa = ensure_ipa_checkpoint(cfg) if str(cfg.strategy.get("checkpoint")) == "auto" else Path(cfg.strategy.checkpoint)
+    ipa = init
     dm = hydra.utils.instantiate({**OmegaConf.to_container(cfg.data, resolve=True), "subset": None,
                                   "train_ids": None}, _convert_="all")
     dm.setup()

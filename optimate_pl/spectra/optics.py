@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data.records import ENERGY_GRID
+from ..spectra.grid import ENERGY_GRID
 
 #: h c in eV cm: a photon of E eV has the wavelength HC_EV_CM / E cm.
 HC_EV_CM = 1.23984198e-4

@@ -249,3 +249,21 @@ def file_lock(path: str | Path, blocking: bool = True, what: str | None = None) 
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def writable_problem(path: str | Path) -> str | None:
+    """Why the folder ``path`` cannot be created or written, or ``None`` when it can.
+
+    It is tried for real (the folder created, a temporary file written and removed): permission
+    bits alone mislead (root, network file systems, read-only mounts).
+    """
+    import tempfile
+
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None

@@ -30,9 +30,9 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import IterableDataset
 
-from .atomic import atomic_open, atomic_write_text
-from .data.batching import batch_from_arrays
-from .data.parallel import exit_with_parent
+from ..utils.atomic import atomic_open, atomic_write_text
+from ..data.batching import batch_from_arrays
+from ..utils.parallel import exit_with_parent
 from .inputs import Failed, Featurised, InputItem, featurise_items, iter_inputs
 
 log = logging.getLogger("optimate_pl")
@@ -133,8 +133,8 @@ class PredictionModule(pl.LightningModule):
     """The forward of ``trainer.predict``: predictions, the derived scalars, and the spectra to keep.
 
     Args:
-        predictor: a :class:`~optimate_pl.predict.Predictor`.
-        store_spectra: which spectra of :data:`optimate_pl.predict.SPECTRA` the writer keeps.
+        predictor: a :class:`~optimate_pl.inference.screening.Predictor`.
+        store_spectra: which spectra of :data:`optimate_pl.inference.screening.SPECTRA` the writer keeps.
     """
 
     def __init__(self, predictor: torch.nn.Module, store_spectra: tuple[str, ...]) -> None:
@@ -142,7 +142,7 @@ class PredictionModule(pl.LightningModule):
         self.predictor, self.store_spectra = predictor, store_spectra
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor] | None:
-        from . import optics
+        from ..spectra import optics
 
         if batch.num_graphs == 0:
             return None

@@ -5,12 +5,12 @@ Python::
     model = optimate_pl.load_model("best.ckpt")          # or the authors' eps_300.pt / tl4610.pt / dl4610.pt
     spectra = model.predict_structures([structure, ...])  # [n, 2001] on model.energy (eV)
 
-Command line (a Hydra app, ``conf/predict.yaml``; :mod:`optimate_pl.cli`)::
+Command line (a Hydra app, ``conf/predict.yaml``; :mod:`optimate_pl.cli.predict`)::
 
     optimate-pl-predict checkpoint=PATH input=PATH [output=DIR] [rank_by=alpha_visible_mean top=20]
 
-``run_prediction`` streams any input (:mod:`optimate_pl.inputs`) through ``trainer.predict`` and
-writes shards (:mod:`optimate_pl.screen`), then, on rank 0, the merged tables: ``materials.parquet``
+``run_prediction`` streams any input (:mod:`optimate_pl.inference.inputs`) through ``trainer.predict`` and
+writes shards (:mod:`optimate_pl.inference.stream`), then, on rank 0, the merged tables: ``materials.parquet``
 and ``.csv`` (one row a material: ``id``, ``source``, formula, sites, predicted scalars),
 ``spectra/`` (a Parquet dataset: ``id``, ``source``, the spectra), ``energy.csv`` (the grid, once),
 ``spectra.csv`` for small runs (``format=csv``: one row a material, one column an energy),
@@ -32,16 +32,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import LockedError, atomic_open, atomic_write_text, file_lock
-from .data.featurize import MIN_DISTANCE, graph_arrays
-from .data.records import ENERGY_GRID
+from ..utils.atomic import LockedError, atomic_open, atomic_write_text, file_lock
+from ..data.featurize import MIN_DISTANCE, graph_arrays
+from ..spectra.grid import ENERGY_GRID
 from .inputs import INCOMPLETE
-from .models.card import ENSEMBLE_CARD, read_card, read_ensemble_card
-from .models.weights import CheckpointError, Weights, build_network, read_weights
-from .uncertainty import Calibration
+from ..models.card import ENSEMBLE_CARD, read_card, read_ensemble_card
+from ..models.weights import CheckpointError, Weights, build_network, read_weights
+from ..spectra.calibration import Calibration
 
 log = logging.getLogger("optimate_pl")
-#: Spectra a prediction can keep in ``spectra/`` (Im ε and what :mod:`optimate_pl.optics` derives from it).
+#: Spectra a prediction can keep in ``spectra/`` (Im ε and what :mod:`optimate_pl.spectra.optics` derives from it).
 SPECTRA = ("eps_imag", "eps_real", "n", "k", "alpha", "reflectivity")
 #: ``format=csv`` writes ``spectra.csv`` (one column an energy) up to this many materials.
 CSV_SPECTRA_LIMIT = 100_000
@@ -67,7 +67,7 @@ class Predictor(torch.nn.Module):
 
     ``info`` says what the model was trained on; featurisation uses its cutoff (``info["cutoff"]``) and
     the checks for new structures (overlapping atoms, graphs without edges). An ensemble predicts the
-    members' mean, and with a ``calibration`` (:mod:`optimate_pl.uncertainty`) its calibrated band and
+    members' mean, and with a ``calibration`` (:mod:`optimate_pl.spectra.calibration`) its calibrated band and
     expected SC error.
     """
 
@@ -117,7 +117,7 @@ class Predictor(torch.nn.Module):
     def uncertainty(self, batch) -> dict[str, torch.Tensor]:
         """An ensemble's ``mean``, ``std``, calibrated band ``lower``/``upper`` [B, points] and
         ``expected_sc_error`` [B]."""
-        from .uncertainty import band, expected_sc_error
+        from ..spectra.calibration import band, expected_sc_error
 
         if not self.is_ensemble or self.calibration is None:
             raise ValueError("uncertainty needs a calibrated ensemble: train one with ensemble.size=5 and load its "
@@ -146,7 +146,7 @@ class Predictor(torch.nn.Module):
         ``upper`` [n, 2001] and ``expected_sc_error`` [n]. Raises ``ValueError`` naming the structure
         for input the model cannot take.
         """
-        from .data.batching import batch_from_arrays
+        from ..data.batching import batch_from_arrays
 
         arrays = [graph_arrays(s, self.cutoff, f"structure {i} ({s.composition.reduced_formula})",
                                min_distance=MIN_DISTANCE, require_edges=True) for i, s in enumerate(structures)]
@@ -179,7 +179,7 @@ def load_model(path: str | Path | Sequence[str | Path], device: str = "cpu") -> 
                          calibration=Calibration(**card["calibration"]))
     if Path(path).is_dir():
         raise CheckpointError(f"{path} is a folder without an ensemble.json: give a weight file, or assemble the "
-                              f"ensemble with `python -m optimate_pl.ensemble {path}`")
+                              f"ensemble with `python -m optimate_pl.uncertainty.ensemble {path}`")
     weights = read_weights(path)
     return Predictor(build_network(weights).to(device), model_info(weights))
 
@@ -265,7 +265,7 @@ def _predict(predictor: Predictor, t0: float, checkpoint: Path, input: Path, out
     import lightning.pytorch as pl
     from torch.utils.data import DataLoader
 
-    from .screen import PredictionModule, ShardWriter, StructureStream
+    from .stream import PredictionModule, ShardWriter, StructureStream
 
     predictor.batch_size = batch_size
     info = predictor.info
@@ -405,7 +405,7 @@ def plot_predictions(output: Path, ids: Sequence[str], path: Path, info: dict[st
     """Predicted Im ε for a handful of materials; a model trained on SYNTHETIC data says so."""
     import pandas as pd
 
-    from .plots import plt, save_figure
+    from ..utils.plots import plt, save_figure
 
     if sources is None:
         materials = pd.read_parquet(output / "materials.parquet", columns=["id", "source"])
@@ -445,4 +445,4 @@ def write_ranking(output: Path, materials, rank_by: str, top: int, info: dict[st
 
 if __name__ == "__main__":  # the command lives in cli.py (a library module must not import its entry point)
     raise SystemExit("error: run predictions with `optimate-pl-predict checkpoint=... input=...` "
-                     "(`python -m optimate_pl.predict` was the entry of earlier versions)")
+                     "(`python -m optimate_pl.inference.screening` was the entry of earlier versions)")

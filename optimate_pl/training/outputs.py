@@ -1,4 +1,5 @@
-"""What a run leaves behind: the per-material results table, the summary table and the spectra figure.
+"""What a run leaves behind: the per-material results table, the summary table, the spectra figure, the
+training-set medians and the model cards beside its checkpoints.
 
 Every column and summary row comes from the target's description (:mod:`optimate_pl.models.targets`).
 """
@@ -13,10 +14,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from .atomic import atomic_write_text
-from .metrics import median
-from .models.targets import Target
-from .plots import QUANTILES, plt, quantile_rows, save_figure
+from ..utils.atomic import atomic_write_text
+from ..spectra.metrics import median
+from ..models.card import make_card, write_card
+from ..models.targets import Target
+from ..utils.plots import QUANTILES, plt, quantile_rows, save_figure
 
 log = logging.getLogger("optimate_pl")
 
@@ -66,7 +68,7 @@ def print_summary(cfg: DictConfig, spec: Target, metrics: dict[str, Any], n_test
 @torch.no_grad()
 def plot_quantile_spectra(module, dataset, rows: list[dict[str, Any]], path: str | Path, synthetic: bool = False) -> Path:
     """Predicted vs DFT (or synthetic target) and IPA-baseline spectra for test materials at the 10%...90% SC quantiles."""
-    from .data.records import ENERGY_GRID
+    from ..spectra.grid import ENERGY_GRID
 
     picks = quantile_rows(rows)
     index = {m: k for k, m in enumerate(dataset.mat_ids)}
@@ -116,3 +118,34 @@ def write_run_outputs(cfg: DictConfig, module, datamodule, metrics: dict, out: P
             if figure:
                 lg.experiment.log({"test/spectra": wandb.Image(str(figure))})
     log.info("wrote %s", csv_path)
+
+
+@torch.no_grad()
+def evaluate_medians(module: SpectraModule, dataset, prefix: str, batch_size: int = 256) -> dict[str, float]:
+    """Medians of the target's scores of ``module`` (eval mode, fp32) on ``dataset``: ``<prefix>/<key>_median``.
+
+    The paper's SI puts the training-set medians next to the test-set ones (does a model underfit?).
+    """
+    from ..spectra.metrics import median
+
+    was_training = module.training
+    module.eval()
+    scores: dict[str, list] = {s.key: [] for s in module.spec.scores}
+    for batch in dataset.batches(batch_size):
+        batch = batch.to(module.device)
+        with torch.autocast(module.device.type, enabled=False):
+            pred = module(batch).float()
+        for score in module.spec.scores:
+            scores[score.key].append(module.test_metrics[score.key].per_sample(pred, batch.y).cpu())
+    module.train(was_training)
+    return {f"{prefix}/{k}_median": float(median(torch.cat(v))) for k, v in scores.items() if v}
+
+
+def write_cards(ckpt_cb, module: SpectraModule, metrics: dict[str, Any]) -> None:
+    """A model card beside the best and the last checkpoint of the run."""
+    if ckpt_cb is None:
+        return
+    test = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    for path in {ckpt_cb.best_model_path, ckpt_cb.last_model_path} - {"", None}:
+        if Path(path).is_file():
+            write_card(path, make_card(dict(module.hparams), test, best=path == ckpt_cb.best_model_path))

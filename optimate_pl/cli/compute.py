@@ -1,0 +1,36 @@
+"""``optimate-pl-compute``: the IPA and RPA rungs of structures with GPAW."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from .common import USER_ERRORS, fail, precheck, quote_path_overrides
+
+
+@hydra.main(version_base="1.3", config_path="pkg://optimate_pl.conf", config_name="compute")
+def _compute_app(cfg: DictConfig) -> None:
+    from ..utils.atomic import LockedError
+    from ..dft.compute import compute, options_from_config
+    from ..dft.runner import GPAWNotFound
+
+    logging.getLogger("optimate_pl").setLevel(logging.INFO)
+    try:
+        opts, settings = options_from_config(cfg)
+        summary = compute(opts, settings)
+    except (*USER_ERRORS, GPAWNotFound, LockedError) as err:
+        fail(err, bool(cfg.get("verbose_errors")))
+        return
+    run, folder = summary["this_run"], summary["folder"]
+    print(f"computed {run['computed']} materials ({run['failed']} not computed) in {run['wall_s']:.0f} s; "
+          f"{cfg.output} holds {folder['ipa_entries']} IPA and {folder['rpa_entries']} RPA entries"
+          + (f"; not computed: {folder['not_computed']} (errors.csv)" if folder["not_computed"] else ""))
+
+
+def compute_main() -> None:
+    """Console entry point of the DFT rungs (``optimate-pl-compute``)."""
+    sys.argv[1:] = quote_path_overrides(sys.argv[1:])
+    precheck("compute", sys.argv[1:])
+    _compute_app()

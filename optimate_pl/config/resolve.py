@@ -1,0 +1,202 @@
+"""One function checks a composed config and resolves it: :func:`resolve_config`.
+
+Resolution fills in what a run's config leaves to be decided from the run itself: the DL architecture
+for the training-set size (``model=dl_auto``), the architecture of the initial weights (TL from a
+file), the precision (``trainer.precision=auto``) and a validation interval the run can reach. The
+command calls it once; :func:`~optimate_pl.training.train.train` takes the resolved config as it is
+(and resolves a config it is given unresolved, for library callers). The input is never changed.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ..data.cache import SOURCES
+from .groups import STRATEGIES, dl_architecture_for, load_group_config
+from .schema import ConfigError, validate_config
+
+if TYPE_CHECKING:
+    from ..models.weights import Weights
+
+log = logging.getLogger("optimate_pl")
+
+#: The keys of ``model.net`` that make an architecture (a checkpoint's must match the run's).
+ARCHITECTURE_KEYS = ("node_widths", "gat_layers", "out_widths", "out_dim")
+#: The OmegaConf flag a resolved config carries (it survives copies and is seen by every child node).
+RESOLVED = "optimate_pl_resolved"
+
+
+def resolve_config(cfg: DictConfig, weights: "Weights | None" = None) -> DictConfig:
+    """Check ``cfg`` (one-line :class:`ConfigError` on a mistake) and return a resolved copy of it.
+
+    ``weights``: the initial weights of the run, when the caller has them; otherwise a TL run with
+    ``strategy.checkpoint=PATH`` reads that file here. The run's network is the initial weights' own.
+    """
+    out = copy.deepcopy(cfg)
+    check_config(out)  # also writes the typed data values (data.subset "300" -> 300) into the copy
+    with open_dict(out):
+        if out.model.get("name") == "dl_auto":
+            choice = dl_architecture_for(out.data.get("subset"))
+            out.model = load_group_config("model", choice)
+            log.info("strategy=%s: using architecture %s for data.subset=%s", out.strategy.name, choice,
+                     out.data.get("subset"))
+        if weights is None and out.strategy.name == "tl" and str(out.strategy.checkpoint) != "auto":
+            from ..models.weights import read_weights
+
+            weights = read_weights(Path(str(out.strategy.checkpoint)).expanduser())
+        if weights is not None:
+            check_start_weights(out, weights)
+            _use_architecture(out, weights)
+        precision = _resolve_precision(out)
+        if precision != "32-true":
+            log.info("training in %s precision; the final test runs in fp32 from the best checkpoint", precision)
+        changed = _ensure_final_validation(out.trainer)
+        if changed:
+            log.info("%s, so that it ends with a validation", changed)
+    out._set_flag(RESOLVED, True)
+    return out
+
+
+def is_resolved(cfg: DictConfig, weights: "Weights | None" = None) -> bool:
+    """Whether ``cfg`` came from :func:`resolve_config` (and has the architecture of ``weights``, if given)."""
+    if not cfg._get_flag(RESOLVED):
+        return False
+    return weights is None or not _architecture_differs(cfg, weights)
+
+
+def _architecture_differs(cfg: DictConfig, weights: "Weights") -> bool:
+    configured = OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.model.get("net") else {}
+    return any(configured.get(k) != weights.net.get(k) for k in ARCHITECTURE_KEYS)
+
+
+def _use_architecture(cfg: DictConfig, weights: "Weights") -> None:
+    """The network a run starts from is the initial weights' own: ``model.net`` becomes it (logged when it differs)."""
+    configured = OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.model.get("net") else {}
+    if _architecture_differs(cfg, weights):
+        log.warning("the initial weights %s hold the architecture %s; using it instead of the configured %s",
+                    weights.path, {k: weights.net[k] for k in ARCHITECTURE_KEYS},
+                    {k: configured.get(k) for k in ARCHITECTURE_KEYS})
+    cfg.model.net = {**configured, **weights.net}
+
+
+def check_start_weights(cfg: DictConfig, weights: "Weights", key: str = "strategy.checkpoint") -> None:
+    """A run starts only from weights that predict its own target (spectrum or SC), else a one-line error.
+
+    Transferring an SC[RPA;IPA] model (one output) into a spectrum run would replace the 2001 outputs
+    by one and train on a broadcast, meaningless target; the reverse likewise.
+    """
+    from ..models.targets import describe, target, target_of_weights
+
+    wanted = target(cfg.data.target)
+    have = target_of_weights(weights.hparams, weights.out_dim)
+    if have == wanted.name and weights.out_dim == wanted.out_dim:
+        return
+    fix = ("give IPA or spectrum weights (eps_*.pt, tl*.pt, dl*.pt, or a checkpoint of strategy=ipa/tl/dl) or "
+           "strategy.checkpoint=auto" if wanted.name == "eps_imag" else
+           "give the weights of an SC model (a strategy=sc checkpoint), or train one with strategy=sc")
+    raise ConfigError(f"{key}={weights.path} is {describe(have, weights.out_dim)}; this run (strategy="
+                      f"{cfg.strategy.name}, data.target={cfg.data.target}) needs "
+                      f"{describe(wanted.name, wanted.out_dim)}: {fix}")
+
+
+def _resolve_precision(cfg: DictConfig) -> str:
+    """``trainer.precision=auto``: ``bf16-mixed`` on a GPU, as the authors trained, else ``32-true``.
+
+    So a GPU run trains in bf16 whichever trainer preset was chosen; an explicit precision is kept.
+    """
+    precision = str(cfg.trainer.get("precision", "auto"))
+    if precision == "auto":
+        precision = "32-true"
+        if gpu_training(cfg):
+            import torch
+
+            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        cfg.trainer.precision = precision
+    return precision
+
+
+def _ensure_final_validation(t: DictConfig) -> str | None:
+    """A run shorter than its validation interval still ends with a validation (so it has an objective,
+    a best checkpoint and validation metrics): the interval is cut to the run's length. Returns what changed."""
+    every, epochs = t.get("check_val_every_n_epoch"), t.get("max_epochs")
+    if every and epochs and 0 < epochs < every:
+        t.check_val_every_n_epoch = epochs
+        return f"trainer.check_val_every_n_epoch {every} -> {epochs}: the run has only {epochs} epochs"
+    interval, steps = t.get("val_check_interval"), t.get("max_steps")
+    if every is None and isinstance(interval, int) and steps and 0 < steps < interval:
+        t.val_check_interval = steps
+        return f"trainer.val_check_interval {interval} -> {steps}: the run has only {steps} steps"
+    return None
+
+
+# -- the checks -------------------------------------------------------------------------------------------
+
+def is_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (``-m``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail early, in one line each, on configurations that cannot work."""
+    validate_config(cfg)
+    name = cfg.strategy.get("name")
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; use strategy=ipa, dl, tl or sc")
+    if cfg.data.source not in SOURCES:
+        raise ConfigError(f"unknown data.source {cfg.data.source!r}; use data.source=gpaw, synthetic or figshare")
+    if cfg.data.source == "figshare" and not cfg.data.root:
+        raise ConfigError("data.source=figshare needs data.root=/path/to/database (folder of JSON files or .zip)")
+    if name == "tl":
+        ckpt = cfg.strategy.get("checkpoint")
+        if not ckpt:
+            raise ConfigError("strategy=tl needs strategy.checkpoint: an IPA checkpoint path, or `auto`")
+        if ckpt != "auto" and not Path(str(ckpt)).expanduser().is_file():
+            raise ConfigError(f"strategy.checkpoint={ckpt} does not exist; give an IPA checkpoint "
+                              f"(Lightning .ckpt or published state_dict) or strategy.checkpoint=auto")
+        if ckpt == "auto" and cfg.data.source == "figshare" and not cfg.data.get("ipa_root"):
+            raise ConfigError("strategy.checkpoint=auto on figshare data needs data.ipa_root (the IPA database) "
+                              "to pretrain on, or give strategy.checkpoint=/path/to/ipa.ckpt")
+    check_trains_something(cfg)
+    check_ddp_multirun(cfg)
+
+
+def check_trains_something(cfg: DictConfig) -> None:
+    """``trainer.max_epochs=0`` (or ``max_steps=0``) trains nothing: from random weights that is refused (its
+    test metrics would be noise); from given weights (TL) it evaluates them, and the run says so."""
+    if cfg.strategy.get("name") == "tl" or cfg.get("ckpt_path"):
+        return
+    for key in ("max_epochs", "max_steps"):
+        if cfg.trainer.get(key) == 0:
+            raise ConfigError(f"trainer.{key}=0 trains nothing: the test metrics would be those of random weights. "
+                              f"Give trainer.{key} of at least 1, or evaluate given weights with strategy=tl "
+                              f"strategy.checkpoint=PATH trainer.{key}=0")
+
+
+def check_ddp_multirun(cfg: DictConfig) -> None:
+    """Plain DDP relaunches the whole script per rank; inside a Hydra multirun that reruns the sweep."""
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    devices = cfg.trainer.get("devices", 1)
+    many = (isinstance(devices, int) and devices > 1) or (isinstance(devices, str) and devices not in ("1", "auto")) \
+        or (not isinstance(devices, (int, str)) and len(devices) > 1)
+    if strategy.startswith("ddp") and "spawn" not in strategy and many and is_multirun():
+        raise ConfigError("trainer.strategy=ddp cannot run inside a Hydra multirun (-m): each rank would relaunch "
+                          "the sweep. Use one device per trial (trainer.devices=1) or trainer.strategy=ddp_spawn")
+
+
+def _cuda() -> bool:
+    import torch  # here, not at import: the command line's help and error paths stay light
+
+    return torch.cuda.is_available()
+
+
+def gpu_training(cfg: DictConfig) -> bool:
+    """Whether the trainer will run on a CUDA GPU (``accelerator`` gpu/cuda, or auto with one present)."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and _cuda())

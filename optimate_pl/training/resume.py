@@ -1,0 +1,73 @@
+"""Resuming a run (``ckpt_path``): only from a checkpoint written with the same model and data settings."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ..config import ConfigError
+from ..config.resolve import ARCHITECTURE_KEYS
+from ..models.module import SpectraModule
+from ..models.weights import CheckpointError, safe_load
+
+log = logging.getLogger("optimate_pl")
+
+
+#: What a resumed checkpoint must share with the run resuming it (from the saved hyperparameters).
+RESUME_DATA_KEYS = ("kind", "source", "fingerprint", "cutoff", "split", "subset", "max_sites", "seed", "train_on",
+                    "train_ids")
+
+
+def resume_mismatches(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings that shape the model or the data and differ between a checkpoint and this run."""
+    diffs = []
+    net_saved, net_now = saved.get("net") or {}, now.get("net") or {}
+    diffs += [f"model.net.{k} (checkpoint {net_saved.get(k)}, now {net_now.get(k)})" for k in ARCHITECTURE_KEYS
+              if net_saved.get(k) != net_now.get(k)]
+    if saved.get("target", "eps_imag") != now.get("target"):
+        diffs.append(f"data.target (checkpoint {saved.get('target')}, now {now.get('target')})")
+    data_saved, data_now = saved.get("data") or {}, now.get("data") or {}
+    diffs += [f"data.{k} (checkpoint {data_saved.get(k)}, now {data_now.get(k)})" for k in RESUME_DATA_KEYS
+              if data_saved.get(k) != data_now.get(k)]
+    for key in ("optimizer", "scheduler"):
+        if (saved.get(key) or None) != (now.get(key) or None):
+            diffs.append(f"{key} (checkpoint {saved.get(key)}, now {now.get(key)})")
+    return diffs
+
+
+def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
+    """The checkpoint to resume (``ckpt_path``): a path, or ``last`` (this task's newest ``last.ckpt``).
+
+    Only a checkpoint whose saved hyperparameters match this run on everything that shapes the model
+    and the data is resumed; otherwise a :class:`ConfigError` names it and the differing settings.
+    """
+    ckpt = cfg.get("ckpt_path")
+    if not ckpt:
+        return None
+    if ckpt == "last":
+        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        found = sorted(Path(cfg.paths.root_dir, "outputs", cfg.task_name).glob("*/checkpoints/last.ckpt"),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+        candidates = ([own] if own.is_file() else []) + [p for p in found if p != own]
+        if not candidates:
+            raise ConfigError(f"ckpt_path=last: no last.ckpt found for task {cfg.task_name} under "
+                              f"{Path(cfg.paths.root_dir, 'outputs', cfg.task_name)}; give the path explicitly")
+    else:
+        candidates = [Path(ckpt).expanduser()]
+    first_refusal = None
+    for path in candidates:
+        saved = safe_load(path)
+        if not isinstance(saved, dict) or "hyper_parameters" not in saved:
+            raise CheckpointError(f"ckpt_path={ckpt}: {path} is not a Lightning checkpoint of optimate_pl "
+                                  f"(no saved hyperparameters); to start from its weights use strategy=tl "
+                                  f"strategy.checkpoint={path}")
+        diffs = resume_mismatches(saved["hyper_parameters"], dict(module.hparams))
+        if not diffs:
+            log.info("resuming from %s (epoch %d, step %d)", path, saved.get("epoch", -1), saved.get("global_step", -1))
+            return str(path)
+        first_refusal = first_refusal or (path, diffs)
+    path, diffs = first_refusal
+    raise ConfigError(f"ckpt_path={ckpt}: {path} was written by a run with another configuration: "
+                      f"{'; '.join(diffs)}. Resume with that run's settings, or start anew without ckpt_path")

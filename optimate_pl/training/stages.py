@@ -1,0 +1,66 @@
+"""The stages before training: the config resolved once, the folders checked, the weights a run starts from.
+
+:func:`prepare` is what every training command does first: it resolves the config (one-line errors
+before any expensive work), checks every folder the run will write, picks up a SIGTERM-requeued SLURM
+job's checkpoint, and for ``strategy=tl`` makes sure the IPA weights exist (``strategy.checkpoint=auto``
+pretrains them with the TL run's own data and trainer settings, once, under a lock:
+:mod:`optimate_pl.training.pretrain`). :func:`run` is one run: ``prepare`` then
+:func:`~optimate_pl.training.train.train`. (The command, :func:`optimate_pl.cli.train.run`, also
+dispatches to an ensemble or an active-learning campaign.)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ..config import ConfigError, derive_config, resolve_config
+from ..data.cache import default_cache_dir
+from ..models.weights import Weights
+from ..utils.atomic import writable_problem
+from .pretrain import ensure_ipa_checkpoint, ipa_checkpoint_path
+
+
+def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
+    """The resolved config of the command and the initial weights of its run(s) (``None``: random)."""
+    from ..models.weights import read_weights
+    from .callbacks import requeued_checkpoint
+
+    cfg = resolve_config(cfg)
+    check_writable(cfg)
+    if not cfg.get("active_learning") and int(cfg.get("ensemble", {}).get("size", 1)) <= 1:
+        requeued = requeued_checkpoint(cfg)  # a SLURM job restarted after a pre-emption resumes by itself
+        if requeued:
+            cfg = derive_config(cfg, {"ckpt_path": str(requeued)})
+    init: Weights | Path | None = None
+    if cfg.strategy.name == "tl":
+        ckpt = str(cfg.strategy.checkpoint)
+        if ckpt != "auto":
+            init = read_weights(Path(ckpt).expanduser())  # its target and architecture were checked by resolve
+        elif not cfg.get("ckpt_path"):
+            init = ensure_ipa_checkpoint(cfg)
+        else:  # resuming: the IPA checkpoint only names the architecture, when it is there
+            path = ipa_checkpoint_path(cfg)
+            init = path if path.is_file() else None
+    return cfg, init
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """One training run: :func:`prepare`, then :func:`~optimate_pl.training.train.train`; returns its metrics."""
+    from .train import train
+
+    cfg, init = prepare(cfg)
+    return train(cfg, init_weights=init)
+
+
+def check_writable(cfg: DictConfig) -> None:
+    """The run's output folder, the data cache and (for TL's automatic pretraining) the checkpoint folder."""
+    places = [("paths.output_dir", cfg.paths.output_dir, "the run's output folder"),
+              ("data.cache_dir", cfg.data.get("cache_dir") or default_cache_dir(), "the data cache")]
+    if cfg.strategy.name == "tl" and str(cfg.strategy.get("checkpoint")) == "auto":
+        places.append(("paths.checkpoint_dir", cfg.paths.checkpoint_dir, "the folder of automatic IPA checkpoints"))
+    for key, path, what in places:
+        problem = writable_problem(path)
+        if problem:
+            raise ConfigError(f"cannot write {what} {path}: {problem}; choose another with {key}=...")

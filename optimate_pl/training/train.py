@@ -1,0 +1,106 @@
+"""One training run: ``train(cfg)`` instantiates data, model and trainer, fits, tests, writes the outputs.
+
+A plain function that tests and users call as a library, on a config resolved by
+:func:`optimate_pl.config.resolve_config` (an unresolved one is resolved first; ``cfg`` is never
+changed). The command line (:mod:`optimate_pl.cli`) adds the process-wide settings and the stages before
+it (:mod:`optimate_pl.training.stages`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import ConfigError, is_resolved, resolve_config
+from ..models.weights import Weights, load_network_weights, read_weights
+from ..utils.atomic import atomic_write_text
+from .outputs import evaluate_medians, write_cards, write_run_outputs
+from .resume import resolve_ckpt_path
+from .trainer import build_trainer, compile_network, finish_loggers
+
+log = logging.getLogger("optimate_pl")
+
+
+def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> dict[str, Any]:
+    """Train, validate and test one configuration; returns the metrics (and the sweep objective).
+
+    ``init_weights``: a weight file (any layout of :mod:`optimate_pl.models.weights`) to start from,
+    all parameters retrained (transfer learning); the run's network is that file's architecture.
+    Writes into ``paths.output_dir``: ``config.yaml``, ``metrics.json``, ``test_results.csv`` and
+    ``test_spectra.png`` (predicted vs DFT spectra at SC quantiles).
+    """
+    weights = None
+    resuming = bool(cfg.get("ckpt_path"))
+    if cfg.strategy.name == "tl" and init_weights is None and not resuming:
+        raise ConfigError("strategy=tl starts from IPA weights: pass train(cfg, init_weights=...), or call "
+                          "optimate_pl.training.stages.run(cfg), which loads or pretrains strategy.checkpoint first")
+    if init_weights is not None:
+        # The initial weights set the architecture; a resumed run then restores its own weights.
+        weights = init_weights if isinstance(init_weights, Weights) else read_weights(init_weights)
+    if not is_resolved(cfg, weights):
+        cfg = resolve_config(cfg, weights)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()  # builds the cache once (under a lock, also when DDP ranks race)
+    datamodule.setup()
+    # The model group is the LightningModule (network and target); optimiser and scheduler are groups of their own.
+    module = hydra.utils.instantiate(
+        cfg.model, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
+        data={**datamodule.describe(), "initial_weights": str(weights.path) if weights else None},
+        _recursive_=False, _convert_="all")
+    if weights is not None and not resuming:
+        load_network_weights(module.model, weights)
+        log.info("loaded initial weights from %s (%s layout); retraining all parameters", weights.path,
+                 weights.layout)
+    if cfg.get("compile"):
+        compile_network(module.model)
+
+    trainer, loggers = build_trainer(cfg)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    if trainer.is_global_zero:
+        atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), out / "config.yaml")
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, module))
+    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    ckpt_cb = trainer.checkpoint_callback
+    # Best validation checkpoint; a run too short to validate falls back to its last checkpoint, and one
+    # that wrote none (debug=fast disables checkpointing) saves its final weights, so that every
+    # finished run has a model to test, load and report on.
+    best = (ckpt_cb.best_model_path or ckpt_cb.last_model_path or None) if ckpt_cb is not None else None
+    if not best and trainer.state.stage is None and module.global_step > 0:
+        best = str(out / "checkpoints" / "final.ckpt")
+        trainer.save_checkpoint(best)
+    metrics["best_checkpoint"] = best
+    metrics["trained_steps"] = int(module.global_step)
+    if module.global_step == 0 and weights is not None and not resuming:
+        log.warning("nothing was trained (trainer.max_epochs=%s): the test metrics are those of the initial "
+                    "weights %s as given", cfg.trainer.get("max_epochs"), weights.path)
+    metrics["n_train"] = len(datamodule.train_set)
+    metrics["data"] = dict(module.hparams.data)
+    if cfg.get("test"):
+        trainer.test(module, datamodule=datamodule, ckpt_path=best if best else None, weights_only=False)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+        if trainer.is_global_zero:
+            if cfg.get("evaluate_train", True):  # the model of the test (best checkpoint) on its own training set
+                metrics.update(evaluate_medians(module, datamodule.train_set, prefix="train_eval"))
+            write_run_outputs(cfg, module, datamodule, metrics, out, loggers)
+    metrics["time_s"] = time.perf_counter() - t_start
+    if trainer.is_global_zero:
+        atomic_write_text(json.dumps(metrics, indent=2), out / "metrics.json")
+        write_cards(ckpt_cb, module, metrics)
+    finish_loggers(loggers)
+    objective = cfg.get("optimized_metric")
+    metrics["objective"] = metrics.get(objective) if objective else None
+    return metrics

@@ -1,0 +1,81 @@
+"""The Lightning ``Trainer`` of a run and what it carries: the ``callbacks`` and ``logger`` groups (W&B offline
+without an API key), our own callbacks, atomic checkpoint writes, and ``torch.compile`` of the network."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig
+
+from .callbacks import AtomicCheckpointIO, EpochLog, SaveOnInterrupt
+
+log = logging.getLogger("optimate_pl")
+
+
+def build_trainer(cfg: DictConfig) -> tuple[pl.Trainer, list]:
+    """The run's trainer (``cfg.trainer``) with its callbacks and loggers; returns it and the loggers."""
+    prepare_wandb(cfg)
+    callbacks, loggers = build_callbacks_and_loggers(cfg)
+    # Without a progress-bar callback Lightning would add its own: EpochLog writes the lines instead.
+    bar = any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks)
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                                  enable_progress_bar=bar, plugins=[AtomicCheckpointIO()])
+    return trainer, loggers
+
+
+def build_callbacks_and_loggers(cfg: DictConfig) -> tuple[list, list]:
+    """Instantiate the ``callbacks`` and ``logger`` groups (each a dict of ``_target_`` entries), plus ours.
+
+    Every run gets :class:`SaveOnInterrupt`. Without a terminal (SLURM, nohup) progress bars are
+    dropped (they would show only their final state) and :class:`EpochLog` writes a line per validation.
+    """
+    from lightning.pytorch.callbacks import ProgressBar
+
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if not sys.stderr.isatty():
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(EpochLog())
+    callbacks.append(SaveOnInterrupt(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", command_line()))
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    return callbacks, loggers
+
+
+def command_line() -> list[str]:
+    """The overrides this run was started with on the command line (empty when called as a library)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def prepare_wandb(cfg: DictConfig) -> None:
+    """W&B never blocks on the network: without an API key it runs offline."""
+    if "wandb" in (cfg.get("logger") or {}) and not os.environ.get("WANDB_API_KEY") \
+            and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
+        log.info("logger=wandb: no WANDB_API_KEY, logging offline (sync later with `wandb sync`)")
+        os.environ["WANDB_MODE"] = "offline"
+
+
+def finish_loggers(loggers: list) -> None:
+    """One W&B run per Hydra job, also in a multirun."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        import wandb
+
+        wandb.finish()
+
+
+def compile_network(model: torch.nn.Module) -> None:
+    """``torch.compile`` the network in place (dynamic shapes: every batch has other node/edge counts).
+
+    ``nn.Module.compile`` keeps the parameter names, so checkpoints stay loadable without it. The
+    first steps pay the compilation (tens of seconds on a CPU); it pays off over long runs.
+    """
+    log.info("compile=true: torch.compile(dynamic=True) the network; the first steps compile")
+    model.compile(dynamic=True)
