@@ -44,7 +44,9 @@ clean:
 	rm -rf $(VENV) outputs multirun checkpoints
 
 ## The paper's studies (experiments/): `make study-efficiency QUICK=1` (synthetic, minutes) or without QUICK
-## (the authors' epochs); STUDY_ARGS="data.source=figshare data.root=... data.ipa_root=... trainer=gpu" for real data.
+## (the authors' epochs). Real data, as the paper did, starts TL from the authors' published IPA model:
+## STUDY_ARGS="data.source=figshare data.root=/data/rpa strategy.checkpoint=/data/eps_300.pt trainer=gpu"
+## (the automatic IPA pretraining, strategy.checkpoint=auto with data.ipa_root=..., is our recipe, not theirs).
 SUFFIX := $(if $(filter 1,$(QUICK)),_quick,)
 STUDY_ARGS ?=
 REPORT := $(BIN)/python -m optimate_pl.studies

@@ -20,7 +20,7 @@ from pymatgen.core import Structure
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from optimate_pl import optics
+from optimate_pl.spectra import optics
 from optimate_pl.models import build_network
 
 

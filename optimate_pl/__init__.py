@@ -11,7 +11,7 @@ from .config import resolvers  # noqa: E402,F401
 
 
 def load_model(path, **kwargs):
-    """Load a trained model (Lightning checkpoint or published state_dict) in eval mode; see :mod:`optimate_pl.inference.screening`."""
-    from .inference.screening import load_model as _load
+    """Load a trained model (Lightning checkpoint or published state_dict) in eval mode; see :mod:`optimate_pl.inference.predictor`."""
+    from .inference.predictor import load_model as _load
 
     return _load(path, **kwargs)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from optimate_pl import optics
+from optimate_pl.spectra import optics
 from optimate_pl.spectra.grid import ENERGY_GRID as W
 
 

@@ -11,17 +11,11 @@ from .common import USER_ERRORS, configure_process, fail, fail_if_disk_full, pre
 
 @hydra.main(version_base="1.3", config_path="pkg://optimate_pl.conf", config_name="predict")
 def _predict_app(cfg: DictConfig) -> None:
-    from ..inference.screening import run_prediction
-
-    from omegaconf import OmegaConf
+    from ..inference.screening import PredictSettings, run_prediction
 
     configure_process(cfg)
     try:
-        result = run_prediction(cfg.checkpoint, cfg.input, cfg.output, format=cfg.format, plot=int(cfg.plot),
-                                batch_size=int(cfg.batch_size), chunk_size=int(cfg.chunk_size), workers=cfg.workers,
-                                recursive=bool(cfg.recursive), min_distance=float(cfg.min_distance),
-                                spectra=list(cfg.spectra), rank_by=cfg.rank_by, top=int(cfg.top),
-                                resume=bool(cfg.resume), trainer=OmegaConf.to_container(cfg.trainer, resolve=True))
+        result = run_prediction(cfg.checkpoint, cfg.input, cfg.output, PredictSettings.from_config(cfg))
     except USER_ERRORS as err:
         fail(err, bool(cfg.get("verbose_errors")))
         return

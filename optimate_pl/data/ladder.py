@@ -197,9 +197,9 @@ def describe(src: str | Path | None = None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m optimate_pl.data.ladder pack FOLDER [DEST]`` | ``restore PACKED FOLDER`` | ``describe [DEST]``."""
-    import argparse
+    from ..utils.tool import run_tool, tool_parser
 
-    ap = argparse.ArgumentParser(prog="python -m optimate_pl.data.ladder", description=main.__doc__)
+    ap = tool_parser("python -m optimate_pl.data.ladder", main.__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="pack an optimate-pl-compute output folder into the package")
     p.add_argument("folder")
@@ -211,11 +211,11 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("dest", nargs="?")
     args = ap.parse_args(argv)
     if args.cmd == "pack":
-        print(json.dumps(pack(args.folder, args.dest)))
+        print(json.dumps(run_tool(lambda: pack(args.folder, args.dest), args)))
     elif args.cmd == "restore":
-        print(f"restored {restore(args.packed, args.folder)} materials into {args.folder}")
+        print(f"restored {run_tool(lambda: restore(args.packed, args.folder), args)} materials into {args.folder}")
     else:
-        print(json.dumps(describe(args.dest), indent=2))
+        print(json.dumps(run_tool(lambda: describe(args.dest), args), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,6 @@
-"""Predict Im ε(ω) (or SC[RPA;IPA]) and derived optical properties for new structures.
+"""Screening: Im ε(ω) (or SC[RPA;IPA]) and derived optical properties for many new structures, into files.
 
-Python::
-
-    model = optimate_pl.load_model("best.ckpt")          # or the authors' eps_300.pt / tl4610.pt / dl4610.pt
-    spectra = model.predict_structures([structure, ...])  # [n, 2001] on model.energy (eV)
-
-Command line (a Hydra app, ``conf/predict.yaml``; :mod:`optimate_pl.cli.predict`)::
+(One model in Python: :mod:`optimate_pl.inference.predictor`.) Command line (a Hydra app, ``conf/predict.yaml``; :mod:`optimate_pl.cli.predict`)::
 
     optimate-pl-predict checkpoint=PATH input=PATH [output=DIR] [rank_by=alpha_visible_mean top=20]
 
@@ -26,162 +21,25 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..utils.atomic import LockedError, atomic_open, atomic_write_text, file_lock
-from ..data.featurize import MIN_DISTANCE, graph_arrays
+from ..data.featurize import MIN_DISTANCE
+from ..models.card import ENSEMBLE_CARD
 from ..spectra.grid import ENERGY_GRID
+from ..utils.atomic import LockedError, atomic_open, atomic_write_text, file_lock
 from .inputs import INCOMPLETE
-from ..models.card import ENSEMBLE_CARD, read_card, read_ensemble_card
-from ..models.weights import CheckpointError, Weights, build_network, read_weights
-from ..spectra.calibration import Calibration
+from .predictor import Predictor, load_model
 
 log = logging.getLogger("optimate_pl")
 #: Spectra a prediction can keep in ``spectra/`` (Im ε and what :mod:`optimate_pl.spectra.optics` derives from it).
 SPECTRA = ("eps_imag", "eps_real", "n", "k", "alpha", "reflectivity")
 #: ``format=csv`` writes ``spectra.csv`` (one column an energy) up to this many materials.
 CSV_SPECTRA_LIMIT = 100_000
-
-
-def model_info(weights: Weights) -> dict[str, Any]:
-    """What a weight file says about itself: target, the data it was trained on, its cutoff."""
-    data = weights.hparams.get("data") or (read_card(weights.path) or {}).get("data") or {}
-    source = data.get("source") or "unknown"
-    trained_on = ("SYNTHETIC data (generated, not physics)" if data.get("synthetic") else
-                  "real DFT data (figshare)" if source == "figshare" else
-                  "real DFT data (the built-in GPAW-computed ladder)" if source == "gpaw" else
-                  "unknown data (a weight file without a model card, e.g. the authors' published weights)")
-    return {"checkpoint": str(weights.path), "layout": weights.layout, "architecture": weights.net,
-            "target": weights.hparams.get("target") or ("sc_rpa_ipa" if weights.out_dim == 1 else "eps_imag"),
-            "data_source": source, "synthetic": bool(data.get("synthetic")), "trained_on": trained_on,
-            "cutoff": float(data.get("cutoff") or 5.0), "split": data.get("split"),
-            "fingerprint": data.get("fingerprint")}
-
-
-class Predictor(torch.nn.Module):
-    """One trained network, or the members of an ensemble, in eval mode with a NumPy-in, NumPy-out API.
-
-    ``info`` says what the model was trained on; featurisation uses its cutoff (``info["cutoff"]``) and
-    the checks for new structures (overlapping atoms, graphs without edges). An ensemble predicts the
-    members' mean, and with a ``calibration`` (:mod:`optimate_pl.spectra.calibration`) its calibrated band and
-    expected SC error.
-    """
-
-    def __init__(self, nets: torch.nn.Module | Sequence[torch.nn.Module], info: dict[str, Any] | None = None,
-                 batch_size: int = 256, calibration: Calibration | None = None) -> None:
-        super().__init__()
-        self.nets = torch.nn.ModuleList(list(nets) if isinstance(nets, (list, tuple)) else [nets]).eval()
-        self.info = info or {"cutoff": 5.0, "synthetic": False, "trained_on": "unknown data", "target": "eps_imag"}
-        self.batch_size = batch_size
-        self.calibration = calibration
-        self.energy = ENERGY_GRID
-        self.eval()
-
-    @property
-    def net(self) -> torch.nn.Module:
-        """The (first) network: its architecture and latents."""
-        return self.nets[0]
-
-    @property
-    def out_dim(self) -> int:
-        """Outputs per material: 2001 spectral points, or 1 for an SC[RPA;IPA] model."""
-        return self.net.mlp1.channel_list[-1]
-
-    @property
-    def is_sc_model(self) -> bool:
-        return self.out_dim == 1
-
-    @property
-    def is_ensemble(self) -> bool:
-        return len(self.nets) > 1
-
-    @property
-    def cutoff(self) -> float:
-        return float(self.info.get("cutoff", 5.0))
-
-    @torch.no_grad()
-    def members(self, batch) -> torch.Tensor:
-        """Every network's prediction [members, B, out_dim], in fp32."""
-        return torch.stack([net(batch).float() for net in self.nets])
-
-    @torch.no_grad()
-    def forward(self, batch) -> torch.Tensor:
-        """Predictions [B, out_dim] of a batch (an ensemble's mean), in fp32."""
-        return self.net(batch).float() if len(self.nets) == 1 else self.members(batch).mean(0)
-
-    @torch.no_grad()
-    def uncertainty(self, batch) -> dict[str, torch.Tensor]:
-        """An ensemble's ``mean``, ``std``, calibrated band ``lower``/``upper`` [B, points] and
-        ``expected_sc_error`` [B]."""
-        from ..spectra.calibration import band, expected_sc_error
-
-        if not self.is_ensemble or self.calibration is None:
-            raise ValueError("uncertainty needs a calibrated ensemble: train one with ensemble.size=5 and load its "
-                             "folder (a single model has no spread to calibrate)")
-        preds = self.members(batch)
-        mean, std = preds.mean(0), preds.std(0, unbiased=False)
-        lower, upper = band(mean, std, self.calibration)
-        return {"mean": mean, "std": std, "lower": lower, "upper": upper,
-                "expected_sc_error": expected_sc_error(mean, std, self.calibration)}
-
-    def _device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    def predict_graphs(self, graphs: Sequence) -> np.ndarray:
-        """Predictions [n, out_dim] for featurised ``Data`` graphs, evaluated in batches."""
-        from torch_geometric.data import Batch
-
-        out = [self(Batch.from_data_list(list(graphs[i:i + self.batch_size])).to(self._device())).cpu()
-               for i in range(0, len(graphs), self.batch_size)]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.out_dim), dtype=np.float32)
-
-    def predict_structures(self, structures: Sequence, uncertainty: bool = False) -> np.ndarray | dict[str, np.ndarray]:
-        """Spectra [n, 2001] on :attr:`energy` (or [n, 1] SC[RPA;IPA] for an SC model).
-
-        With ``uncertainty=True`` (a calibrated ensemble): a dict of ``mean``, ``std``, ``lower``,
-        ``upper`` [n, 2001] and ``expected_sc_error`` [n]. Raises ``ValueError`` naming the structure
-        for input the model cannot take.
-        """
-        from ..data.batching import batch_from_arrays
-
-        arrays = [graph_arrays(s, self.cutoff, f"structure {i} ({s.composition.reduced_formula})",
-                               min_distance=MIN_DISTANCE, require_edges=True) for i, s in enumerate(structures)]
-        batches = [batch_from_arrays(arrays[i:i + self.batch_size]).to(self._device())
-                   for i in range(0, len(arrays), self.batch_size)]
-        if uncertainty:
-            parts = [self.uncertainty(b) for b in batches]
-            return {k: torch.cat([p[k].cpu() for p in parts]).numpy() for k in parts[0]} if parts else {}
-        out = [self(b).cpu() for b in batches]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.out_dim), dtype=np.float32)
-
-
-def load_model(path: str | Path | Sequence[str | Path], device: str = "cpu") -> Predictor:
-    """Load a model in eval mode: any weight file (our Lightning checkpoints or the authors' published
-    ``eps_*.pt``, ``tl*.pt``, ``dl*.pt``, the architecture read from the file), an ensemble folder (with
-    its ``ensemble.json``: members and calibration), or a list of weight files (an uncalibrated ensemble).
-
-    Loading uses ``weights_only=True``; see :mod:`optimate_pl.models.weights`.
-    """
-    if isinstance(path, (list, tuple)):
-        weights = [read_weights(p) for p in path]
-        return Predictor([build_network(w).to(device) for w in weights], model_info(weights[0]))
-    card = read_ensemble_card(path) if Path(path).is_dir() or Path(path).name == ENSEMBLE_CARD else None
-    if card is not None:
-        folder = Path(path) if Path(path).is_dir() else Path(path).parent
-        weights = [read_weights(folder / m["checkpoint"]) for m in card["members"]]
-        info = {**model_info(weights[0]), "checkpoint": str(folder), "ensemble": len(weights),
-                "level": card["calibration"]["level"]}
-        return Predictor([build_network(w).to(device) for w in weights], info,
-                         calibration=Calibration(**card["calibration"]))
-    if Path(path).is_dir():
-        raise CheckpointError(f"{path} is a folder without an ensemble.json: give a weight file, or assemble the "
-                              f"ensemble with `python -m optimate_pl.uncertainty.ensemble {path}`")
-    weights = read_weights(path)
-    return Predictor(build_network(weights).to(device), model_info(weights))
 
 
 # -- the command's pipeline ---------------------------------------------------------------------------
@@ -210,13 +68,46 @@ def _prepare_output(output: Path, run: dict[str, Any], resume: bool) -> None:
     atomic_write_text(json.dumps(run, indent=2), saved)
 
 
-def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path = "predictions", *,
-                   format: str = "csv", plot: int = 6, batch_size: int = 256, chunk_size: int = 10_000,
-                   workers: int | None = None, recursive: bool = False, min_distance: float = MIN_DISTANCE,
-                   spectra: Sequence[str] = ("eps_imag",), rank_by: str | None = None, top: int = 20,
-                   resume: bool = True, trainer: dict[str, Any] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PredictSettings:
+    """How a prediction runs and what it writes (the settings of ``conf/predict.yaml`` besides the paths)."""
+
+    format: str = "csv"
+    plot: int = 6
+    batch_size: int = 256
+    chunk_size: int = 10_000
+    workers: int | None = None
+    recursive: bool = False
+    min_distance: float = MIN_DISTANCE
+    spectra: tuple[str, ...] = ("eps_imag",)
+    rank_by: str | None = None
+    top: int = 20
+    resume: bool = True
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "PredictSettings":
+        """The settings of a composed ``predict`` config (a DictConfig or a dict)."""
+        from omegaconf import OmegaConf
+
+        values = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spectra", tuple(self.spectra))
+        object.__setattr__(self, "trainer", dict(self.trainer or {}))
+        if self.format not in ("csv", "parquet"):
+            raise ValueError(f"format={self.format}: use csv (Parquet plus CSV tables) or parquet")
+        unknown = set(self.spectra) - set(SPECTRA)
+        if unknown:
+            raise ValueError(f"spectra={list(self.spectra)}: unknown {sorted(unknown)}; choose from {', '.join(SPECTRA)}")
+
+
+def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path = "predictions",
+                   settings: PredictSettings | None = None, **overrides: Any) -> dict[str, Any]:
     """Predict for every structure of ``input`` and write the tables, figures and summary into ``output``.
 
+    ``settings`` (default :class:`PredictSettings`), with ``overrides`` of its fields (``format="parquet"``, ...).
     Bad inputs are skipped with their reason into ``errors.csv`` and never stop the run; a run
     killed midway and started again with the same arguments skips the finished chunks.
     Returns the summary (also in ``summary.json``). One prediction writes into ``output`` at a time
@@ -224,14 +115,10 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
     """
     from .inputs import InputError, iter_inputs
 
-    if format not in ("csv", "parquet"):
-        raise ValueError(f"format={format}: use csv (Parquet plus CSV tables) or parquet")
-    unknown = set(spectra) - set(SPECTRA)
-    if unknown:
-        raise ValueError(f"spectra={list(spectra)}: unknown {sorted(unknown)}; choose from {', '.join(SPECTRA)}")
+    s = replace(settings or PredictSettings(), **overrides)
     checkpoint, input, output = Path(checkpoint).expanduser(), Path(input).expanduser(), Path(output).expanduser()
     try:
-        next(iter(iter_inputs(input, recursive)))  # a missing or empty input is an error before any file is written
+        next(iter(iter_inputs(input, s.recursive)))  # a missing or empty input is an error before any file is written
     except StopIteration:
         raise InputError(f"no structure found in {input}") from None
     t0 = time.perf_counter()
@@ -240,9 +127,7 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
     try:
         with contextlib.nullcontext() if _secondary_rank() else file_lock(output / OUTPUT_LOCK, blocking=False,
                                                                              what=f"the output folder {output}"):
-            return _predict(predictor, t0, checkpoint, input, output, format=format, plot=plot, batch_size=batch_size,
-                            chunk_size=chunk_size, workers=workers, recursive=recursive, min_distance=min_distance,
-                            spectra=spectra, rank_by=rank_by, top=top, resume=resume, trainer=trainer)
+            return _predict(predictor, t0, checkpoint, input, output, s)
     except LockedError as err:
         raise InputError(f"{err}: another prediction is writing there; wait for it to finish or choose another "
                          f"output=...") from None
@@ -259,45 +144,46 @@ def _secondary_rank() -> bool:
     return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-def _predict(predictor: Predictor, t0: float, checkpoint: Path, input: Path, output: Path, *, format: str, plot: int, batch_size: int,
-             chunk_size: int, workers: int | None, recursive: bool, min_distance: float, spectra: Sequence[str],
-             rank_by: str | None, top: int, resume: bool, trainer: dict[str, Any] | None) -> dict[str, Any]:
+def _predict(predictor: Predictor, t0: float, checkpoint: Path, input: Path, output: Path,
+             s: PredictSettings) -> dict[str, Any]:
     import lightning.pytorch as pl
     from torch.utils.data import DataLoader
 
     from .stream import PredictionModule, ShardWriter, StructureStream
 
-    predictor.batch_size = batch_size
+    predictor.batch_size = s.batch_size
     info = predictor.info
     if info["synthetic"]:
         log.warning("this model was trained on SYNTHETIC data (generated, not physics): its predictions are not "
                     "physical spectra")
-    store = () if predictor.is_sc_model else tuple(spectra)
+    store = () if predictor.is_sc_model else tuple(s.spectra)
     if predictor.calibration is not None and "eps_imag" in store:  # an ensemble's band goes with its mean
         store += ("eps_imag_lower", "eps_imag_upper")
-    settings = {"recursive": recursive, "cutoff": predictor.cutoff, "min_distance": min_distance,
-                "chunk_size": chunk_size, "spectra": list(store), "target": info["target"]}
-    _prepare_output(output, _run_fingerprint(checkpoint, input, settings), resume)
+    settings = {"recursive": s.recursive, "cutoff": predictor.cutoff, "min_distance": s.min_distance,
+                "chunk_size": s.chunk_size, "spectra": list(store), "target": info["target"]}
+    _prepare_output(output, _run_fingerprint(checkpoint, input, settings), s.resume)
     metadata = {"optimate_pl.model": json.dumps({k: info[k] for k in ("checkpoint", "target", "trained_on",
                                                                        "data_source", "cutoff")}),
                 "optimate_pl.energy_eV": "linspace(0, 20, 2001)"}
     writer = ShardWriter(output, store, metadata)
-    stream = StructureStream(input, output, predictor.cutoff, min_distance, batch_size, chunk_size, workers, recursive)
+    stream = StructureStream(input, output, predictor.cutoff, s.min_distance, s.batch_size, s.chunk_size, s.workers,
+                             s.recursive)
     kwargs = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-              "enable_model_summary": False, "enable_progress_bar": sys.stderr.isatty(), **(trainer or {})}
+              "enable_model_summary": False, "enable_progress_bar": sys.stderr.isatty(), **s.trainer}
     pl_trainer = pl.Trainer(callbacks=[writer], **kwargs)
     pl_trainer.predict(PredictionModule(predictor, store), dataloaders=DataLoader(stream, batch_size=None),
                        return_predictions=False)
     pl_trainer.strategy.barrier()
     if not pl_trainer.is_global_zero:
         return {}
-    return finalize(output, info, format=format, plot=plot, rank_by=rank_by, top=top, seconds=time.perf_counter() - t0,
-                    input=input)
+    return finalize(output, info, s, seconds=time.perf_counter() - t0, input=input)
 
 
-def finalize(output: Path, info: dict[str, Any], format: str = "csv", plot: int = 6, rank_by: str | None = None,
-             top: int = 20, seconds: float = 0.0, input: Path | None = None) -> dict[str, Any]:
+def finalize(output: Path, info: dict[str, Any], s: PredictSettings | None = None, seconds: float = 0.0,
+             input: Path | None = None) -> dict[str, Any]:
     """Merge the shards into the output tables, write the figures, the ranking and ``summary.json``."""
+    s = s or PredictSettings()
+    format, plot, rank_by, top = s.format, s.plot, s.rank_by, s.top
     import pandas as pd
     import pyarrow.parquet as pq
 

@@ -133,7 +133,7 @@ class PredictionModule(pl.LightningModule):
     """The forward of ``trainer.predict``: predictions, the derived scalars, and the spectra to keep.
 
     Args:
-        predictor: a :class:`~optimate_pl.inference.screening.Predictor`.
+        predictor: a :class:`~optimate_pl.inference.predictor.Predictor`.
         store_spectra: which spectra of :data:`optimate_pl.inference.screening.SPECTRA` the writer keeps.
     """
 

@@ -8,7 +8,7 @@
     python -m optimate_pl.studies latent_map        # Fig. 7 (PNG/PDF and interactive HTML)
     python -m optimate_pl.studies active_learning   # beyond the paper: the acquisition functions' curves
     python -m optimate_pl.studies gpaw_ladder       # the built-in GPAW ladder: SC[RPA;IPA] by chemistry, cost
-    python -m optimate_pl.studies next_rpa --model ENSEMBLE --acquisition disagreement   # the next RPA runs
+    python -m optimate_pl.uncertainty.next_rpa --model ENSEMBLE --acquisition disagreement   # the next RPA runs
 
 Each reads the runs of its experiment preset (``experiments/<study>/runs`` by default) and writes into
 ``experiments/<study>/results``. Every table and figure states its data: SYNTHETIC, or the database
@@ -16,8 +16,6 @@ path and fingerprint; on real data the paper's numbers stand beside ours, with t
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -369,30 +367,22 @@ def _gpaw_ladder(runs: Path, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m optimate_pl.studies <study> [--runs DIR] [--out DIR] [--root DIR]`` (and ``next_rpa ...``)."""
-    args_in = sys.argv[1:] if argv is None else argv
-    if args_in[:1] == ["next_rpa"]:
-        from ..uncertainty.next_rpa import main as next_rpa_main
+    """``python -m optimate_pl.studies <study> [--runs DIR] [--out DIR] [--root DIR]``."""
+    from ..utils.tool import run_tool, tool_parser
 
-        return next_rpa_main(args_in[1:])
-    p = argparse.ArgumentParser(prog="python -m optimate_pl.studies",
-                                description="Turn an experiment's runs into the paper's tables and figures.")
-    p.add_argument("study", choices=sorted(STUDIES), help="the report (or next_rpa: rank the next RPA calculations)")
+    p = tool_parser("python -m optimate_pl.studies", "Turn an experiment's runs into the paper's tables and figures.")
+    p.add_argument("study", choices=sorted(STUDIES), help="the report")
     p.add_argument("--root", default=".", help="the folder holding experiments/ (default: here)")
     p.add_argument("--runs", default=None, help="the runs (default: experiments/<preset>/runs)")
     p.add_argument("--out", default=None, help="where to write (default: experiments/<study>/results)")
-    args = p.parse_args(args_in)
+    args = p.parse_args(argv)
     fn, preset = STUDIES[args.study]
     root = Path(args.root)
     runs = Path(args.runs) if args.runs else root / "experiments" / preset / "runs"
     out = Path(args.out) if args.out else root / "experiments" / args.study / "results"
     kwargs = {"small_cells_dir": root / "experiments" / "small_cells" / "runs"} if args.study == "efficiency" else \
         {"efficiency_dir": root / "experiments" / "efficiency" / "runs"} if args.study == "active_learning" else {}
-    try:
-        written = fn(runs, out, **kwargs)
-    except StudyInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    written = run_tool(lambda: fn(runs, out, **kwargs), args, errors=(StudyInputError,))
     print(f"{args.study}: wrote {len(written)} files to {out}")
     for path in written:
         print(f"  {path}")

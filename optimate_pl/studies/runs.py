@@ -47,8 +47,8 @@ class Run:
         return pd.read_csv(self.dir / "test_results.csv")
 
     def model(self):
-        """The tested model (best checkpoint) as a :class:`~optimate_pl.inference.screening.Predictor`."""
-        from ..inference.screening import load_model
+        """The tested model (best checkpoint) as a :class:`~optimate_pl.inference.predictor.Predictor`."""
+        from ..inference.predictor import load_model
 
         ckpt = self.metrics.get("best_checkpoint")
         if not ckpt or not Path(ckpt).is_file():
@@ -57,7 +57,7 @@ class Run:
 
     def initial_model(self):
         """The weights a TL run started from (the IPA model), as a Predictor."""
-        from ..inference.screening import load_model
+        from ..inference.predictor import load_model
 
         path = (self.metrics.get("data") or {}).get("initial_weights")
         if not path or not Path(path).is_file():

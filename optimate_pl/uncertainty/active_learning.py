@@ -62,7 +62,7 @@ def acquire(name: str, k: int, remaining: list[str], labelled: list[str], cfg: D
     """The ``k`` materials of ``remaining`` that acquisition ``name`` picks after a round."""
     from ..data.store import GraphDataset
     from .ensemble import member_predictions
-    from ..inference.screening import load_model
+    from ..inference.predictor import load_model
     from ..spectra.calibration import spread
 
     al = cfg.active_learning

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +75,7 @@ def assemble(folder: str | Path, size: int | None = None) -> dict[str, Any]:
     import hydra.utils
 
     from ..spectra.metrics import median, similarity_coefficient, spectral_mse
-    from ..inference.screening import load_model
+    from ..inference.predictor import load_model
 
     folder = Path(folder)
     runs = sorted(folder.glob("member-*/metrics.json"), key=lambda p: int(p.parent.name.split("-")[1]))
@@ -154,16 +153,14 @@ def write_report(folder: Path, summary: dict[str, Any], rows: list[dict], predic
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m optimate_pl.uncertainty.ensemble FOLDER``: assemble (calibrate, report) the members trained as separate jobs."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m optimate_pl.uncertainty.ensemble FOLDER   (a folder of member-<i>/ runs)", file=sys.stderr)
-        sys.exit(2)
-    try:
-        summary = assemble(args[0])
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    """``python -m optimate_pl.uncertainty.ensemble FOLDER``: assemble (calibrate, report) the members trained as
+    separate jobs."""
+    from ..utils.tool import run_tool, tool_parser
+
+    parser = tool_parser("python -m optimate_pl.uncertainty.ensemble", main.__doc__)
+    parser.add_argument("folder", help="a folder of member-<i>/ runs")
+    args = parser.parse_args(argv)
+    summary = run_tool(lambda: assemble(args.folder), args)
     print(json.dumps({k: v for k, v in summary.items() if k != "objective"}, indent=2))
 
 

@@ -1,7 +1,7 @@
 """Which materials to compute in RPA next: a ranked list for a high-throughput RPA workflow.
 
-    python -m optimate_pl.studies next_rpa --model ENSEMBLE_DIR --acquisition disagreement [--top 200]
-    python -m optimate_pl.studies next_rpa --model sc_model.ckpt --acquisition sc --candidates structures/
+    python -m optimate_pl.uncertainty.next_rpa --model ENSEMBLE_DIR --acquisition disagreement [--top 200]
+    python -m optimate_pl.uncertainty.next_rpa --model sc_model.ckpt --acquisition sc --candidates structures/
 
 Candidates: by default the materials of the IPA database that have no RPA spectrum yet (of at most
 ``--max-sites`` sites, as the RPA database); or any input the prediction command reads (``--candidates``).
@@ -12,8 +12,6 @@ computed), ``random``. The list (rank, mat_id, formula, nsites, score, reason) g
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +122,7 @@ def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candid
              max_sites: int = 8, batch_size: int = 256, exclude: str | None = None) -> pd.DataFrame:
     """Rank the candidates (see the module docstring) and write the list; returns it."""
     from ..data.batching import batch_from_arrays
-    from ..inference.screening import load_model
+    from ..inference.predictor import load_model
 
     model = load_model(model_path)
     if candidates:
@@ -146,8 +144,9 @@ def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candid
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m optimate_pl.studies next_rpa",
-                                description="Rank the materials to compute in RPA next.")
+    from ..utils.tool import run_tool, tool_parser
+
+    p = tool_parser("python -m optimate_pl.uncertainty.next_rpa", "Rank the materials to compute in RPA next.")
     p.add_argument("--model", required=True, help="an ensemble folder, an SC model or any checkpoint")
     p.add_argument("--acquisition", required=True, choices=ACQUISITIONS)
     p.add_argument("--top", type=int, default=100)
@@ -160,12 +159,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-sites", type=int, default=8, help="the RPA database's limit on sites")
     p.add_argument("--out", default="next_rpa.csv")
     args = p.parse_args(argv)
-    try:
-        table = next_rpa(args.model, args.acquisition, args.out, args.top, args.candidates, args.source,
-                         args.ipa_root, args.rpa_root, args.max_sites, exclude=args.exclude)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    table = run_tool(lambda: next_rpa(args.model, args.acquisition, args.out, args.top, args.candidates, args.source,
+                                      args.ipa_root, args.rpa_root, args.max_sites, exclude=args.exclude), args)
     print(table.head(10).to_string(index=False))
     print(f"wrote {len(table)} ranked candidates to {args.out}; compute their RPA spectra with\n"
           f"  optimate-pl-compute input=STRUCTURES output=DIR ids={args.out}")
+
+
+if __name__ == "__main__":
+    main()
