@@ -35,16 +35,14 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     Writes into ``paths.output_dir``: ``config.yaml``, ``metrics.json``, ``test_results.csv`` and
     ``test_spectra.png`` (predicted vs DFT spectra at SC quantiles).
     """
-    weights = None
-    resuming = bool(cfg.get("ckpt_path"))
-    if cfg.strategy.name == "tl" and init_weights is None and not resuming:
-        raise ConfigError("strategy=tl starts from IPA weights: pass train(cfg, init_weights=...), or call "
-                          "optimate_pl.training.stages.run(cfg), which loads or pretrains strategy.checkpoint first")
-    if init_weights is not None:
-        # The initial weights set the architecture; a resumed run then restores its own weights.
-        weights = init_weights if isinstance(init_weights, Weights) else read_weights(init_weights)
+    # The initial weights set the architecture; a resumed run then restores its own weights.
+    weights = init_weights if isinstance(init_weights, Weights) or init_weights is None else read_weights(init_weights)
     if not is_resolved(cfg, weights):
         cfg = resolve_config(cfg, weights)
+    resuming = bool(cfg.get("ckpt_path"))
+    if cfg.strategy.name == "tl" and weights is None and not resuming:
+        raise ConfigError("strategy=tl starts from IPA weights: pass train(cfg, init_weights=...), or call "
+                          "optimate_pl.training.stages.run(cfg), which loads or pretrains strategy.checkpoint first")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
