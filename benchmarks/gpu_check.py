@@ -34,14 +34,13 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

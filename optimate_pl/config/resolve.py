@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..data.cache import SOURCES
 from .groups import STRATEGIES, dl_architecture_for, load_group_config
-from .schema import ConfigError, validate_config
+from .schema import ConfigError, _cuda, validate_config
 
 if TYPE_CHECKING:
     from ..models.weights import Weights
@@ -188,12 +188,6 @@ def check_ddp_multirun(cfg: DictConfig) -> None:
     if strategy.startswith("ddp") and "spawn" not in strategy and many and is_multirun():
         raise ConfigError("trainer.strategy=ddp cannot run inside a Hydra multirun (-m): each rank would relaunch "
                           "the sweep. Use one device per trial (trainer.devices=1) or trainer.strategy=ddp_spawn")
-
-
-def _cuda() -> bool:
-    import torch  # here, not at import: the command line's help and error paths stay light
-
-    return torch.cuda.is_available()
 
 
 def gpu_training(cfg: DictConfig) -> bool:

@@ -142,3 +142,9 @@ def check_values(cfg: DictConfig) -> None:
     if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not _cuda():
         raise ConfigError("trainer.accelerator=gpu, but no CUDA GPU is visible on this machine: use trainer=cpu "
                           "(or the default trainer, which picks what is there)")
+
+
+def _cuda() -> bool:
+    import torch  # here, not at import: the command line's help and error paths stay light
+
+    return torch.cuda.is_available()

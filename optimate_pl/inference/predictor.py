@@ -10,7 +10,6 @@ calibrated band of :mod:`optimate_pl.spectra.calibration`).
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path

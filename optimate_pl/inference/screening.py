@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..data.featurize import MIN_DISTANCE
 from ..models.card import ENSEMBLE_CARD

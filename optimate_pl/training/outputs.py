@@ -9,7 +9,7 @@ import csv
 import io
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
@@ -19,6 +19,9 @@ from ..spectra.metrics import median
 from ..models.card import make_card, write_card
 from ..models.targets import Target
 from ..utils.plots import QUANTILES, plt, quantile_rows, save_figure
+
+if TYPE_CHECKING:
+    from ..models.module import SpectraModule
 
 log = logging.getLogger("optimate_pl")
 
