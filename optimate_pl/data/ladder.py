@@ -185,7 +185,12 @@ def restore(src: str | Path, folder: str | Path) -> int:
 
 def describe(src: str | Path | None = None) -> dict[str, Any]:
     """Counts, sites and settings of the packed dataset (for README tables and logs)."""
-    materials = json.loads(gzip.decompress(((Path(src) if src else builtin_dir()) / "materials.json.gz").read_bytes()))
+    folder = Path(src) if src else builtin_dir()
+    if not (folder / "materials.json.gz").is_file():
+        hint = (" (an optimate-pl-compute output folder: pack it first, `python -m optimate_pl.data.ladder pack "
+                f"{folder} DEST`)" if (folder / "ipa").is_dir() else "")
+        raise FileNotFoundError(f"{folder} is not a packed ladder dataset: no materials.json.gz{hint}")
+    materials = json.loads(gzip.decompress((folder / "materials.json.gz").read_bytes()))
     sites: dict[int, int] = {}
     for m in materials:
         n = len(m["structure"]["sites"])
