@@ -75,6 +75,7 @@ def ipa_pretraining_config(cfg: DictConfig) -> DictConfig:
             out.trainer.check_val_every_n_epoch = min(int(epochs), int(out.strategy.check_val_every_n_epoch[
                 cfg.data.source]))
         out.test, out.compile = False, cfg.get("compile", False)
+        out.compile_edges = cfg.get("compile_edges", False)
     resolve_precision(out)  # the checkpoint's name then says which precision trained it
     return out
 
