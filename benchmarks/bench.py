@@ -25,12 +25,11 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch_geometric.data import Batch
 
 from optimate_pl.utils.allocator import keep_freed_memory
 from optimate_pl.utils.atomic import atomic_write_text
-from optimate_pl.config import load_group_config, load_train_config
+from optimate_pl.config import load_train_config, model_net
 from optimate_pl.data.build import synthetic_stores
 from optimate_pl.data.datamodule import IPADataModule
 from optimate_pl.data.store import GraphStore
@@ -103,7 +102,7 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
     _quiet_lightning()
     dm = IPADataModule(cache_dir=cache_dir, subset=graphs)
     dm.setup()
-    net = OmegaConf.to_container(load_group_config("model", model_name).net)
+    net = model_net(model_name)
     torch.manual_seed(0)
     timer = EpochTimer()
     trainer = _trainer(accelerator, epochs, timer, precision)
@@ -309,7 +308,7 @@ def training(args, cache: str, accelerator: str, precision: str, device: torch.d
                          f"{speed[kind] / speed['reference']:.2f}x"))
     dm = IPADataModule(cache_dir=cache, subset=args.graphs, eval_batch_size=256)
     dm.setup()
-    net = OmegaConf.to_container(load_group_config("model", "ipa").net)
+    net = model_net("ipa")
     one = eval_throughput(dm, net, device, batched=False)
     batched = eval_throughput(dm, net, device, batched=True)
     rows.append(("evaluate IPA architecture: one material at a time", f"{one:.0f} graphs/s", "", "1.00x"))

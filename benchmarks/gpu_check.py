@@ -247,9 +247,8 @@ def step_training(ctx: Context, row: Row) -> None:
 
 def step_eval_screen(ctx: Context, row: Row) -> None:
     import torch
-    from omegaconf import OmegaConf
 
-    from optimate_pl.config import load_group_config
+    from optimate_pl.config import model_net
     from optimate_pl.data.datamodule import IPADataModule
     from optimate_pl.models import Optimate
 
@@ -258,7 +257,7 @@ def step_eval_screen(ctx: Context, row: Row) -> None:
     dm = IPADataModule(cache_dir=str(ctx.cache), subset=s.graphs, eval_batch_size=256,
                        synthetic_sizes=s.sizes)
     dm.setup()
-    net = OmegaConf.to_container(load_group_config("model", "ipa").net)
+    net = model_net("ipa")
     one = bench.eval_throughput(dm, net, device, batched=False)
     batched = bench.eval_throughput(dm, net, device, batched=True)
     eval_ratio = batched / one
@@ -407,17 +406,17 @@ def step_profile(ctx: Context, row: Row) -> None:
     from omegaconf import OmegaConf
     from torch.profiler import ProfilerActivity, profile, schedule
 
-    from optimate_pl.config import load_group_config
+    from optimate_pl.config import load_group_config, model_net
     from optimate_pl.data import RPADataModule
     from optimate_pl.models import SpectraModule
 
     s, gpu = ctx.s, ctx.s.mode == "gpu"
     warmup, active = 3, s.profile_steps
-    tl = load_group_config("strategy", "tl")
+    tl_optimizer = load_group_config("optimizer", "adam_rpa")  # strategy=tl's
     dm = RPADataModule(cache_dir=str(ctx.cache), subset=300, batch_size=s.profile_batch, synthetic_sizes=s.sizes,
                        device_resident="auto")
-    module = SpectraModule(net=OmegaConf.to_container(load_group_config("model", "ipa").net),
-                           optimizer=OmegaConf.to_container(tl.optimizer))
+    module = SpectraModule(net=model_net("ipa"),
+                           optimizer=OmegaConf.to_container(tl_optimizer))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
     marks: dict[str, float] = {}
 

@@ -85,3 +85,25 @@ def test_bf16_mixed_training_is_tested_in_fp32(tiny_rpa, tmp_path):
             bf16 = similarity_coefficient(module(batch).float(), batch.y)
     torch.testing.assert_close(got, fp32, atol=2e-6, rtol=0)
     assert (bf16 - fp32).abs().max() > 1e-5  # bf16 would have been visibly different
+
+
+def test_adam_is_fused_on_cpu_unless_the_config_chooses(tmp_path):
+    """On a CPU Adam/AdamW get ``fused=True`` (one kernel instead of a per-parameter loop with an item() each);
+    a config that names ``fused``/``foreach`` keeps its choice. Fused and the loop give the same update."""
+    module = SpectraModule(net=SMALL_NET, optimizer={"_target_": "torch.optim.Adam", "lr": 1e-3, "weight_decay": 1e-4})
+    opt = module.configure_optimizers()
+    assert opt.defaults["fused"] is True
+    chosen = SpectraModule(net=SMALL_NET, optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3, "foreach": False})
+    assert not chosen.configure_optimizers().defaults["fused"]
+    loop = SpectraModule(net=SMALL_NET, optimizer={"_target_": "torch.optim.Adam", "lr": 1e-3, "weight_decay": 1e-4,
+                                                   "fused": False})
+    loop.load_state_dict(module.state_dict())
+    loop_opt = loop.configure_optimizers()
+    for _ in range(3):
+        for m in (module, loop):
+            for i, p in enumerate(m.parameters()):
+                p.grad = torch.sin(torch.arange(p.numel(), dtype=torch.float32) + i).reshape(p.shape)
+        opt.step()
+        loop_opt.step()
+    for a, b in zip(module.parameters(), loop.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

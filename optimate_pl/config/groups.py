@@ -29,3 +29,12 @@ def dl_architecture_for(subset: int | None) -> str:
     """The DL model config tuned for the published training-set size nearest to ``subset``."""
     n = DL_SIZES[-1] if subset is None else int(subset)
     return f"dl_{min(DL_SIZES, key=lambda s: abs(s - n))}"
+
+
+def model_net(name: str, target: str = "eps_imag") -> dict:
+    """The network arguments (``model.net``) of the packaged model config ``name`` for ``target``, resolved
+    (their output width follows ``data.target``)."""
+    from . import resolvers  # noqa: F401  (the target_dim resolver)
+
+    cfg = OmegaConf.create({"data": {"target": target}, "model": load_group_config("model", name)})
+    return OmegaConf.to_container(cfg.model.net, resolve=True)

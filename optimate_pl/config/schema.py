@@ -70,6 +70,7 @@ class RunSchema:
     optimized_metric: Optional[str] = None
     keep_freed_memory_mb: int = 0
     compile: bool = False
+    compile_edges: bool = False
     verbose_errors: bool = False
 
 

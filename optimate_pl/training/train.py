@@ -63,6 +63,9 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
                  weights.layout)
     if cfg.get("compile"):
         compile_network(module.model)
+    elif cfg.get("compile_edges"):
+        log.info("compile_edges=true: torch.compile the GATv2 edge work; the first steps compile")
+        module.model.compile_edges()
 
     trainer, loggers = build_trainer(cfg)
     for lg in loggers:
