@@ -94,7 +94,8 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
     ``kind``: ``reference`` (a plain script: list of ``Data``, PyG ``DataLoader``, minimal module,
     no process settings), ``ours`` (our DataModule and module, with the process settings that
     ``python -m optimate_pl`` applies), ``ours-resident`` (device-resident batches) or
-    ``ours-compiled`` (device-resident on a GPU, our DataLoader on a CPU, plus ``torch.compile``).
+    ``ours-compiled`` (device-resident on a GPU, our DataLoader on a CPU, plus ``torch.compile``) or
+    ``ours-edges`` (our DataLoader, ``compile_edges=true``: the GATv2 edge work compiled).
     Run it in a fresh process (:func:`_fresh`): the allocator setting lasts for a process.
     """
     from torch_geometric.loader import DataLoader
@@ -117,6 +118,8 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
         module = SpectraModule(net=net)
         if kind == "ours-compiled":
             compile_network(module.model)
+        elif kind == "ours-edges":
+            module.model.compile_edges()  # compile_edges=true: only the GATv2 edge work compiled
         trainer.fit(module, train_dataloaders=dm.train_dataloader())
     n = len(dm.train_set) - (len(dm.train_set) % batch_size if drop_last else 0)
     return {"graphs": n * epochs, "seconds": sum(timer.times[1:]), "warmup": timer.times[0],
@@ -286,9 +289,11 @@ def training(args, cache: str, accelerator: str, precision: str, device: torch.d
     for label, model_name, bs, drop in (("IPA/TL architecture, batch 128", "ipa", 128, False),
                                         ("DL-300 architecture, batch 20", "dl_300", 20, True)):
         kinds = {"reference": "reference loop", "ours": "ours (DataLoader)",
-                 "ours-resident": "ours (device-resident)", "ours-compiled": "ours + torch.compile"}
+                 "ours-resident": "ours (device-resident)", "ours-compiled": "ours + torch.compile",
+                 "ours-edges": "ours + compile_edges"}
         if args.no_compile:
             kinds.pop("ours-compiled")
+            kinds.pop("ours-edges")
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         # Every run in a fresh process, in rounds of alternating order (ABCD, DCBA, ...) so that a
         # slow or fast spell of a shared machine does not favour one path. Throughput = all timed

@@ -50,6 +50,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """One training run: :func:`prepare`, then :func:`~optimate_pl.training.train.train`; returns its metrics."""
     from .train import train
 
+    if cfg.get("active_learning") or int(cfg.get("ensemble", {}).get("size", 1)) > 1:
+        raise ConfigError("this config is an ensemble or an active-learning campaign, not one run: call "
+                          "optimate_pl.cli.train.run(cfg), what `python -m optimate_pl` does")
     cfg, init = prepare(cfg)
     return train(cfg, init_weights=init)
 
