@@ -1,7 +1,13 @@
-"""Shared fixtures: a tiny synthetic database cached once per test session."""
+"""Shared fixtures: the composed config (``cfg_train``), the command-line runners (``cli``, ``predict_cli``),
+test structures and their files, a small weight file, a tiny synthetic database cached once per session,
+and a one-node SLURM cluster. Tests that run a command in a subprocess (they request ``cli`` or
+``predict_cli``) are marked ``slow``, so ``make test-fast`` leaves them out.
+"""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -15,13 +21,108 @@ TINY_SIZES = {"ipa": [200, 40, 40], "rpa": [100, 20, 20]}
 NACL_A = 5.64
 
 
-def rocksalt_nacl():
+def _rocksalt_nacl():
     """Rocksalt NaCl in its 2-atom fcc primitive cell (a = 5.64 Å)."""
     from pymatgen.core import Lattice, Structure
 
     a = NACL_A
     return Structure(Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]), ["Na", "Cl"],
                      [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+#: Overrides of a run of seconds: two epochs on the tiny synthetic data, no progress bars.
+FAST = ["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1", "trainer.accelerator=cpu",
+        f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}",
+        "data.batch_size=16", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+#: GPAW settings of a DFT test material in seconds (NaCl): far from converged, enough to test the mechanics.
+DFT_LOW = dict(pw_cutoff_eV=200, kpt_density_gs=1.5, kpt_density_nscf=2.0, empty_bands_above_vbm_eV=15,
+               empty_band_factor=1.0, min_empty_bands=6, extra_bands=2, response_cutoff_eV=15)
+#: The network of the ``weights`` fixture: small enough to predict thousands of structures in seconds.
+SMALL_NET = dict(node_widths=[16], gat_layers=[[16, 2]], out_widths=[64])
+
+
+@pytest.fixture(scope="session")
+def rocksalt_nacl():
+    """``rocksalt_nacl()``: a new rocksalt NaCl structure (2-atom primitive cell, a = 5.64 Å)."""
+    return _rocksalt_nacl
+
+
+@pytest.fixture(scope="session")
+def fast():
+    """:data:`FAST`: the overrides of a run of seconds."""
+    return list(FAST)
+
+
+@pytest.fixture(scope="session")
+def cfg_train():
+    """``cfg_train(tmp_path, *overrides)``: the packaged ``train`` config composed as the command composes it,
+    with :data:`FAST` and the run's folders under ``tmp_path`` (output in ``tmp_path/run``)."""
+    from hydra import compose, initialize_config_module
+
+    def make(tmp_path, *overrides):
+        with initialize_config_module("optimate_pl.conf", version_base="1.3"):
+            return compose("train", overrides=[*FAST, f"paths.output_dir={tmp_path / 'run'}",
+                                               f"paths.root_dir={tmp_path}", *overrides])
+    return make
+
+
+def _run(argv, cwd, timeout):
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """``cli(*args, cwd, timeout=300, module="optimate_pl")``: ``python -m module args`` in a subprocess."""
+    def run(*args, cwd, timeout=300, module="optimate_pl"):
+        return _run([sys.executable, "-m", module, *args], cwd, timeout)
+    return run
+
+
+@pytest.fixture(scope="session")
+def predict_cli():
+    """``predict_cli(*args, cwd)``: the ``optimate-pl-predict`` console command in a subprocess."""
+    entry = "import sys; from optimate_pl.cli import predict_main; sys.argv[0] = 'optimate-pl-predict'; predict_main()"
+
+    def run(*args, cwd, timeout=300):
+        return _run([sys.executable, "-c", entry, *args], cwd, timeout)
+    return run
+
+
+@pytest.fixture(scope="session")
+def structures():
+    """``structures()``: rocksalt NaCl and zincblende GaAs."""
+    from pymatgen.core import Lattice, Structure
+
+    def make():
+        gaas = Structure(Lattice([[0, 2.83, 2.83], [2.83, 0, 2.83], [2.83, 2.83, 0]]), ["Ga", "As"],
+                         [[0, 0, 0], [0.25, 0.25, 0.25]])
+        return _rocksalt_nacl(), gaas
+    return make
+
+
+@pytest.fixture(scope="session")
+def write_cifs(structures):
+    """``write_cifs(folder, stem="s")``: the test structures as ``<stem><i>.cif`` in ``folder`` (created)."""
+    def write(folder, stem="s"):
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, s in enumerate(structures()):
+            s.to(filename=str(folder / f"{stem}{i}.cif"))
+        return folder
+    return write
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory):
+    """A published-layout state_dict of a small untrained network (:data:`SMALL_NET`), seeded."""
+    import torch
+
+    from optimate_pl.models import Optimate
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "small.pt"
+    torch.save(Optimate(**SMALL_NET).state_dict(), path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +154,13 @@ def tiny_ipa(cache_dir):
 def pytest_configure(config):
     config.addinivalue_line("markers", "slurm: runs jobs on a local one-node SLURM cluster (tests/slurm/; skipped "
                                        "where SLURM is not installed or cannot start)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that runs a command in a subprocess is an end-to-end test: marked ``slow``."""
+    for item in items:
+        if {"cli", "predict_cli", "slurm_cluster"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -10,38 +10,8 @@ import time
 import pytest
 import torch
 
-from .test_app import FAST, cfg_for, cli
-from .test_predict import predict_cli
 
-
-def test_command_line_mistakes_end_in_one_line_with_exit_code_2(tmp_path):
-    (tmp_path / "empty.pt").write_bytes(b"")
-    (tmp_path / "afile").write_text("x")
-    cases = [
-        (["data.subsett=3"], "unknown setting data.subsett; did you mean data.subset?"),
-        (["data.subset=2.5"], "data.subset: Value '2.5' of type 'float' could not be converted to Integer"),
-        (["optimizer.lr=-1"], "optimizer.lr=-1: must be positive"),
-        (["trainer.max_epochs=-5"], "trainer.max_epochs=-5: must be at least -1"),
-        (["trainer=gpu"], "no CUDA GPU is visible on this machine: use trainer=cpu"),
-        (["strategy=bogus"], "no strategy named 'bogus'; Available options: dl, ipa, sc, tl"),
-        ([f"hydra.run.dir={tmp_path / 'afile' / 'run'}"], "cannot write the output folder"),
-        (["strategy=tl", "strategy.checkpoint=/nope.pt"], "strategy.checkpoint=/nope.pt does not exist"),
-    ]
-    for args, message in cases:
-        r = cli(*args, f"paths.root_dir={tmp_path}", cwd=tmp_path)
-        lines = r.stderr.strip().splitlines()
-        assert r.returncode == 2 and message in lines[0] and len(lines) <= 2, (args, r.stderr[-1500:])
-        assert "Traceback" not in r.stderr
-    for args, message in ((["input=x"], "checkpoint is required"),
-                          ([f"checkpoint={tmp_path / 'empty.pt'}", "input=x"], "the file is empty (0 bytes)"),
-                          ([f"checkpoint={tmp_path / 'nope.pt'}", "input=x"], "no such file")):
-        r = predict_cli(*args, cwd=tmp_path)
-        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
-    r = cli("data.subset=2.5", "verbose_errors=true", cwd=tmp_path)
-    assert r.returncode != 0 and "Traceback" in r.stderr  # the full story when asked for
-
-
-def test_help_opens_with_a_description_examples_and_groups(tmp_path):
+def test_help_opens_with_a_description_examples_and_groups(tmp_path, cli, predict_cli):
     r = cli("--help", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("optimate-pl (python -m optimate_pl): train OPTIMATE")
     assert "Common commands:" in r.stdout and "strategy: dl, ipa, sc, tl" in r.stdout
@@ -54,28 +24,28 @@ def test_help_opens_with_a_description_examples_and_groups(tmp_path):
     assert r.returncode == 1 and "run predictions with `optimate-pl-predict" in r.stderr, r.stderr[-1500:]
 
 
-def test_resume_refuses_another_configuration_and_names_the_checkpoint(tmp_path, cache_dir, caplog):
+def test_resume_refuses_another_configuration_and_names_the_checkpoint(tmp_path, cache_dir, caplog, cfg_train):
     import logging
 
     from optimate_pl.config import ConfigError
     from optimate_pl.training.train import train
 
-    first = train(cfg_for(tmp_path / "a", "strategy=dl", "data.subset=40", "trainer.max_epochs=1"))
+    first = train(cfg_train(tmp_path / "a", "strategy=dl", "data.subset=40", "trainer.max_epochs=1"))
     last = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
     assert last.is_file() and first["best_checkpoint"]
     with pytest.raises(ConfigError, match=r"last.ckpt was written by a run with another configuration: "
                                           r"data.subset \(checkpoint 40, now 50\)"):
-        train(cfg_for(tmp_path / "b", "strategy=dl", "data.subset=50", f"ckpt_path={last}"))
+        train(cfg_train(tmp_path / "b", "strategy=dl", "data.subset=50", f"ckpt_path={last}"))
     with pytest.raises(ConfigError, match=r"optimizer \(checkpoint"):
-        train(cfg_for(tmp_path / "c", "strategy=dl", "data.subset=40", "optimizer.lr=0.1", f"ckpt_path={last}"))
+        train(cfg_train(tmp_path / "c", "strategy=dl", "data.subset=40", "optimizer.lr=0.1", f"ckpt_path={last}"))
     with caplog.at_level(logging.INFO, logger="optimate_pl"):
-        again = train(cfg_for(tmp_path / "d", "strategy=dl", "data.subset=40", "trainer.max_epochs=2",
+        again = train(cfg_train(tmp_path / "d", "strategy=dl", "data.subset=40", "trainer.max_epochs=2",
                               f"ckpt_path={last}"))
     assert f"resuming from {last} (epoch 0" in caplog.text and again["time_s"] > 0
 
 
-def test_sigterm_leaves_a_resumable_checkpoint_and_resume_keeps_best_tracking(tmp_path, cache_dir):
-    args = ["strategy=dl", "data.subset=40", *FAST, "trainer.max_epochs=60", "trainer.check_val_every_n_epoch=1",
+def test_sigterm_leaves_a_resumable_checkpoint_and_resume_keeps_best_tracking(tmp_path, cache_dir, fast, cli):
+    args = ["strategy=dl", "data.subset=40", *fast, "trainer.max_epochs=60", "trainer.check_val_every_n_epoch=1",
             "hydra.run.dir=run", f"paths.root_dir={tmp_path}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "optimate_pl", *args], cwd=tmp_path, env=env,
@@ -103,8 +73,8 @@ def test_sigterm_leaves_a_resumable_checkpoint_and_resume_keeps_best_tracking(tm
     assert "test/sc_median" in json.loads((tmp_path / "run" / "metrics.json").read_text())
 
 
-def test_batch_jobs_log_a_line_per_validation(tmp_path, cache_dir):
-    with_bar = [a for a in FAST if not a.startswith("callbacks.progress_bar")]  # the default RichProgressBar
+def test_batch_jobs_log_a_line_per_validation(tmp_path, cache_dir, fast, cli):
+    with_bar = [a for a in fast if not a.startswith("callbacks.progress_bar")]  # the default RichProgressBar
     r = cli("strategy=dl", "data.subset=40", *with_bar, "trainer.max_epochs=3", f"paths.root_dir={tmp_path}",
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -113,9 +83,9 @@ def test_batch_jobs_log_a_line_per_validation(tmp_path, cache_dir):
     assert "val/loss" in lines[-1] and "val/sc_median" in lines[-1] and "s/epoch)" in lines[-1]
 
 
-def test_short_sweep_trials_validate_and_a_failing_sweep_says_why(tmp_path, cache_dir):
+def test_short_sweep_trials_validate_and_a_failing_sweep_says_why(tmp_path, cache_dir, fast, cli):
     common = ["-m", "sweep=tl", "hydra.sweeper.n_trials=2", "data.subset=60", "trainer.max_epochs=2",
-              "strategy.pretrain_epochs=1", *FAST[2:], f"paths.root_dir={tmp_path}"]
+              "strategy.pretrain_epochs=1", *fast[2:], f"paths.root_dir={tmp_path}"]
     r = cli(*common, cwd=tmp_path, timeout=600)  # check_val_every_n_epoch is 20: longer than the run
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "multirun" / "sweep-tl-synthetic-60" / "best_overrides.yaml").is_file()
@@ -127,7 +97,7 @@ def test_short_sweep_trials_validate_and_a_failing_sweep_says_why(tmp_path, cach
     assert "Record does not exist" not in r.stderr
 
 
-def test_unwritable_places_fail_before_any_work(tmp_path, cache_dir):
+def test_unwritable_places_fail_before_any_work(tmp_path, cache_dir, cfg_train):
     from optimate_pl.config import ConfigError
     from optimate_pl.training.stages import run
 
@@ -135,11 +105,11 @@ def test_unwritable_places_fail_before_any_work(tmp_path, cache_dir):
     fresh_cache = tmp_path / "fresh-cache"
     with pytest.raises(ConfigError, match=r"cannot write the folder of automatic IPA checkpoints .*afile/ckpt: "
                                           r"Not a directory; choose another with paths.checkpoint_dir="):
-        run(cfg_for(tmp_path, "strategy=tl", f"paths.checkpoint_dir={tmp_path / 'afile' / 'ckpt'}",
+        run(cfg_train(tmp_path, "strategy=tl", f"paths.checkpoint_dir={tmp_path / 'afile' / 'ckpt'}",
                     f"data.cache_dir={fresh_cache}"))
     assert not list(fresh_cache.glob("*.pt"))  # nothing was built before the error
     with pytest.raises(ConfigError, match="cannot write the data cache"):
-        run(cfg_for(tmp_path, "strategy=dl", f"data.cache_dir={tmp_path / 'afile' / 'cache'}"))
+        run(cfg_train(tmp_path, "strategy=dl", f"data.cache_dir={tmp_path / 'afile' / 'cache'}"))
 
 
 def test_files_are_written_with_the_users_umask(tmp_path):

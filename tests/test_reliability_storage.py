@@ -29,9 +29,11 @@ from optimate_pl.models import Optimate
 from optimate_pl.inference.screening import OUTPUT_LOCK, load_predictions, run_prediction
 
 from .conftest import TINY_SIZES
-from .test_app import cfg_for, cli
-from .test_predict import predict_cli
-from .test_screening import QUICK, SMALL, weights  # noqa: F401  (the small weight file fixture)
+
+#: Small prediction runs: no worker processes, no figure; the small network of the `weights` fixture.
+QUICK = dict(workers=0, plot=0)
+SMALL = dict(node_widths=[16], gat_layers=[[16, 2]], out_widths=[64])
+
 
 @pytest.fixture(scope="module")
 def records():
@@ -89,7 +91,7 @@ def test_damaged_files_in_a_folder_never_stop_the_others(tmp_path, weights, reco
     assert "BadGzipFile" in res["incomplete_inputs"]["c_junk.json.gz"]
 
 
-def test_the_command_says_what_was_not_read_and_exits_non_zero(tmp_path, weights, records):
+def test_the_command_says_what_was_not_read_and_exits_non_zero(tmp_path, weights, records, predict_cli):
     blob = bz2.compress(entries_json(records))
     path = tmp_path / "cut.json.bz2"
     path.write_bytes(blob[: len(blob) * 3 // 4])
@@ -193,7 +195,7 @@ def test_a_damaged_figshare_cache_is_rebuilt(tmp_path, records, caplog):
     assert "cannot be trusted" in caplog.text and verify_file(path) is None
 
 
-def test_a_damaged_automatic_ipa_checkpoint_is_pretrained_again(tmp_path, monkeypatch, caplog):
+def test_a_damaged_automatic_ipa_checkpoint_is_pretrained_again(tmp_path, monkeypatch, caplog, cfg_train):
     import optimate_pl.training.train
     from optimate_pl.training.pretrain import ensure_ipa_checkpoint
 
@@ -207,7 +209,7 @@ def test_a_damaged_automatic_ipa_checkpoint_is_pretrained_again(tmp_path, monkey
         return {"best_checkpoint": str(best)}
 
     monkeypatch.setattr(optimate_pl.training.train, "train", fake_pretraining)
-    cfg = cfg_for(tmp_path, "strategy=tl")
+    cfg = cfg_train(tmp_path, "strategy=tl")
     target = ensure_ipa_checkpoint(cfg)
     assert len(pretrainings) == 1 and verify_file(target) is None
     assert ensure_ipa_checkpoint(cfg) == target and len(pretrainings) == 1  # reused
@@ -307,13 +309,13 @@ def test_a_full_disk_while_predicting_leaves_no_table_a_later_run_trusts(tmp_pat
     assert res["n_predicted"] == 6 and res["complete"]
 
 
-def test_a_full_disk_in_a_training_run_leaves_no_checkpoint(tmp_path, monkeypatch, cache_dir):
+def test_a_full_disk_in_a_training_run_leaves_no_checkpoint(tmp_path, monkeypatch, cache_dir, cfg_train):
     from optimate_pl.training.train import train
 
     fill_disk(monkeypatch, room=10_000, only="best-")  # the best-checkpoint write (Lightning's, through ours)
     with pytest.raises(DiskFullError, match=r"checkpoints \(.* free\); writing best-000.ckpt needed about "
                                             r"\d+\.\d (KiB|MiB)"):
-        train(cfg_for(tmp_path, "strategy=dl", "data.subset=40", "trainer.max_epochs=1"))
+        train(cfg_train(tmp_path, "strategy=dl", "data.subset=40", "trainer.max_epochs=1"))
     assert not list((tmp_path / "run").rglob("*.ckpt")) and not list((tmp_path / "run").rglob("*.tmp"))
 
 
@@ -346,7 +348,7 @@ def _tmpfs(path, size):
     return r.returncode == 0
 
 
-def test_the_commands_end_a_full_disk_in_one_line_with_exit_code_2(tmp_path, weights, records, cache_dir):
+def test_the_commands_end_a_full_disk_in_one_line_with_exit_code_2(tmp_path, weights, records, cache_dir, cli):
     path = tmp_path / "in.json"
     path.write_bytes(entries_json(records[:4]))
     r = subprocess.run([sys.executable, "-c", FULL_DISK, f"checkpoint={weights}", f"input={path}",
@@ -393,12 +395,12 @@ def sc_model(tmp_path, lightning=False):
 
 @pytest.mark.parametrize("extra", [[], ["ensemble.size=2"], ["experiment=active_learning_quick"]],
                          ids=["single", "ensemble", "active_learning"])
-def test_an_sc_model_is_refused_as_the_start_of_a_spectrum_run(tmp_path, extra, cache_dir):
+def test_an_sc_model_is_refused_as_the_start_of_a_spectrum_run(tmp_path, extra, cache_dir, cfg_train):
     from optimate_pl.config import ConfigError
     from optimate_pl.training.stages import run
 
     for path in (sc_model(tmp_path), sc_model(tmp_path, lightning=True)):
-        cfg = cfg_for(tmp_path, "strategy=tl", f"strategy.checkpoint={path}", *extra)
+        cfg = cfg_train(tmp_path, "strategy=tl", f"strategy.checkpoint={path}", *extra)
         with pytest.raises(ConfigError, match=rf"strategy.checkpoint={path} is an SC\[RPA;IPA\] model \(one number "
                                               r"per material, target sc_rpa_ipa\); this run \(strategy=tl, "
                                               r"data.target=eps_imag\) needs a spectrum model \(Im ε on 2001"):
@@ -406,11 +408,11 @@ def test_an_sc_model_is_refused_as_the_start_of_a_spectrum_run(tmp_path, extra, 
         assert not list((tmp_path / "run").rglob("*.ckpt")) and not (tmp_path / "run" / "config.yaml").exists()
 
 
-def test_a_spectrum_model_is_refused_as_the_start_of_an_sc_run(tmp_path, weights, cache_dir):
+def test_a_spectrum_model_is_refused_as_the_start_of_an_sc_run(tmp_path, weights, cache_dir, cfg_train, cli):
     from optimate_pl.config import ConfigError
     from optimate_pl.training.train import train
 
-    cfg = cfg_for(tmp_path, "strategy=tl", f"strategy.checkpoint={weights}", "data.target=sc_rpa_ipa")
+    cfg = cfg_train(tmp_path, "strategy=tl", f"strategy.checkpoint={weights}", "data.target=sc_rpa_ipa")
     with pytest.raises(ConfigError, match=r"is a spectrum model .* needs an SC\[RPA;IPA\] model .*strategy=sc"):
         train(cfg, init_weights=weights)  # the library call is checked too
     r = cli("strategy=tl", f"strategy.checkpoint={sc_model(tmp_path)}", f"paths.root_dir={tmp_path}", cwd=tmp_path)
@@ -420,7 +422,7 @@ def test_a_spectrum_model_is_refused_as_the_start_of_an_sc_run(tmp_path, weights
 
 
 def test_zero_epochs_from_random_weights_are_refused_and_from_given_weights_said(tmp_path, weights, cache_dir,
-                                                                                   caplog):
+                                                                                   caplog, cfg_train, cli):
     from optimate_pl.config import ConfigError
     from optimate_pl.training.stages import run
 
@@ -428,12 +430,12 @@ def test_zero_epochs_from_random_weights_are_refused_and_from_given_weights_said
                  ["strategy=sc", "trainer.max_steps=0"]):
         key = args[1].split("=")[0]
         with pytest.raises(ConfigError, match=rf"{key}=0 trains nothing: the test metrics would be those of random"):
-            run(cfg_for(tmp_path, *args))
+            run(cfg_train(tmp_path, *args))
     r = cli("strategy=dl", "trainer.max_epochs=0", f"paths.root_dir={tmp_path}", cwd=tmp_path)
     assert r.returncode == 2 and "trainer.max_epochs=0 trains nothing" in r.stderr.splitlines()[0]
     # From given weights it evaluates them, and says so.
     with caplog.at_level(logging.WARNING, logger="optimate_pl"):
-        metrics = run(cfg_for(tmp_path, "strategy=tl", f"strategy.checkpoint={weights}", "trainer.max_epochs=0"))
+        metrics = run(cfg_train(tmp_path, "strategy=tl", f"strategy.checkpoint={weights}", "trainer.max_epochs=0"))
     assert f"nothing was trained (trainer.max_epochs=0): the test metrics are those of the initial weights " \
            f"{weights}" in caplog.text
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -496,7 +498,7 @@ def test_workers_end_when_their_parent_is_killed(tmp_path, weights, records):
     assert _kill_and_watch(proc, expected_children=2) == []
 
 
-def test_a_second_prediction_into_the_same_folder_is_refused(tmp_path, weights, records):
+def test_a_second_prediction_into_the_same_folder_is_refused(tmp_path, weights, records, predict_cli):
     path = tmp_path / "in.json"
     path.write_bytes(entries_json(records[:6]))
     out = tmp_path / "out"

@@ -16,7 +16,6 @@ from optimate_pl.data.build import figshare_store
 from optimate_pl.data.store import GraphStore
 
 from .conftest import TINY_SIZES
-from .test_app import cfg_for, cli
 
 
 def _corrupt(d: dict, rng: random.Random):
@@ -125,11 +124,11 @@ def test_sigkill_during_caching_leaves_nothing_trusted(tmp_path):
     assert len(GraphStore.load(path)[0]) == 8
 
 
-def test_diverging_learning_rate_stops_with_a_clear_message(tmp_path, cache_dir):
+def test_diverging_learning_rate_stops_with_a_clear_message(tmp_path, cache_dir, cfg_train):
     from optimate_pl.models.module import NonFiniteLossError
     from optimate_pl.training.train import train
 
-    cfg = cfg_for(tmp_path, "strategy=dl", "data.subset=40", "optimizer._target_=torch.optim.SGD",
+    cfg = cfg_train(tmp_path, "strategy=dl", "data.subset=40", "optimizer._target_=torch.optim.SGD",
                   "optimizer.lr=1e30", "~optimizer.weight_decay", "trainer.max_epochs=3")
     with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
         train(cfg)
@@ -138,7 +137,7 @@ def test_diverging_learning_rate_stops_with_a_clear_message(tmp_path, cache_dir)
         assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
 
 
-def test_multirun_with_plain_ddp_is_refused(tmp_path):
+def test_multirun_with_plain_ddp_is_refused(tmp_path, cli):
     r = cli("-m", "strategy=dl", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
             f"paths.root_dir={tmp_path}", cwd=tmp_path)
     assert r.returncode == 2

@@ -8,11 +8,10 @@ from pymatgen.core import Lattice, Structure
 
 from optimate_pl.data.featurize import gaussian_expand, structure_to_graph
 
-from .conftest import NACL_A as A  # rocksalt NaCl lattice constant (Å)
-from .conftest import rocksalt_nacl
+from ..conftest import NACL_A as A  # rocksalt NaCl lattice constant (Å)
 
 
-def test_nacl_neighbour_shells_match_the_lattice():
+def test_nacl_neighbour_shells_match_the_lattice(rocksalt_nacl):
     g = structure_to_graph(rocksalt_nacl(), mat_id="nacl")
     # Within 5 Å of any ion in rocksalt: 6 at a/2, 12 at a/sqrt2, 8 at a*sqrt3/2; a = 5.64 Å is beyond.
     shells = {A / 2: 6, A / math.sqrt(2): 12, A * math.sqrt(3) / 2: 8}
@@ -28,7 +27,7 @@ def test_nacl_neighbour_shells_match_the_lattice():
     assert torch.all(g.edge_index[0, second] == g.edge_index[1, second])  # periodic images: multigraph
 
 
-def test_node_features_one_hot_group_and_period():
+def test_node_features_one_hot_group_and_period(rocksalt_nacl):
     g = structure_to_graph(rocksalt_nacl())
     assert g.x.shape == (2, 13)
     na = np.zeros(13); na[0] = 1; na[8 + 2] = 1   # group 1, period 3
@@ -36,7 +35,7 @@ def test_node_features_one_hot_group_and_period():
     np.testing.assert_array_equal(g.x.numpy(), np.stack([na, cl]))
 
 
-def test_edge_features_are_the_gaussian_expansion():
+def test_edge_features_are_the_gaussian_expansion(rocksalt_nacl):
     g = structure_to_graph(rocksalt_nacl())
     d = float(g.dist[0])
     mu = np.linspace(0, 5, 51)

@@ -1,7 +1,4 @@
 """Prediction: the API, the command, the output tables a scientist loads."""
-import os
-import subprocess
-import sys
 
 import lightning.pytorch as pl
 import numpy as np
@@ -14,32 +11,10 @@ import optimate_pl
 from optimate_pl.models import Optimate, SpectraModule
 from optimate_pl.inference.screening import load_predictions, run_prediction
 
-from .conftest import rocksalt_nacl
 
 NET = dict(node_widths=[32], gat_layers=[[32, 2]], out_widths=[128], out_dim=2001)
 #: Small runs: no worker processes (their start-up would dominate), small chunks.
 QUICK = dict(workers=0, chunk_size=4, plot=2)
-
-
-def structures():
-    nacl = rocksalt_nacl()
-    gaas = Structure(Lattice([[0, 2.83, 2.83], [2.83, 0, 2.83], [2.83, 2.83, 0]]), ["Ga", "As"],
-                     [[0, 0, 0], [0.25, 0.25, 0.25]])
-    return nacl, gaas
-
-
-def write_cifs(folder, stem="s"):
-    """The test structures as CIF files ``<stem><i>.cif`` in ``folder`` (created); returns the folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, s in enumerate(structures()):
-        s.to(filename=str(folder / f"{stem}{i}.cif"))
-    return folder
-
-
-def predict_cli(*args, cwd):
-    entry = "import sys; from optimate_pl.cli import predict_main; sys.argv[0] = 'optimate-pl-predict'; predict_main()"
-    return subprocess.run([sys.executable, "-c", entry, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 @pytest.fixture
@@ -52,7 +27,7 @@ def checkpoint(tiny_rpa, tmp_path):
     return t.checkpoint_callback.best_model_path
 
 
-def test_api_matches_predict_step(checkpoint, tiny_rpa):
+def test_api_matches_predict_step(checkpoint, tiny_rpa, structures):
     model = optimate_pl.load_model(checkpoint)
     assert not model.training and model.energy.shape == (2001,)
     assert model.info["synthetic"] and "SYNTHETIC" in model.info["trained_on"] and model.cutoff == 5.0
@@ -66,7 +41,7 @@ def test_api_matches_predict_step(checkpoint, tiny_rpa):
     assert spectra.shape == (2, 2001)
 
 
-def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path):
+def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path, predict_cli, structures):
     folder = tmp_path / "candidates"
     folder.mkdir()
     nacl, gaas = structures()
@@ -92,7 +67,7 @@ def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path):
     np.testing.assert_allclose(spectra.set_index("id").loc["nacl.cif"].to_numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_sc_model_predicts_one_number_a_material(tmp_path):
+def test_sc_model_predicts_one_number_a_material(tmp_path, structures):
     torch.manual_seed(0)
     path = tmp_path / "sc_published.pt"
     torch.save(Optimate(out_dim=1).state_dict(), path)
@@ -106,7 +81,7 @@ def test_sc_model_predicts_one_number_a_material(tmp_path):
     assert not (tmp_path / "o" / "spectra").exists() or not list((tmp_path / "o" / "spectra").iterdir())
 
 
-def test_parquet_tables_align_with_the_api(tmp_path):
+def test_parquet_tables_align_with_the_api(tmp_path, structures, write_cifs):
     torch.manual_seed(0)
     path = tmp_path / "ipa_published.pt"
     torch.save(Optimate().state_dict(), path)

@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-from .conftest import TINY_SIZES
-from .test_app import cli
+from ..conftest import TINY_SIZES
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -46,7 +45,7 @@ def ipa_weights(tmp_path_factory):
     return path
 
 
-def test_optuna_sweep_runs_its_trials_as_slurm_jobs(slurm_cluster, tmp_path, tiny_rpa, ipa_weights):
+def test_optuna_sweep_runs_its_trials_as_slurm_jobs(slurm_cluster, tmp_path, tiny_rpa, ipa_weights, cli):
     """`sweep=tl launcher=slurm_cpu`: the trials are SLURM jobs (two at a time); study and results as without SLURM."""
     import optuna
 
@@ -72,7 +71,7 @@ def test_optuna_sweep_runs_its_trials_as_slurm_jobs(slurm_cluster, tmp_path, tin
                                              for t in trials))
 
 
-def test_ddp_across_two_slurm_tasks_matches_one_process(slurm_cluster, tmp_path, tiny_rpa, ipa_weights):
+def test_ddp_across_two_slurm_tasks_matches_one_process(slurm_cluster, tmp_path, tiny_rpa, ipa_weights, cfg_train):
     """`srun` with --ntasks-per-node=2: Lightning's SLURM environment, gloo on CPU, one training run; its test
     medians are those of its best checkpoint evaluated by a single process."""
     common = ["strategy=tl", "data.subset=60", "trainer.check_val_every_n_epoch=1", *TINY, f"paths.root_dir={tmp_path}"]
@@ -89,9 +88,8 @@ def test_ddp_across_two_slurm_tasks_matches_one_process(slurm_cluster, tmp_path,
     # the same model in one process: TL from the DDP run's best checkpoint, no training (here, in-process)
     from optimate_pl.training.train import train
 
-    from .test_app import cfg_for
 
-    m1 = train(cfg_for(tmp_path / "one", *common, "trainer.max_epochs=0"), init_weights=m2["best_checkpoint"])
+    m1 = train(cfg_train(tmp_path / "one", *common, "trainer.max_epochs=0"), init_weights=m2["best_checkpoint"])
     keys = sorted(k for k in m2 if k.startswith("test/") and k.endswith("_median"))
     print(f"\nDDP job {two} ({info['NumTasks']} tasks) vs one process: " + ", ".join(
         f"{k} {m2[k]:.6f} / {m1[k]:.6f}" for k in keys))
@@ -158,24 +156,25 @@ def test_preempted_job_is_requeued_and_resumes_to_the_uninterrupted_result(slurm
         assert resumed[key] == pytest.approx(reference[key], rel=1e-6, abs=1e-7), key
 
 
-def test_dft_chunks_as_a_job_array_redo_only_what_was_killed(slurm_cluster, tmp_path):
+def test_dft_chunks_as_a_job_array_redo_only_what_was_killed(slurm_cluster, tmp_path, rocksalt_nacl):
     """optimate-pl-compute with chunk=$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT: two array tasks share one
     output folder; a task cancelled mid-way is redone on resubmission, and no finished material is recomputed."""
     from optimate_pl.dft.runner import which_gpaw_python
+    from optimate_pl.dft.settings import LadderSettings
 
-    from .test_dft import LOW, nacl
+    from ..conftest import DFT_LOW
 
     if which_gpaw_python() is None:
         pytest.skip("no Python with GPAW")
     src = tmp_path / "in"
     src.mkdir()
     for a in (5.45, 5.55, 5.64, 5.75):
-        s = nacl()
+        s = rocksalt_nacl()
         s.scale_lattice(s.volume * (a / 5.64) ** 3)
         s.to(filename=str(src / f"NaCl_{a:.2f}.cif"))
     out = tmp_path / "out"
     compute = shlex.quote(str(sys.executable).replace("/python", "/optimate-pl-compute"))
-    settings = " ".join(f"settings.{k}={v}" for k, v in LOW.as_dict().items())
+    settings = " ".join(f"settings.{k}={v}" for k, v in LadderSettings(**DFT_LOW).as_dict().items())
     script = "\n".join(["#!/bin/bash", "#SBATCH --array=0-1", "#SBATCH --cpus-per-task=1",
                         "#SBATCH --output=dft-%A_%a.out",
                         f"srun {compute} input={src} output={out} nice=0 "

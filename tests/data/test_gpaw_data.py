@@ -6,7 +6,6 @@ import gzip
 import json
 
 import numpy as np
-import pytest
 
 from optimate_pl.data import IPADataModule, RPADataModule, ladder
 from optimate_pl.spectra.grid import ENERGY_GRID

@@ -7,25 +7,15 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from pymatgen.core import Lattice, Structure
 
 import optimate_pl
 from optimate_pl.data import synthetic
 from optimate_pl.inference.inputs import InputError, iter_inputs
-from optimate_pl.models import Optimate
 from optimate_pl.inference.screening import load_predictions, run_prediction
 
 SMALL = dict(node_widths=[16], gat_layers=[[16, 2]], out_widths=[64])
 QUICK = dict(workers=0, plot=0)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "small.pt"
-    torch.save(Optimate(**SMALL).state_dict(), path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,13 @@ from optimate_pl.dft.compute import ComputeOptions, compute
 from optimate_pl.dft.runner import MaterialFailed, run_material, which_gpaw_python
 from optimate_pl.dft.settings import LadderSettings
 
+from ..conftest import DFT_LOW
+
 GPAW = which_gpaw_python()
 pytestmark = [pytest.mark.gpaw, pytest.mark.skipif(GPAW is None, reason="no Python with GPAW (apt-get install gpaw "
                                                                          "gpaw-data)")]
 #: Seconds, not minutes: coarse k-points, few bands, a small local-field basis.
-LOW = LadderSettings(pw_cutoff_eV=200, kpt_density_gs=1.5, kpt_density_nscf=2.0, empty_bands_above_vbm_eV=15,
-                     empty_band_factor=1.0, min_empty_bands=6, extra_bands=2, response_cutoff_eV=15)
+LOW = LadderSettings(**DFT_LOW)
 
 
 def nacl() -> Structure:

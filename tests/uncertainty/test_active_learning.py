@@ -9,7 +9,6 @@ import torch
 from optimate_pl.uncertainty.acquisition import k_center_greedy, select_random, select_top
 from optimate_pl.models import Optimate
 
-from .test_app import cfg_for
 
 SMALL = dict(node_widths=[16], gat_layers=[[16, 2]], out_widths=[64])
 #: Two rounds (20 -> 30 materials) of every acquisition, one repetition, three steps a model.
@@ -27,14 +26,14 @@ def test_acquisition_functions():
 
 
 @pytest.fixture(scope="module")
-def campaign(tmp_path_factory, cache_dir):
+def campaign(tmp_path_factory, cache_dir, cfg_train):
     from optimate_pl.training.stages import run
 
     root = tmp_path_factory.mktemp("al")
     torch.manual_seed(0)
     ipa = root / "ipa_small.pt"  # a small IPA model to start TL from (the architecture comes from the file)
     torch.save(Optimate(**SMALL).state_dict(), ipa)
-    return root / "run", run(cfg_for(root, *CAMPAIGN, f"strategy.checkpoint={ipa}"))
+    return root / "run", run(cfg_train(root, *CAMPAIGN, f"strategy.checkpoint={ipa}"))
 
 
 def test_two_rounds_for_every_acquisition_never_acquire_validation_test_or_twice(campaign, tiny_rpa):
@@ -58,7 +57,7 @@ def test_two_rounds_for_every_acquisition_never_acquire_validation_test_or_twice
 def test_the_data_module_refuses_validation_test_and_repeated_materials(tiny_rpa, tmp_path, cache_dir):
     from optimate_pl.data import RPADataModule
 
-    from .conftest import TINY_SIZES
+    from ..conftest import TINY_SIZES
 
     path = tmp_path / "ids.txt"
     for ids, message in (([tiny_rpa.val_set.mat_ids[0]], "is not a training material \\(validation\\)"),
@@ -69,7 +68,7 @@ def test_the_data_module_refuses_validation_test_and_repeated_materials(tiny_rpa
             RPADataModule(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, train_ids=str(path)).setup()
 
 
-def test_campaign_report_and_a_resumed_campaign(campaign, tmp_path):
+def test_campaign_report_and_a_resumed_campaign(campaign, tmp_path, cfg_train):
     from optimate_pl.training.stages import run
     from optimate_pl.studies import report
 
@@ -83,14 +82,13 @@ def test_campaign_report_and_a_resumed_campaign(campaign, tmp_path):
     cfg = json.loads((folder / "campaign.json").read_text())
     assert cfg["sizes"] == [20, 30]
     # Started again, a finished campaign trains nothing.
-    run(cfg_for(folder.parent, *CAMPAIGN, f"strategy.checkpoint={folder.parent / 'ipa_small.pt'}"))
+    run(cfg_train(folder.parent, *CAMPAIGN, f"strategy.checkpoint={folder.parent / 'ipa_small.pt'}"))
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
 
-def test_next_rpa_ranks_candidates_for_each_acquisition(campaign, tmp_path):
+def test_next_rpa_ranks_candidates_for_each_acquisition(campaign, tmp_path, write_cifs):
     from optimate_pl.uncertainty.next_rpa import next_rpa
 
-    from .test_predict import write_cifs
 
     folder, _ = campaign
     cifs = write_cifs(tmp_path / "cifs", stem="cand")

@@ -9,7 +9,6 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from optimate_pl.data.readers import BadRecordError, read_ipa_database, read_rpa_database
 
-from .conftest import rocksalt_nacl
 
 GRID = np.linspace(0, 20, 2001)
 
@@ -18,10 +17,14 @@ def monty_array(arr):
     return {"@module": "numpy", "@class": "array", "dtype": "float64", "data": list(map(float, arr))}
 
 
-def entry(mat_id, data, structure=None):
-    base = {"mat_id": mat_id, "formula": "NaCl", "ipa_direct_gap": 5.0, "ipa_indirect_gap": 4.8}
-    base.update(data)
-    return ComputedStructureEntry(structure or rocksalt_nacl(), 0.0, data={}).as_dict() | {"data": base}
+@pytest.fixture
+def entry(rocksalt_nacl):
+    """An IPA-database entry dict of ``structure`` (rocksalt NaCl) with ``data``."""
+    def make(mat_id, data, structure=None):
+        base = {"mat_id": mat_id, "formula": "NaCl", "ipa_direct_gap": 5.0, "ipa_indirect_gap": 4.8}
+        base.update(data)
+        return ComputedStructureEntry(structure or rocksalt_nacl(), 0.0, data={}).as_dict() | {"data": base}
+    return make
 
 
 def write(folder, name, d):
@@ -72,7 +75,7 @@ def test_strict_mode_raises_with_the_file_name(ipa_folder):
         read_ipa_database(folder, strict=True, workers=1)
 
 
-def test_zip_archive_and_parallel_reading(ipa_folder, tmp_path_factory):
+def test_zip_archive_and_parallel_reading(ipa_folder, tmp_path_factory, entry):
     folder, xx, *_ = ipa_folder
     many = tmp_path_factory.mktemp("many")
     for i in range(80):  # enough to go through the process pool
@@ -86,7 +89,7 @@ def test_zip_archive_and_parallel_reading(ipa_folder, tmp_path_factory):
     np.testing.assert_allclose(report.records[5].spectrum, xx * 6, rtol=1e-5, atol=1e-7)
 
 
-def test_rpa_reader_keeps_ipa_baseline(tmp_path):
+def test_rpa_reader_keeps_ipa_baseline(tmp_path, entry):
     r_xx, r_zz = np.exp(-((GRID - 7) ** 2)), 3 * np.exp(-((GRID - 9) ** 2))
     i_xx = np.exp(-((GRID - 6) ** 2))
     write(tmp_path, "r1.json", entry("agm010", {"rpa_epsI": {"xx": r_xx.tolist(), "zz": monty_array(r_zz)},
@@ -105,7 +108,7 @@ def test_rpa_reader_keeps_ipa_baseline(tmp_path):
     assert "missing calculation" in left_out.reason
 
 
-def test_exactly_the_authors_materials_are_kept(tmp_path):
+def test_exactly_the_authors_materials_are_kept(tmp_path, entry):
     """Everything that parses is kept (as the authors do), whatever a stricter reader would judge."""
     from optimate_pl.data.build import featurize_records
 

@@ -10,8 +10,6 @@ import torch
 import optimate_pl
 from optimate_pl.spectra.calibration import band, calibrate, conformal_scale, coverage, expected_sc_error, spearman
 
-from .test_app import cfg_for
-
 
 def test_conformal_scale_is_the_right_order_statistic():
     scores = torch.arange(1.0, 11.0)  # 1..10
@@ -49,17 +47,16 @@ def test_calibration_makes_the_nominal_coverage_hold_where_the_answer_is_known()
 
 
 @pytest.fixture(scope="module")
-def ensemble(tmp_path_factory, cache_dir):
+def ensemble(tmp_path_factory, cache_dir, cfg_train):
     from optimate_pl.training.stages import run
 
     root = tmp_path_factory.mktemp("ens")
-    summary = run(cfg_for(root, "strategy=dl", "data.subset=40", "ensemble.size=2",
+    summary = run(cfg_train(root, "strategy=dl", "data.subset=40", "ensemble.size=2",
                           "model=dl_100", "trainer.max_epochs=2"))
     return root / "run", summary
 
 
-def test_an_ensemble_of_tiny_members_predicts_a_mean_and_a_band(ensemble):
-    from .test_predict import structures
+def test_an_ensemble_of_tiny_members_predicts_a_mean_and_a_band(ensemble, structures):
 
     folder, summary = ensemble
     card = json.loads((folder / "ensemble.json").read_text())
@@ -84,10 +81,9 @@ def test_an_ensemble_of_tiny_members_predicts_a_mean_and_a_band(ensemble):
             list(structures()), uncertainty=True)
 
 
-def test_ensemble_predictions_carry_the_band_into_tables_and_figures(ensemble, tmp_path):
+def test_ensemble_predictions_carry_the_band_into_tables_and_figures(ensemble, tmp_path, write_cifs):
     from optimate_pl.inference.screening import load_predictions, run_prediction
 
-    from .test_predict import write_cifs
 
     folder, _ = ensemble
     res = run_prediction(folder, write_cifs(tmp_path / "cifs"), tmp_path / "out", workers=0, plot=2)
@@ -99,13 +95,13 @@ def test_ensemble_predictions_carry_the_band_into_tables_and_figures(ensemble, t
     assert (lower <= mean + 1e-6).all() and (tmp_path / "out" / "predictions.png").stat().st_size > 0
 
 
-def test_members_as_separate_jobs_then_assembled(tmp_path, cache_dir):
+def test_members_as_separate_jobs_then_assembled(tmp_path, cache_dir, cfg_train):
     """One member per job (as a launcher runs them), then `python -m optimate_pl.uncertainty.ensemble FOLDER`."""
     from optimate_pl.uncertainty.ensemble import assemble
     from optimate_pl.training.stages import run
 
     for m in (0, 1):
-        first = run(cfg_for(tmp_path, "strategy=dl", "data.subset=40", "ensemble.size=2", f"ensemble.member={m}",
+        first = run(cfg_train(tmp_path, "strategy=dl", "data.subset=40", "ensemble.size=2", f"ensemble.member={m}",
                             "model=dl_100", "trainer.max_epochs=1", f"paths.output_dir={tmp_path / 'ens' / f'member-{m}'}"))
         assert (first.get("objective") is None) == (m == 0)  # assembled as soon as both are there
     assert (tmp_path / "ens" / "ensemble.json").is_file()

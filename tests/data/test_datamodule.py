@@ -8,7 +8,7 @@ from optimate_pl.data import IPADataModule, RPADataModule, synthetic
 from optimate_pl.data.build import figshare_store
 from optimate_pl.spectra.metrics import similarity_coefficient
 
-from .conftest import TINY_SIZES
+from ..conftest import TINY_SIZES
 
 
 def test_rpa_splits_inherit_ipa_membership(tiny_ipa, tiny_rpa):

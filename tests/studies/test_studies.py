@@ -7,8 +7,7 @@ from hydra import compose, initialize_config_module
 
 from optimate_pl.studies import report
 
-from .conftest import TINY_SIZES
-from .test_app import cli
+from ..conftest import TINY_SIZES
 
 TINY = [f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}",
         "data.batch_size=16", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
@@ -55,7 +54,7 @@ def test_presets_and_launcher_compose():
 
 
 @pytest.fixture(scope="module")
-def study_runs(tmp_path_factory, cache_dir):
+def study_runs(tmp_path_factory, cache_dir, cli):
     """Every quick preset under debug=fast (one batch a job) on the tiny synthetic data."""
     root = tmp_path_factory.mktemp("studies")
     for args in (["experiment=efficiency_quick", "study.subsets='20,40'"],
@@ -84,7 +83,7 @@ def test_every_report_writes_every_promised_file(reports, study):
     assert (out / table).read_text().startswith("Data: SYNTHETIC data (generated, not physics)")
 
 
-def test_report_values_and_a_missing_input(reports, tmp_path):
+def test_report_values_and_a_missing_input(reports, tmp_path, cli):
     study_runs = reports
     eff = pd.read_csv(study_runs / "experiments" / "efficiency" / "results" / "efficiency.csv")
     assert sorted(zip(eff.strategy, eff.train_size)) == [("dl", 20), ("dl", 40), ("tl", 20), ("tl", 40)]
@@ -102,7 +101,7 @@ def test_report_values_and_a_missing_input(reports, tmp_path):
         f"(make them with: python -m optimate_pl experiment=efficiency)"]
 
 
-def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir):
+def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
     args = ["strategy=dl", "sweep=dl", "data.subset=40", "hydra.sweeper.n_trials=2", *TINY,
             "trainer.check_val_every_n_epoch=null", f"paths.root_dir={tmp_path}"]
     r = cli(*args, cwd=tmp_path, timeout=600)

@@ -56,29 +56,27 @@ def test_weights_of_no_known_layout_name_the_file_and_keys(tmp_path):
         read_weights(path)
 
 
-def test_non_finite_weights_are_refused_for_prediction_and_tl(tmp_path):
+def test_non_finite_weights_are_refused_for_prediction_and_tl(tmp_path, cli):
     net, path = save_published(tmp_path, "ipa", "ipa")
     sd = net.state_dict()
     sd["gat2.att"][0, 1, 3] = float("nan")
     torch.save(sd, path)
     with pytest.raises(CheckpointError, match=r"gat2.att holds 1 non-finite values"):
         optimate_pl.load_model(path)
-    from .test_app import cli
 
     r = cli("strategy=tl", f"strategy.checkpoint={path}", f"paths.root_dir={tmp_path}", cwd=tmp_path)
     assert r.returncode == 2 and "non-finite" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("name,layout", [("ipa", "ipa"), ("dl_300", "dl")])
-def test_tl_starts_from_any_published_layout(tmp_path, cache_dir, name, layout):
+def test_tl_starts_from_any_published_layout(tmp_path, cache_dir, name, layout, cfg_train):
     """With no training epoch, the test metrics are those of the published network itself."""
     from optimate_pl.spectra.metrics import similarity_coefficient
     from optimate_pl.training.stages import run
 
-    from .test_app import cfg_for
 
     net, path = save_published(tmp_path, name, layout)
-    metrics = run(cfg_for(tmp_path, "strategy=tl", f"strategy.checkpoint={path}", "trainer.max_epochs=0"))
+    metrics = run(cfg_train(tmp_path, "strategy=tl", f"strategy.checkpoint={path}", "trainer.max_epochs=0"))
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["test/sc_median"] == pytest.approx(metrics["test/sc_median"])
     config = (tmp_path / "run" / "config.yaml").read_text()
@@ -86,7 +84,7 @@ def test_tl_starts_from_any_published_layout(tmp_path, cache_dir, name, layout):
     rows = pd.read_csv(tmp_path / "run" / "test_results.csv")
     from optimate_pl.data import RPADataModule
 
-    from .conftest import TINY_SIZES
+    from ..conftest import TINY_SIZES
 
     dm = RPADataModule(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES)
     dm.setup()
