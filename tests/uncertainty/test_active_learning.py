@@ -27,7 +27,7 @@ def test_acquisition_functions():
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory, cache_dir, cfg_train):
-    from optimate_pl.training.stages import run
+    from optimate_pl.cli.train import run
 
     root = tmp_path_factory.mktemp("al")
     torch.manual_seed(0)
@@ -69,7 +69,7 @@ def test_the_data_module_refuses_validation_test_and_repeated_materials(tiny_rpa
 
 
 def test_campaign_report_and_a_resumed_campaign(campaign, tmp_path, cfg_train):
-    from optimate_pl.training.stages import run
+    from optimate_pl.cli.train import run
     from optimate_pl.studies import report
 
     folder, _ = campaign

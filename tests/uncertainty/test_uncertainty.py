@@ -48,7 +48,7 @@ def test_calibration_makes_the_nominal_coverage_hold_where_the_answer_is_known()
 
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory, cache_dir, cfg_train):
-    from optimate_pl.training.stages import run
+    from optimate_pl.cli.train import run
 
     root = tmp_path_factory.mktemp("ens")
     summary = run(cfg_train(root, "strategy=dl", "data.subset=40", "ensemble.size=2",
@@ -98,7 +98,7 @@ def test_ensemble_predictions_carry_the_band_into_tables_and_figures(ensemble, t
 def test_members_as_separate_jobs_then_assembled(tmp_path, cache_dir, cfg_train):
     """One member per job (as a launcher runs them), then `python -m optimate_pl.uncertainty.ensemble FOLDER`."""
     from optimate_pl.uncertainty.ensemble import assemble
-    from optimate_pl.training.stages import run
+    from optimate_pl.cli.train import run
 
     for m in (0, 1):
         first = run(cfg_train(tmp_path, "strategy=dl", "data.subset=40", "ensemble.size=2", f"ensemble.member={m}",
