@@ -397,7 +397,7 @@ def sc_model(tmp_path, lightning=False):
                          ids=["single", "ensemble", "active_learning"])
 def test_an_sc_model_is_refused_as_the_start_of_a_spectrum_run(tmp_path, extra, cache_dir, cfg_train):
     from optimate_pl.config import ConfigError
-    from optimate_pl.training.stages import run
+    from optimate_pl.cli.train import run
 
     for path in (sc_model(tmp_path), sc_model(tmp_path, lightning=True)):
         cfg = cfg_train(tmp_path, "strategy=tl", f"strategy.checkpoint={path}", *extra)
@@ -424,7 +424,7 @@ def test_a_spectrum_model_is_refused_as_the_start_of_an_sc_run(tmp_path, weights
 def test_zero_epochs_from_random_weights_are_refused_and_from_given_weights_said(tmp_path, weights, cache_dir,
                                                                                    caplog, cfg_train, cli):
     from optimate_pl.config import ConfigError
-    from optimate_pl.training.stages import run
+    from optimate_pl.cli.train import run
 
     for args in (["strategy=dl", "trainer.max_epochs=0"], ["strategy=ipa", "trainer.max_epochs=0"],
                  ["strategy=sc", "trainer.max_steps=0"]):

@@ -11,7 +11,7 @@ CONFIG_ERRORS = [
     (["data.subset=0"], "data.subset=0: must be at least 1"),
     (["optimizer.lr=-1"], "optimizer.lr=-1: must be positive"),
     (["trainer.max_epochs=-5"], "trainer.max_epochs=-5: must be at least -1"),
-    (["trainer=gpu"], "no CUDA GPU is visible on this machine: use trainer=cpu"),
+    (["trainer.accelerator=gpu"], "no CUDA GPU is visible on this machine: use trainer=cpu"),
     (["strategy=tl", "strategy.checkpoint=/nope.ckpt"], "strategy.checkpoint=/nope.ckpt does not exist"),
     (["data.source=figshare"], "data.source=figshare needs data.root"),
     (["data.source=zenodo"], "unknown data.source 'zenodo'"),

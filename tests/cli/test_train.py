@@ -1,7 +1,8 @@
 """The Hydra app: composition, strategies end to end (tiny data), outputs, W&B offline, DDP, errors."""
 import json
-from pathlib import Path
 import os
+import time
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -120,8 +121,14 @@ def test_wandb_offline_run_holds_the_metrics(tmp_path, cache_dir, cfg_train):
     train(cfg_train(tmp_path, "strategy=dl", "data.subset=40", "logger=wandb"))
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    blob = b"".join(p.read_bytes() for p in runs[0].rglob("*.wandb"))
-    for key in (b"val/sc_median", b"test/sc_median", b"test/per_material"):
+    keys = (b"val/sc_median", b"test/sc_median", b"test/per_material")
+    deadline = time.time() + 60  # wandb's service process writes the run file after finish() returns
+    while True:
+        blob = b"".join(p.read_bytes() for p in runs[0].rglob("*.wandb"))
+        if all(k in blob for k in keys) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    for key in keys:
         assert key in blob, key
 
 

@@ -32,7 +32,7 @@ def write(folder, name, d):
 
 
 @pytest.fixture
-def ipa_folder(tmp_path):
+def ipa_folder(tmp_path, entry):
     xx, yy, zz = np.exp(-((GRID - 6) ** 2)), np.exp(-((GRID - 7) ** 2)), 2 * np.exp(-((GRID - 8) ** 2))
     write(tmp_path, "a_full.json", entry("agm001", {"ipa_epsI_0": xx.tolist(), "ipa_epsI_1": yy.tolist(),
                                                     "ipa_epsI_2": zz.tolist()}))

@@ -19,7 +19,7 @@ def batch(tiny_rpa):
 def test_network_equals_the_authors_forward_on_real_crystals(name):
     """Our Optimate against the network as the paper describes it, on crystals featurised in the test."""
     ref = authors_network(name, "ipa")  # plain names: mlp_init_node, gat1..gatN, mlp_att, mlp1
-    net = Optimate(**model_net(name)).eval()
+    net = Optimate(**model_net(name, "sc_rpa_ipa" if name == "sc" else "eps_imag")).eval()
     assert count_parameters(net) == count_parameters(ref)
     net.load_state_dict(ref.state_dict())
     graphs = reference_batch()
@@ -34,7 +34,7 @@ def test_network_equals_the_authors_forward_on_real_crystals(name):
 
 @pytest.mark.parametrize("name", ["ipa", "sc", "dl_100", "dl_300", "dl_1000", "dl_3000", "dl_4610"])
 def test_every_architecture_builds_from_config(name, batch):
-    cfg = model_net(name)
+    cfg = model_net(name, "sc_rpa_ipa" if name == "sc" else "eps_imag")
     net = Optimate(**cfg).eval()
     out = net(batch)
     assert out.shape == (6, cfg["out_dim"])
@@ -98,7 +98,7 @@ def test_edge_kernel_equals_the_authors_gatv2(name, compiled):
     from optimate_pl.models.optimate import gatv2_edges
 
     ref = authors_network(name, "ipa").train()  # training mode: BatchNorm on batch statistics, as in a step
-    net = Optimate(**model_net(name)).train()
+    net = Optimate(**model_net(name, "sc_rpa_ipa" if name == "sc" else "eps_imag")).train()
     net.load_state_dict(ref.state_dict())
     keys = list(net.state_dict())
     net.compile_edges(None if compiled else gatv2_edges)
