@@ -18,7 +18,7 @@ from .batching import BatchLoader, collate_prebatched
 from .build import figshare_store, gpaw_store, load_store, synthetic_stores
 from .cache import SOURCES, source_label
 from .splits import PAPER_SIZES, SPLITS, apply_split, formula_split, published_split, read_split_files, training_subset
-from .store import GraphDataset, GraphStore
+from .store import TARGETS, GraphDataset, GraphStore
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class SpectraDataModule(pl.LightningDataModule):
             raise ValueError(f"unknown data.source {source!r}; choose one of {SOURCES}")
         if source == "figshare" and not root:
             raise ValueError("data.source=figshare needs data.root (the database folder or .zip from figshare)")
-        if target not in ("eps_imag", "sc_rpa_ipa"):
-            raise ValueError(f"unknown data.target {target!r}; choose eps_imag or sc_rpa_ipa")
+        if target not in TARGETS:
+            raise ValueError(f"unknown data.target {target!r}; choose {' or '.join(TARGETS)}")
         if train_ids and (subset is not None or train_on != "train"):
             raise ValueError("data.train_ids names the training materials itself: leave data.subset and "
                              "data.train_on at their defaults")

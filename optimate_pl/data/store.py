@@ -21,6 +21,7 @@ from ..spectra.metrics import similarity_coefficient
 from .batching import GraphBatcher
 from .featurize import gaussian_expand
 
+#: The targets a store can yield (what a model predicts from them: optimate_pl.models.targets).
 TARGETS = ("eps_imag", "sc_rpa_ipa")
 
 

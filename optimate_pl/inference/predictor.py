@@ -20,6 +20,7 @@ import torch
 
 from ..data.featurize import MIN_DISTANCE, graph_arrays
 from ..models.card import ENSEMBLE_CARD, read_card, read_ensemble_card
+from ..models.targets import target_of_weights
 from ..models.weights import CheckpointError, Weights, build_network, read_weights
 from ..spectra.calibration import Calibration
 from ..spectra.grid import ENERGY_GRID
@@ -36,7 +37,7 @@ def model_info(weights: Weights) -> dict[str, Any]:
                   "real DFT data (the built-in GPAW-computed ladder)" if source == "gpaw" else
                   "unknown data (a weight file without a model card, e.g. the authors' published weights)")
     return {"checkpoint": str(weights.path), "layout": weights.layout, "architecture": weights.net,
-            "target": weights.hparams.get("target") or ("sc_rpa_ipa" if weights.out_dim == 1 else "eps_imag"),
+            "target": target_of_weights(weights.hparams, weights.out_dim),
             "data_source": source, "synthetic": bool(data.get("synthetic")), "trained_on": trained_on,
             "cutoff": float(data.get("cutoff") or 5.0), "split": data.get("split"),
             "fingerprint": data.get("fingerprint")}
