@@ -166,11 +166,11 @@ def _predict(predictor: Predictor, t0: float, checkpoint: Path, input: Path, out
                                                                        "data_source", "cutoff")}),
                 "optimate_pl.energy_eV": "linspace(0, 20, 2001)"}
     writer = ShardWriter(output, store, metadata)
-    stream = StructureStream(input, output, predictor.cutoff, s.min_distance, s.batch_size, s.chunk_size, s.workers,
-                             s.recursive)
     kwargs = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
               "enable_model_summary": False, "enable_progress_bar": sys.stderr.isatty(), **s.trainer}
     pl_trainer = pl.Trainer(callbacks=[writer], **kwargs)
+    stream = StructureStream(input, output, predictor.cutoff, s.min_distance, s.batch_size, s.chunk_size, s.workers,
+                             s.recursive, forward_on_cpu=pl_trainer.strategy.root_device.type == "cpu")
     pl_trainer.predict(PredictionModule(predictor, store), dataloaders=DataLoader(stream, batch_size=None),
                        return_predictions=False)
     pl_trainer.strategy.barrier()
