@@ -247,6 +247,7 @@ def write_spectra_csv(parts: Sequence[Path], path: Path, spectrum: str = "eps_im
     """
     import csv
     import io
+    import math
 
     import pyarrow.parquet as pq
 
@@ -268,7 +269,7 @@ def write_spectra_csv(parts: Sequence[Path], path: Path, spectrum: str = "eps_im
             values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
             for mid, row in zip(table.column("id").to_pylist(), values):
                 if np.isnan(row).any():  # as pandas: a missing value is an empty field
-                    text = ",".join("" if v != v else "%.6g" % v for v in row.tolist())
+                    text = ",".join("" if math.isnan(v) else "%.6g" % v for v in row.tolist())
                 else:
                     text = row_format % tuple(row.tolist())
                 fh.write(cell(mid) + text + "\n")
