@@ -32,7 +32,7 @@ from torch.utils.data import IterableDataset
 
 from ..utils.atomic import atomic_open, atomic_write_text
 from ..data.batching import batch_from_arrays
-from ..utils.parallel import exit_with_parent
+from ..utils.parallel import exit_with_parent, usable_cores
 from .inputs import Failed, Featurised, InputItem, featurise_items, iter_inputs
 
 log = logging.getLogger("optimate_pl")
@@ -78,7 +78,7 @@ class StructureStream(IterableDataset):
         at least 1; none where the model runs on the CPU with 2 cores or fewer per process, since there the
         forward already keeps every core busy and a worker only competes with it (and costs its start-up:
         on 2 cores, 3,538 Alexandria entries took less time and CPU in one process, benchmarks/cpu_2core.md)."""
-        cores = max(1, (os.cpu_count() or 2) // world)
+        cores = max(1, usable_cores() // world)
         return 0 if self.forward_on_cpu and cores <= 2 else max(1, cores - 1)
 
     def _submit(self, pool: ProcessPoolExecutor | None, items: list[InputItem]) -> Future | list:
