@@ -180,6 +180,67 @@ def screening_inputs(folder: Path, sizes: list[int]) -> dict[int, Path]:
     return paths
 
 
+#: Real structures (Alexandria, ≤ 6 sites) for the real-entry screening row; nothing is downloaded.
+ALEXANDRIA = Path("/work/shared/data/alexandria_le6_structures.json.gz")
+
+
+def alexandria_entry(record: dict, rng) -> dict:
+    """A ``ComputedStructureEntry`` dict as Alexandria distributes it: the structure, energy, correction,
+    ``entry_id`` and a ``data`` dict of ~20 fields (the record's own, plus plausible values for the rest)."""
+    structure, own = record["structure"], dict(record.get("data") or {})
+    nsites = len(structure["sites"])
+    counts: dict[str, float] = {}
+    for site in structure["sites"]:
+        for sp in site["species"]:
+            counts[sp["element"]] = counts.get(sp["element"], 0.0) + float(sp["occu"])
+    energy = float(rng.normal(-5.5, 1.5) * nsites)
+    correction = float(rng.choice([0.0, 0.0, -0.687 * nsites]))
+    gap = float(own.get("band_gap_ind", abs(rng.normal(1.0, 1.0))))
+    data = {"mat_id": own.get("mat_id"), "prototype_id": own.get("prototype_id", ""),
+            "location": f"database/alexandria_{own.get('mat_id', '')[-3:]}.json.bz2",
+            "formula": own.get("formula"), "elements": own.get("elements", sorted(counts)),
+            "spg": int(own.get("spg", 1)), "nsites": nsites, "band_gap_ind": gap,
+            "band_gap_dir": float(own.get("band_gap_dir", gap + abs(rng.normal(0, 0.2)))),
+            "dos_ef": float(rng.normal(3.0, 2.0)), "energy_corrected": energy + correction,
+            "energy_total": energy, "total_mag": float(abs(rng.normal(0, 1)) if rng.random() < 0.2 else 0.0),
+            "e_form": float(own.get("e_form", rng.normal(-1, 0.8))),
+            "e_above_hull": float(own.get("e_above_hull", abs(rng.normal(0.1, 0.1)))),
+            "e_phase_separation": float(rng.normal(0.05, 0.05)),
+            "decomposition": " ".join(f"{el}1" for el in sorted(counts)),
+            "stress": rng.normal(0, 0.5, (3, 3)).round(6).tolist(),
+            "energy_cutoff": 520.0, "kpoints": [int(k) for k in rng.integers(4, 12, 3)],
+            "magmoms": [0.0] * nsites, "band_gap_method": "PBE"}
+    return {"@module": "pymatgen.entries.computed_entries", "@class": "ComputedStructureEntry",
+            "energy": energy + correction, "composition": counts, "entry_id": data["mat_id"],
+            "correction": correction, "energy_adjustments": [], "parameters": {}, "data": data,
+            "structure": structure}
+
+
+def alexandria_inputs(folder: Path, sizes: list[int]) -> dict[int, Path] | None:
+    """JSON.bz2 files ``{"entries": [...]}`` of ``n`` real Alexandria structures (:data:`ALEXANDRIA`, repeated
+    in order where ``n`` exceeds them) as full ComputedStructureEntry dicts (:func:`alexandria_entry`), for
+    each ``n`` of ``sizes``. ``None`` where the structures file is not on this machine (nothing is downloaded)."""
+    import bz2
+    import gzip
+    import json
+    from itertools import cycle, islice
+
+    import numpy as np
+
+    if not ALEXANDRIA.is_file():
+        return None
+    with gzip.open(ALEXANDRIA, "rt") as fh:
+        records = json.load(fh)
+    rng = np.random.default_rng(0)
+    entries = [alexandria_entry(r, rng) for r in records]
+    paths = {}
+    for size in sizes:
+        paths[size] = folder / f"alexandria_{size}.json.bz2"
+        with bz2.open(paths[size], "wt") as fh:
+            json.dump({"entries": list(islice(cycle(entries), size))}, fh)
+    return paths
+
+
 def peak_rss_mib(pid: int | str = "self") -> float:
     """Peak RSS (MiB) of a process's own memory (``VmHWM``; 0 where /proc is missing).
 
@@ -211,6 +272,51 @@ def timed(command: list[str]) -> tuple[float, float]:
     return seconds, peak
 
 
+def _screen_weights(folder: Path) -> Path:
+    """The untrained IPA-architecture weight file that every screening row predicts with."""
+    weights = folder / "eps_ipa.pt"
+    if not weights.is_file():
+        torch.manual_seed(0)
+        torch.save(Optimate().state_dict(), weights)
+    return weights
+
+
+def screening_real(folder: Path, n: int, accelerator: str) -> list[tuple[str, str, str, str]]:
+    """Real Alexandria entries (full ``data`` dicts, :func:`alexandria_inputs`): ours with the benchmark's
+    settings (``format=parquet plot=0``) and with the command's defaults (CSV tables, spectra.csv, figure)
+    against the reference pipeline, each on n and 2n entries in fresh processes, as :func:`screening`."""
+    import sys
+
+    inputs = alexandria_inputs(folder, [n, 2 * n])
+    if inputs is None:
+        return [(f"screen {n}/{2 * n} real Alexandria entries", "skipped",
+                 f"{ALEXANDRIA} not on this machine (nothing is downloaded)", "")]
+    weights = _screen_weights(folder)
+    here = Path(__file__).parent
+
+    def ours(size: int, *extra: str) -> tuple[float, float]:
+        return timed([sys.executable, "-c", PREDICT, f"checkpoint={weights}", f"input={inputs[size]}",
+                      f"output={folder / f'real_ours_{size}'}", f"chunk_size={max(1, n // 2)}",
+                      f"trainer.accelerator={accelerator}", "resume=false", *extra])
+
+    def reference(size: int) -> tuple[float, float]:
+        return timed([sys.executable, str(here / "reference_screen.py"), str(weights), str(inputs[size]), str(size),
+                      str(folder / f"real_reference_{size}.npz")])
+
+    runs = {"ours": lambda size: ours(size, "format=parquet", "plot=0"), "reference": reference,
+            "ours-defaults": ours}
+    results = {name: {size: run(size) for size in (n, 2 * n)} for name, run in runs.items()}  # reference between
+    rate = {k: n / (v[2 * n][0] - v[n][0]) for k, v in results.items()}
+    start = {k: v[n][0] - n / rate[k] for k, v in results.items()}
+    labels = {"reference": "reference pipeline", "ours": "ours (optimate-pl-predict format=parquet plot=0)",
+              "ours-defaults": "ours (optimate-pl-predict, defaults: CSV tables and spectra.csv, figure)"}
+    return [(f"screen {n}/{2 * n} real Alexandria entries (full data dicts), files to spectra + derived: {labels[k]}",
+             f"{rate[k]:.0f} structures/s",
+             f"start-up {start[k]:.1f} s; peak RSS {results[k][n][1]:.0f} / {results[k][2 * n][1]:.0f} MiB",
+             f"{rate[k] / rate['reference']:.2f}x")
+            for k in ("reference", "ours", "ours-defaults")]
+
+
 def screening(folder: Path, n: int, accelerator: str) -> list[tuple[str, str, str, str]]:
     """Ours (``optimate-pl-predict`` on a JSON.bz2) against the reference pipeline, each on n and 2n
     structures in fresh processes: steady-state throughput n / (t(2n) - t(n)), start-up t(n) - n / rate.
@@ -221,11 +327,8 @@ def screening(folder: Path, n: int, accelerator: str) -> list[tuple[str, str, st
     from pymatgen.core import Structure
 
     from optimate_pl.data.featurize import graph_arrays
-    from optimate_pl.models import Optimate
 
-    torch.manual_seed(0)
-    weights = folder / "eps_ipa.pt"
-    torch.save(Optimate().state_dict(), weights)
+    weights = _screen_weights(folder)
     inputs = screening_inputs(folder, [1, n, 2 * n, 4 * n])
     here = Path(__file__).parent
 
@@ -332,6 +435,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--out", default=None, help="also write the table to this Markdown file")
     p.add_argument("--screen", type=int, default=1000, help="structures of the screening measurement (and twice that)")
     p.add_argument("--only-screening", action="store_true", help="measure screening only")
+    p.add_argument("--no-real", action="store_true", help="skip the screening rows on real Alexandria entries")
+    p.add_argument("--only-real", action="store_true", help="measure the real-entry screening rows only")
     args = p.parse_args(argv)
     _quiet_lightning()
     accelerator = "gpu" if args.device == "gpu" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
@@ -339,9 +444,12 @@ def main(argv: list[str] | None = None) -> str:
     precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as work:
-        if not args.only_screening:
+        if not (args.only_screening or args.only_real):
             rows += training(args, work, accelerator, precision, device)
-        rows += screening(Path(work), args.screen, accelerator)
+        if not args.only_real:
+            rows += screening(Path(work), args.screen, accelerator)
+        if not args.no_real:
+            rows += screening_real(Path(work), args.screen, accelerator)
     rss = peak_rss_mib()
     mem = f"peak RSS of the data/evaluation process {rss:.0f} MiB"
     dev_name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"

@@ -165,11 +165,11 @@ def _predict(predictor: Predictor, t0: float, checkpoint: Path, input: Path, out
                                                                        "data_source", "cutoff")}),
                 "optimate_pl.energy_eV": "linspace(0, 20, 2001)"}
     writer = ShardWriter(output, store, metadata)
-    stream = StructureStream(input, output, predictor.cutoff, s.min_distance, s.batch_size, s.chunk_size, s.workers,
-                             s.recursive)
     kwargs = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
               "enable_model_summary": False, "enable_progress_bar": sys.stderr.isatty(), **s.trainer}
     pl_trainer = pl.Trainer(callbacks=[writer], **kwargs)
+    stream = StructureStream(input, output, predictor.cutoff, s.min_distance, s.batch_size, s.chunk_size, s.workers,
+                             s.recursive, forward_on_cpu=pl_trainer.strategy.root_device.type == "cpu")
     pl_trainer.predict(PredictionModule(predictor, store), dataloaders=DataLoader(stream, batch_size=None),
                        return_predictions=False)
     pl_trainer.strategy.barrier()
@@ -184,7 +184,6 @@ def finalize(output: Path, info: dict[str, Any], s: PredictSettings | None = Non
     s = s or PredictSettings()
     format, plot, rank_by, top = s.format, s.plot, s.rank_by, s.top
     import pandas as pd
-    import pyarrow.parquet as pq
 
     shards = sorted((output / "shards").glob("materials-*.parquet"))
     materials = pd.concat([pd.read_parquet(p) for p in shards], ignore_index=True) if shards else pd.DataFrame()
@@ -210,11 +209,7 @@ def finalize(output: Path, info: dict[str, Any], s: PredictSettings | None = Non
             written.append(output / "materials.csv")
     parts = sorted((output / "spectra").glob("part-*.parquet"))
     if parts and format == "csv" and 0 < len(materials) <= CSV_SPECTRA_LIMIT:
-        table = pd.concat([pq.read_table(p, columns=["id", "eps_imag"]).to_pandas() for p in parts], ignore_index=True)
-        wide = pd.DataFrame(np.stack(table.eps_imag.to_numpy()), columns=[f"{e:.2f}" for e in ENERGY_GRID])
-        wide.insert(0, "id", table.id.to_numpy())
-        atomic_write_text(wide.to_csv(index=False, float_format="%.6g"), output / "spectra.csv")
-        written.append(output / "spectra.csv")
+        written.append(write_spectra_csv(parts, output / "spectra.csv"))
     if parts and plot and len(materials):
         written.append(plot_predictions(output, materials.id.head(plot).tolist(), output / "predictions.png", info))
     if rank_by and len(materials):
@@ -240,6 +235,44 @@ def finalize(output: Path, info: dict[str, Any], s: PredictSettings | None = Non
     atomic_write_text(json.dumps(summary, indent=2, default=str), output / "summary.json")
     print_summary(summary)
     return summary
+
+
+def write_spectra_csv(parts: Sequence[Path], path: Path, spectrum: str = "eps_imag") -> Path:
+    """``spectra.csv`` from the spectra shards: one row a material (``id``, then one column an energy).
+
+    The bytes of ``DataFrame.to_csv(index=False, float_format="%.6g")`` of that table (the ids quoted as
+    its ``csv`` writer quotes them, a missing value as an empty field), written a row at a time with one
+    ``%`` format per row: pandas formats every value through several Python calls, about 10x slower.
+    """
+    import csv
+    import io
+    import math
+
+    import pyarrow.parquet as pq
+
+    row_format = ",".join(["%.6g"] * len(ENERGY_GRID))
+    quoted = io.StringIO()
+    quoter = csv.writer(quoted, lineterminator="\n")  # pandas' writer: QUOTE_MINIMAL, '"', ','
+
+    def cell(text: str) -> str:  # one field as the csv writer writes it among others
+        quoted.seek(0)
+        quoted.truncate()
+        quoter.writerow([text, ""])
+        return quoted.getvalue()[:-1]  # "<field>," without the line end
+
+    with atomic_open(path, "w") as fh:
+        fh.write(",".join(["id", *(f"{e:.2f}" for e in ENERGY_GRID)]) + "\n")
+        for part in parts:
+            table = pq.read_table(part, columns=["id", spectrum])
+            column = table.column(spectrum).combine_chunks()
+            values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
+            for mid, row in zip(table.column("id").to_pylist(), values):
+                if np.isnan(row).any():  # as pandas: a missing value is an empty field
+                    text = ",".join("" if math.isnan(v) else "%.6g" % v for v in row.tolist())
+                else:
+                    text = row_format % tuple(row.tolist())
+                fh.write(cell(mid) + text + "\n")
+    return path
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from torch.utils.data import IterableDataset
 
 from ..utils.atomic import atomic_open, atomic_write_text
 from ..data.batching import batch_from_arrays
-from ..utils.parallel import exit_with_parent
+from ..utils.parallel import exit_with_parent, usable_cores
 from .inputs import Failed, Featurised, InputItem, featurise_items, iter_inputs
 
 log = logging.getLogger("optimate_pl")
@@ -67,11 +67,19 @@ class StructureStream(IterableDataset):
 
     def __init__(self, input: str | Path, output: str | Path, cutoff: float, min_distance: float | None,
                  batch_size: int = 256, chunk_size: int = 10_000, workers: int | None = None,
-                 recursive: bool = False) -> None:
+                 recursive: bool = False, forward_on_cpu: bool = False) -> None:
         self.input, self.output, self.recursive = input, Path(output), recursive
         self.cutoff, self.min_distance = cutoff, min_distance
         self.batch_size, self.chunk_size = batch_size, chunk_size
-        self.workers = workers
+        self.workers, self.forward_on_cpu = workers, forward_on_cpu
+
+    def default_workers(self, world: int) -> int:
+        """Featurisation processes when ``workers`` is not set: the cores left over besides this process,
+        at least 1; none where the model runs on the CPU with 2 cores or fewer per process, since there the
+        forward already keeps every core busy and a worker only competes with it (and costs its start-up:
+        on 2 cores, 3,538 Alexandria entries took less time and CPU in one process, benchmarks/cpu_2core.md)."""
+        cores = max(1, usable_cores() // world)
+        return 0 if self.forward_on_cpu and cores <= 2 else max(1, cores - 1)
 
     def _submit(self, pool: ProcessPoolExecutor | None, items: list[InputItem]) -> Future | list:
         if pool is None:
@@ -81,7 +89,7 @@ class StructureStream(IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         rank, world = _rank_and_world()
         skip = done_chunks(self.output)
-        workers = self.workers if self.workers is not None else max(1, (os.cpu_count() or 2) // world - 1)
+        workers = self.workers if self.workers is not None else self.default_workers(world)
         pool = None
         if workers > 0:
             import multiprocessing

@@ -63,11 +63,19 @@ def _kk_operator(n: int, w_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _grid(eps_imag: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    n = eps_imag.shape[-1]
+    return _grid_tensors(eps_imag.shape[-1], eps_imag.device, eps_imag.dtype)
+
+
+@lru_cache(maxsize=8)
+def _grid_tensors(n: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(T, diag, dcoef, energy)`` of :func:`_kk_operator` as tensors, made once per size, device and dtype:
+    converting the [n, n] operator costs ~25 ms, more than the rest of :func:`scalars` for one spectrum.
+    Read-only; made outside inference mode, so that a caller with gradients can use them too."""
     T, diag, dcoef = _kk_operator(n, float(ENERGY_GRID[-1]))
-    kw = {"device": eps_imag.device, "dtype": eps_imag.dtype}
-    return (torch.as_tensor(T, **kw), torch.as_tensor(diag, **kw), torch.as_tensor(dcoef, **kw),
-            torch.as_tensor(ENERGY_GRID, **kw))
+    kw = {"device": device, "dtype": dtype}
+    with torch.inference_mode(False):
+        return (torch.as_tensor(T, **kw), torch.as_tensor(diag, **kw), torch.as_tensor(dcoef, **kw),
+                torch.as_tensor(ENERGY_GRID, **kw))
 
 
 def eps_real(eps_imag: Tensor) -> Tensor:

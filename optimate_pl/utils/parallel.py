@@ -10,12 +10,33 @@ from typing import Any
 from tqdm.auto import tqdm
 
 
-def default_workers() -> int:
-    """Worker processes to use: the cores this process may run on (2 on the reference machine)."""
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota (a container limited to
+    2 CPUs on a larger host sees the host's count in ``os.cpu_count()``, and would start too many processes)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = None
+    try:  # cgroup v2: "max 100000" (no limit) or "<quota> <period>"
+        text = open("/sys/fs/cgroup/cpu.max").read().split()
+        if text and text[0] != "max":
+            quota = int(text[0]) / int(text[1])
+    except (OSError, ValueError, IndexError):
+        try:  # cgroup v1: a quota of -1 is no limit
+            q = int(open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read())
+            if q > 0:
+                quota = q / int(open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read())
+        except (OSError, ValueError, ZeroDivisionError):
+            pass
+    if quota:
+        cores = min(cores, max(1, int(quota + 0.5)))
+    return max(1, cores)
+
+
+def default_workers() -> int:
+    """Worker processes to use: the cores this process may use (:func:`usable_cores`; 2 on the reference machine)."""
+    return usable_cores()
 
 
 def exit_with_parent(parent: int) -> None:
