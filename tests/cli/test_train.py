@@ -167,6 +167,8 @@ def test_seeded_cpu_runs_repeat(tmp_path, cache_dir, cfg_train):
 #: (debug=fast: one batch per stage); None: a single run or campaign, checked by its exit code and outputs.
 PRESETS = {p.stem: None for p in sorted((Path(__file__).parents[2] / "conf" / "experiment").glob("*.yaml"))}
 PRESETS.update({"efficiency": 10, "small_cells": 5, "sc_predictor": 2})
+#: A fast budget is also a short campaign: two rounds of one repetition instead of ten rounds of three.
+BUDGET = {"active_learning": ["active_learning.until=200", "active_learning.repetitions=1"]}
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -179,7 +181,7 @@ def test_every_experiment_preset_runs_with_a_fast_budget(tmp_path, cache_dir, cl
     torch.save(Optimate().state_dict(), weights)
     r = cli(f"experiment={preset}", "debug=fast", f"++strategy.checkpoint={weights}", "trainer.accelerator=cpu",
             "callbacks.progress_bar=null", "callbacks.model_summary=null", f"paths.root_dir={tmp_path}",
-            "hydra.run.dir=run", cwd=tmp_path, timeout=600)
+            "hydra.run.dir=run", *BUDGET.get(preset, []), cwd=tmp_path, timeout=600)
     assert r.returncode == 0, (preset, r.stderr[-3000:])
     written = list(tmp_path.rglob("metrics.json")) + list(tmp_path.rglob("campaign.csv"))
     assert written, (preset, r.stderr[-2000:])
