@@ -32,13 +32,15 @@ class SpectraModule(pl.LightningModule):
         data: what the model is trained on (source, fingerprint, cutoff, split, sizes): saved with
             the hyperparameters in every checkpoint, so that a loaded model knows its provenance.
         name: the architecture's name (the ``model`` config: ``ipa``, ``dl_300``, ...), for the record.
+        search: the scalars a searched architecture's ``net`` was built from (``model=dl_search``), for the record.
 
     The ``model`` config group instantiates it (``_target_``); ``optimizer`` and ``scheduler`` come from
     their own groups.
     """
 
     def __init__(self, net: dict | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
-                 target: str = "eps_imag", data: dict | None = None, name: str | None = None) -> None:
+                 target: str = "eps_imag", data: dict | None = None, name: str | None = None,
+                 search: dict | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = Optimate(**(net or {}))

@@ -98,7 +98,8 @@ def test_report_values_and_a_missing_input(reports, tmp_path, cli):
     r = cli("correlations", "--root", str(tmp_path), cwd=tmp_path, module="optimate_pl.studies")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"error: no such folder: {tmp_path / 'experiments' / 'efficiency' / 'runs'} "
-        f"(make them with: python -m optimate_pl experiment=efficiency)"]
+        f"(make them with: python -m optimate_pl experiment=efficiency)",
+        "(run with --verbose-errors for the full traceback)"]  # the one form of every tool's error
 
 
 def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
