@@ -92,7 +92,7 @@ def check_start_weights(cfg: DictConfig, weights: "Weights", key: str = "strateg
     from ..models.targets import describe, target, target_of_weights
 
     wanted = target(cfg.data.target)
-    have = target_of_weights(weights.hparams, weights.out_dim)
+    have = target_of_weights(weights)
     if have == wanted.name and weights.out_dim == wanted.out_dim:
         return
     fix = ("give IPA or spectrum weights (eps_*.pt, tl*.pt, dl*.pt, or a checkpoint of strategy=ipa/tl/dl) or "

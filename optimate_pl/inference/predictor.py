@@ -37,7 +37,7 @@ def model_info(weights: Weights) -> dict[str, Any]:
                   "real DFT data (the built-in GPAW-computed ladder)" if source == "gpaw" else
                   "unknown data (a weight file without a model card, e.g. the authors' published weights)")
     return {"checkpoint": str(weights.path), "layout": weights.layout, "architecture": weights.net,
-            "target": target_of_weights(weights.hparams, weights.out_dim),
+            "target": target_of_weights(weights),
             "data_source": source, "synthetic": bool(data.get("synthetic")), "trained_on": trained_on,
             "cutoff": float(data.get("cutoff") or 5.0), "split": data.get("split"),
             "fingerprint": data.get("fingerprint")}

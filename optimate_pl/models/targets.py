@@ -87,10 +87,12 @@ def target(name: str) -> Target:
     return TARGETS[name]
 
 
-def target_of_weights(hparams: dict, out_dim: int) -> str:
-    """The target a set of weights predicts: as saved in its hyperparameters, else from its output width
-    (a published plain state_dict: one output is the SC predictor, 2001 a spectrum model)."""
-    return hparams.get("target") or (SIMILARITY.name if out_dim == SIMILARITY.out_dim else SPECTRUM.name)
+def target_of_weights(weights) -> str:
+    """The target a set of weights (:class:`~optimate_pl.models.weights.Weights`) predicts: as saved in its
+    hyperparameters, else from its output width (a published plain state_dict: one output is the SC
+    predictor, 2001 a spectrum model)."""
+    saved = weights.hparams.get("target")
+    return saved or (SIMILARITY.name if weights.out_dim == SIMILARITY.out_dim else SPECTRUM.name)
 
 
 def describe(name: str, out_dim: int) -> str:

@@ -57,7 +57,12 @@ class Weights:
 
     @property
     def out_dim(self) -> int:
-        return int(self.net["out_dim"])
+        """Outputs per material: the saved ``out_dim``, else the network's default (a spectrum, 2001)."""
+        import inspect
+
+        from .optimate import Optimate
+
+        return int(self.net.get("out_dim", inspect.signature(Optimate).parameters["out_dim"].default))
 
 
 def safe_load(path: str | Path) -> Any:
