@@ -27,7 +27,12 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
     from ..models.weights import read_weights
     from .callbacks import requeued_checkpoint
 
-    cfg = resolve_config(cfg)
+    # TL from a weight file: read it once, here; resolution takes its architecture from it (a missing file is
+    # left to resolve_config's one-line error).
+    ckpt = str(cfg.strategy.get("checkpoint")) if cfg.strategy.get("name") == "tl" else "auto"
+    path = Path(ckpt).expanduser()
+    given = read_weights(path) if ckpt != "auto" and path.is_file() else None
+    cfg = resolve_config(cfg, given)
     check_writable(cfg)
     if not cfg.get("active_learning") and int(cfg.get("ensemble", {}).get("size", 1)) <= 1:
         requeued = requeued_checkpoint(cfg)  # a SLURM job restarted after a pre-emption resumes by itself
@@ -35,9 +40,8 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
             cfg = derive_config(cfg, {"ckpt_path": str(requeued)})
     init: Weights | Path | None = None
     if cfg.strategy.name == "tl":
-        ckpt = str(cfg.strategy.checkpoint)
-        if ckpt != "auto":
-            init = read_weights(Path(ckpt).expanduser())  # its target and architecture were checked by resolve
+        if given is not None:
+            init = given  # its target and architecture were checked by resolve
         elif not cfg.get("ckpt_path"):
             init = ensure_ipa_checkpoint(cfg)
         else:  # resuming: the IPA checkpoint only names the architecture, when it is there
