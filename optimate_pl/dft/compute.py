@@ -174,6 +174,14 @@ def select(items: Iterable[InputItem], opts: ComputeOptions, workdir: Workdir) -
 
 def _compute_one(item: InputItem, opts: ComputeOptions, settings: LadderSettings, python: str):
     t0 = time.perf_counter()
+    try:
+        return _compute_entries(item, opts, settings, python, t0)
+    except (MaterialFailed, ValueError) as err:
+        err.seconds = time.perf_counter() - t0  # errors.csv states what a failure cost, not 0
+        raise
+
+
+def _compute_entries(item: InputItem, opts: ComputeOptions, settings: LadderSettings, python: str, t0: float):
     structure = read_structure(item)
     if opts.max_sites is not None and len(structure) > opts.max_sites:
         raise MaterialFailed("too_large", f"{len(structure)} sites > max_sites={opts.max_sites}")
@@ -234,11 +242,11 @@ def _run(todo: list[InputItem], opts: ComputeOptions, settings: LadderSettings, 
                 try:
                     entries, result, seconds = fut.result()
                 except MaterialFailed as err:
-                    workdir.record_failure(item, err.reason, str(err), 0.0)
+                    workdir.record_failure(item, err.reason, str(err), getattr(err, "seconds", 0.0))
                     stats["failed"] += 1
                     log.info("%s: not computed (%s: %s)", item.id, err.reason, err)
                 except ValueError as err:  # unreadable input structure
-                    workdir.record_failure(item, "unreadable", str(err), 0.0)
+                    workdir.record_failure(item, "unreadable", str(err), getattr(err, "seconds", 0.0))
                     stats["failed"] += 1
                 else:
                     workdir.write_entries(item.id, entries)

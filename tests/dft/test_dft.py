@@ -25,8 +25,9 @@ from optimate_pl.dft.settings import LadderSettings
 from ..conftest import DFT_LOW
 
 GPAW = which_gpaw_python()
-pytestmark = [pytest.mark.gpaw, pytest.mark.skipif(GPAW is None, reason="no Python with GPAW (apt-get install gpaw "
-                                                                         "gpaw-data)")]
+# One pytest-xdist worker runs this module: its module-scoped GPAW results are computed once.
+pytestmark = [pytest.mark.gpaw, pytest.mark.xdist_group("dft"),
+              pytest.mark.skipif(GPAW is None, reason="no Python with GPAW (apt-get install gpaw gpaw-data)")]
 #: Seconds, not minutes: coarse k-points, few bands, a small local-field basis.
 LOW = LadderSettings(**DFT_LOW)
 
@@ -101,6 +102,8 @@ def test_compute_writes_database_files_the_readers_take(computed, nacl_rungs):
     assert set(errors) == {"Na.cif", "NaKCl.cif"}
     assert "not_insulator" in errors["Na.cif"] and "odd number of valence electrons" in errors["Na.cif"]
     assert "disordered" in errors["NaKCl.cif"]
+    # A failure found by the GPAW worker records the time it cost (the worker's start and set-up at least).
+    assert float(errors["Na.cif"].rsplit(",", 1)[1]) > 0
     ipa, rpa = read_database(out / "ipa", "ipa", workers=1), read_database(out / "rpa", "rpa", workers=1)
     assert len(ipa.records) == len(rpa.records) == 1 and not ipa.skipped and not rpa.skipped
     # The readers' traces are (xx + yy + zz) / 3 of what GPAW computed (5 significant digits kept).
