@@ -9,6 +9,9 @@ from optimate_pl.studies import report
 
 from ..conftest import TINY_SIZES
 
+# One pytest-xdist worker runs this module, so its module-scoped study runs are made once.
+pytestmark = pytest.mark.xdist_group("test_studies")
+
 TINY = [f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}",
         "data.batch_size=16", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
         "callbacks.model_summary=null", "trainer.max_steps=6", "trainer.val_check_interval=3"]

@@ -9,6 +9,9 @@ import torch
 from optimate_pl.uncertainty.acquisition import k_center_greedy, select_random, select_top
 from optimate_pl.models import Optimate
 
+# One pytest-xdist worker runs this module, so its module-scoped campaign is built once.
+pytestmark = pytest.mark.xdist_group("test_active_learning")
+
 
 SMALL = dict(node_widths=[16], gat_layers=[[16, 2]], out_widths=[64])
 #: Two rounds (20 -> 30 materials) of every acquisition, one repetition, three steps a model.

@@ -10,6 +10,9 @@ import torch
 import optimate_pl
 from optimate_pl.spectra.calibration import band, calibrate, conformal_scale, coverage, expected_sc_error, spearman
 
+# One pytest-xdist worker runs this module, so its module-scoped ensemble is built once.
+pytestmark = pytest.mark.xdist_group("test_uncertainty")
+
 
 def test_conformal_scale_is_the_right_order_statistic():
     scores = torch.arange(1.0, 11.0)  # 1..10
