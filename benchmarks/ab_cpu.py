@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import EpochTimer, ReferenceModule, _quiet_lightning, _trainer  # noqa: E402
 
+from optimate_pl.config import model_net  # noqa: E402
 from optimate_pl.utils.allocator import keep_freed_memory  # noqa: E402
 from optimate_pl.data.datamodule import IPADataModule  # noqa: E402
 from optimate_pl.models import SpectraModule  # noqa: E402
@@ -63,7 +64,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     _quiet_lightning()
     keep_freed_memory(int(OmegaConf.load(CONF / "train.yaml").keep_freed_memory_mb) * 2**20)
-    net = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{args.model}.yaml").net)
+    net = model_net(args.model)
     bs, drop = (20, True) if args.model == "dl_300" else (128, False)
     dm = IPADataModule(cache_dir=args.cache, subset=args.graphs)
     dm.setup()

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from optimate_pl.config import model_net
 from optimate_pl.utils.allocator import keep_freed_memory
 from optimate_pl.data.datamodule import IPADataModule
 from optimate_pl.models import SpectraModule
@@ -210,7 +211,7 @@ def main() -> None:
     dm = IPADataModule(cache_dir=args.cache, subset=args.graphs)
     dm.setup()
     dm.batch_size, dm.drop_last, dm.device_resident = bs, args.model == "dl_300", False
-    net = OmegaConf.to_container(OmegaConf.merge({"data": {"target": "eps_imag"}}, {"model": conf("model", f"{args.model}.yaml")}).model.net, resolve=True)
+    net = model_net(args.model)
     torch.manual_seed(0)
     module = SpectraModule(net=net)
     batch = dm.train_set.collate(torch.randperm(len(dm.train_set))[:bs])

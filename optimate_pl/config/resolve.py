@@ -163,6 +163,8 @@ def check_config(cfg: DictConfig) -> None:
         if ckpt == "auto" and cfg.data.source == "figshare" and not cfg.data.get("ipa_root"):
             raise ConfigError("strategy.checkpoint=auto on figshare data needs data.ipa_root (the IPA database) "
                               "to pretrain on, or give strategy.checkpoint=/path/to/ipa.ckpt")
+    if cfg.get("compile_edges", False) not in (True, False, None, "auto"):
+        raise ConfigError(f"compile_edges must be true, false or auto, got {cfg.compile_edges!r}")
     check_trains_something(cfg)
     check_ddp_multirun(cfg)
 

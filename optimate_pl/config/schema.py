@@ -70,7 +70,7 @@ class RunSchema:
     optimized_metric: Optional[str] = None
     keep_freed_memory_mb: int = 0
     compile: bool = False
-    compile_edges: bool = False
+    compile_edges: Any = "auto"  # true, false or auto (training.train.compile_edges_decision)
     verbose_errors: bool = False
 
 

@@ -48,10 +48,15 @@ _compiled_edges: Callable | None = None
 
 
 def _compiled_gatv2_edges() -> Callable:
-    """``torch.compile(gatv2_edges, dynamic=True)``, made once per process (every batch has other N and E)."""
+    """``torch.compile(gatv2_edges, dynamic=True)``, made once per process (every batch has other N and E).
+
+    Its C++ loops run on one thread (``cpp.threads=1``): on a 2-core CPU the edge work of the IPA network's
+    gat2 (f+b, batch 128) took 39 ms with Inductor's OpenMP loops on 2 threads, 22 ms on 1 and 48 ms eager
+    (benchmarks/cpu_2core.md); the node and edge linears around it stay eager and use every thread.
+    """
     global _compiled_edges
     if _compiled_edges is None:
-        _compiled_edges = torch.compile(gatv2_edges, dynamic=True)
+        _compiled_edges = torch.compile(gatv2_edges, dynamic=True, options={"cpp.threads": 1})
     return _compiled_edges
 
 

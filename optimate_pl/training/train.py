@@ -26,6 +26,34 @@ from .trainer import build_trainer, compile_network, finish_loggers
 
 log = logging.getLogger("optimate_pl")
 
+#: Training steps from which ``compile_edges=auto`` compiles the edge work on a CPU: its compilation (~10 s)
+#: is repaid after ~400 steps of the IPA network at batch 128 (~25 ms saved a step, benchmarks/cpu_2core.md).
+AUTO_EDGE_STEPS = 500
+
+
+def compile_edges_decision(setting: Any, trainer: pl.Trainer, datamodule) -> tuple[bool, str]:
+    """Whether to compile the GATv2 edge work, and why. ``setting``: true, false or ``auto`` (on for a
+    single-process CPU run of at least :data:`AUTO_EDGE_STEPS` training steps where a C++ compiler is found)."""
+    if setting in (True, False, None):
+        return bool(setting), "asked for"
+    if str(setting) != "auto":
+        raise ConfigError(f"compile_edges must be true, false or auto, got {setting!r}")
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    if not isinstance(trainer.accelerator, CPUAccelerator) or trainer.world_size > 1 or trainer.fast_dev_run:
+        return False, "not a single-process CPU run"
+    batches = -(-len(datamodule.train_set) // datamodule.batch_size)
+    steps = batches * max(int(trainer.max_epochs or 0), 0)
+    if trainer.max_steps and trainer.max_steps > 0:
+        steps = min(steps, trainer.max_steps) if steps > 0 else trainer.max_steps
+    if steps < AUTO_EDGE_STEPS:
+        return False, f"{steps} training steps < {AUTO_EDGE_STEPS}"
+    import shutil
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        return False, "no C++ compiler found"
+    return True, f"{steps} training steps on a CPU"
+
 
 def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> dict[str, Any]:
     """Train, validate and test one configuration; returns the metrics (and the sweep objective).
@@ -61,13 +89,15 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
         load_network_weights(module.model, weights)
         log.info("loaded initial weights from %s (%s layout); retraining all parameters", weights.path,
                  weights.layout)
+    trainer, loggers = build_trainer(cfg)
     if cfg.get("compile"):
         compile_network(module.model)
-    elif cfg.get("compile_edges"):
-        log.info("compile_edges=true: torch.compile the GATv2 edge work; the first steps compile")
-        module.model.compile_edges()
-
-    trainer, loggers = build_trainer(cfg)
+    else:
+        edges, why = compile_edges_decision(cfg.get("compile_edges", False), trainer, datamodule)
+        if edges:
+            log.info("compile_edges=%s: torch.compile the GATv2 edge work (%s); the first steps compile",
+                     cfg.get("compile_edges"), why)
+            module.model.compile_edges()
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:

@@ -26,6 +26,7 @@ COMMAND_ERRORS = [
     ("train", ["hydra.run.dir={tmp}/afile/run"], "cannot write the output folder"),
     ("train", ["data.subset=2.5"], "data.subset: Value '2.5' of type 'float' could not be converted to Integer"),
     ("train", ["strategy=tl", "strategy.checkpoint=/nope.pt"], "strategy.checkpoint=/nope.pt does not exist"),
+    ("train", ["compile_edges=maybe"], "compile_edges must be true, false or auto, got 'maybe'"),
     ("train", ["strategy=dl", "data.subset=999999", "{fast}"], "larger than the training set"),
     ("predict", ["input=x"], "checkpoint is required"),
     ("predict", ["checkpoint={tmp}/empty.pt", "input=x"], "the file is empty (0 bytes)"),
