@@ -138,6 +138,15 @@ def _entry(m: dict, rows: np.ndarray, kind: str) -> dict:
             "data": data, "parameters": params}
 
 
+def digest(src: str | Path | None = None) -> str:
+    """16 hex digits of the packed files' SHA-256: names what is derived from this version of the dataset."""
+    src = Path(src) if src else builtin_dir()
+    h = hashlib.sha256()
+    for name in ("materials.json.gz", "spectra.npz"):
+        h.update((src / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Path]:
     """Write the packed dataset as the authors' IPA and RPA databases (zips) under ``cache_dir``, once.
 
@@ -145,11 +154,7 @@ def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Pa
     so a crash, a second process or a damaged cache file never gives a half-written zip (it is rebuilt).
     """
     src = Path(src) if src else builtin_dir()
-    h = hashlib.sha256()
-    for name in ("materials.json.gz", "spectra.npz"):
-        h.update((src / name).read_bytes())
-    key = h.hexdigest()[:16]
-    out = Path(cache_dir) / f"gpaw-ladder-{key}"
+    out = Path(cache_dir) / f"gpaw-ladder-{digest(src)}"
     paths = {"ipa": out / "ipa.zip", "rpa": out / "rpa.zip"}
     if all(verify_file(p) is None for p in paths.values()):
         return paths

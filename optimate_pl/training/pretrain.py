@@ -51,11 +51,16 @@ def ipa_checkpoint_path(cfg: DictConfig, ipa_cfg: DictConfig | None = None) -> P
     data = _resolved(ipa_cfg.data, skip=DATA_KEYS_WITHOUT_EFFECT)
     trainer = _resolved(ipa_cfg.trainer, skip=("default_root_dir",))
     monitor = OmegaConf.select(ipa_cfg, "callbacks.model_checkpoint", default=None)
-    key = fingerprint({"data": data, "net": OmegaConf.to_container(ipa_cfg.model.net, resolve=True),
-                       "optimizer": OmegaConf.to_container(ipa_cfg.optimizer, resolve=True),
-                       "scheduler": OmegaConf.to_container(ipa_cfg.scheduler, resolve=True) if ipa_cfg.scheduler
-                       else None, "trainer": trainer, "seed": ipa_cfg.seed,
-                       "monitor": [monitor.get("monitor"), monitor.get("mode")] if monitor else None})
+    shapes = {"data": data, "net": OmegaConf.to_container(ipa_cfg.model.net, resolve=True),
+              "optimizer": OmegaConf.to_container(ipa_cfg.optimizer, resolve=True),
+              "scheduler": OmegaConf.to_container(ipa_cfg.scheduler, resolve=True) if ipa_cfg.scheduler else None,
+              "trainer": trainer, "seed": ipa_cfg.seed,
+              "monitor": [monitor.get("monitor"), monitor.get("mode")] if monitor else None}
+    if cfg.data.source == "gpaw":  # the built-in ladder grows between versions: a new one needs a new model
+        from ..data import ladder
+
+        shapes["dataset"] = ladder.digest()
+    key = fingerprint(shapes)
     return Path(cfg.paths.checkpoint_dir) / f"ipa-{cfg.data.source}-{key[:16]}.ckpt"
 
 

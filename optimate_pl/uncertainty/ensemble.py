@@ -125,7 +125,9 @@ def write_report(folder: Path, summary: dict[str, Any], rows: list[dict], predic
     """The test report of an ensemble: the summary table, the reliability plot, per-material results."""
     from ..utils.plots import plt, save_with_statement
 
-    statement = "SYNTHETIC data (generated, not physics)" if source == "synthetic" else "real data"
+    from ..data.cache import source_label
+
+    statement = source_label(source)  # SYNTHETIC, GPAW-computed or the authors' databases: never just "real"
     table = pd.DataFrame([summary])
     atomic_write_text(table.to_csv(index=False), folder / "uncertainty.csv")
     atomic_write_text(f"Data: {statement}.\n\n{table.T.to_markdown(floatfmt='.4f')}\n\n"

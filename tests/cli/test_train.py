@@ -88,6 +88,24 @@ def test_auto_pretraining_uses_the_tl_runs_own_settings(tmp_path, cfg_train):
     assert len({key(), *changed}) == 1 + len(changed)
 
 
+def test_auto_pretraining_on_the_builtin_ladder_is_named_by_its_version(tmp_path, cfg_train, monkeypatch):
+    """A grown built-in GPAW dataset gets a new IPA model, not the one pretrained on the previous version."""
+    import shutil
+
+    from optimate_pl.data import ladder
+    from optimate_pl.training.pretrain import ipa_checkpoint_path
+
+    def key():
+        return ipa_checkpoint_path(cfg_train(tmp_path, "strategy=tl", "data.source=gpaw")).name
+
+    before = key()
+    grown = tmp_path / "grown"
+    shutil.copytree(ladder.builtin_dir(), grown)
+    (grown / "spectra.npz").write_bytes((grown / "spectra.npz").read_bytes() + b"\0")  # another version
+    monkeypatch.setattr(ladder, "builtin_dir", lambda: grown)
+    assert key() != before and key().startswith("ipa-gpaw-")
+
+
 @pytest.mark.parametrize("strategy", ["dl", "sc"])
 def test_dl_and_sc_strategies(tmp_path, cache_dir, strategy, monkeypatch, cfg_train):
     compiled = []  # compile=true reaches the network (compiling itself is tested in test_model.py)

@@ -81,6 +81,15 @@ def test_campaign_report_and_a_resumed_campaign(campaign, tmp_path, cfg_train):
         assert (tmp_path / name).stat().st_size > 0
     md = (tmp_path / "active_learning.md").read_text()
     assert md.startswith("Data: SYNTHETIC") and "random at" in md and len(written) == 4
+    # The same campaign said to be on the GPAW ladder is reported as real physics, never as SYNTHETIC.
+    import shutil
+
+    gpaw = tmp_path / "gpaw-campaign"
+    shutil.copytree(folder, gpaw)
+    meta = json.loads((gpaw / "campaign.json").read_text())
+    (gpaw / "campaign.json").write_text(json.dumps({**meta, "source": "gpaw"}))
+    report.active_learning(gpaw, tmp_path / "gpaw-report")
+    assert (tmp_path / "gpaw-report" / "active_learning.md").read_text().startswith("Data: GPAW-computed (real physics")
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("metrics.json")}
     cfg = json.loads((folder / "campaign.json").read_text())
     assert cfg["sizes"] == [20, 30]

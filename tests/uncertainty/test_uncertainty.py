@@ -67,6 +67,7 @@ def test_an_ensemble_of_tiny_members_predicts_a_mean_and_a_band(ensemble, struct
     for name in ("uncertainty.csv", "uncertainty.md", "reliability.png", "reliability.pdf",
                  "ensemble_test_results.csv"):
         assert (folder / name).stat().st_size > 0, name
+    assert (folder / "uncertainty.md").read_text().startswith("Data: SYNTHETIC (generated, not physics).")
     assert 0 <= summary["test_coverage"] <= 1 and -1 <= summary["spearman_expected_vs_real_sc_error"] <= 1
     model = optimate_pl.load_model(folder)
     assert model.is_ensemble and model.calibration is not None
