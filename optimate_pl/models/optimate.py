@@ -30,7 +30,7 @@ def gatv2_edges(x_l: Tensor, x_r: Tensor, e: Tensor, att: Tensor, src: Tensor, d
 
     Eager, it equals PyG's layer within float tolerance (no faster). Under ``torch.compile`` the gathers and
     element-wise ops fuse into a few loops over the edges instead of a dozen [E, H, C] temporaries: what
-    :meth:`Optimate.compile_edges` uses (about 1.6x faster GATv2 layers on a CPU, see benchmarks/cpu_2core.md).
+    :meth:`Optimate.compile_edges` uses (GATv2 layers ~1.5x faster on a 2-core CPU, see benchmarks/cpu_2core.md).
     """
     x_j = x_l.index_select(0, src)
     logits = (F.leaky_relu(x_j + x_r.index_select(0, dst) + e, negative_slope) * att).sum(-1)  # [E, H]
