@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -163,10 +163,15 @@ def check_config(cfg: DictConfig) -> None:
         if ckpt == "auto" and cfg.data.source == "figshare" and not cfg.data.get("ipa_root"):
             raise ConfigError("strategy.checkpoint=auto on figshare data needs data.ipa_root (the IPA database) "
                               "to pretrain on, or give strategy.checkpoint=/path/to/ipa.ckpt")
-    if cfg.get("compile_edges", False) not in (True, False, None, "auto"):
-        raise ConfigError(f"compile_edges must be true, false or auto, got {cfg.compile_edges!r}")
+    check_compile_edges(cfg.get("compile_edges", False))
     check_trains_something(cfg)
     check_ddp_multirun(cfg)
+
+
+def check_compile_edges(setting: Any) -> None:
+    """``compile_edges`` is true, false (or null) or ``auto`` (training.train.compile_edges_decision)."""
+    if setting not in (True, False, None, "auto"):
+        raise ConfigError(f"compile_edges must be true, false or auto, got {setting!r}")
 
 
 def check_trains_something(cfg: DictConfig) -> None:

@@ -175,13 +175,14 @@ def select(items: Iterable[InputItem], opts: ComputeOptions, workdir: Workdir) -
 def _compute_one(item: InputItem, opts: ComputeOptions, settings: LadderSettings, python: str):
     t0 = time.perf_counter()
     try:
-        return _compute_entries(item, opts, settings, python, t0)
+        entries, result = _compute_entries(item, opts, settings, python)
     except (MaterialFailed, ValueError) as err:
         err.seconds = time.perf_counter() - t0  # errors.csv states what a failure cost, not 0
         raise
+    return entries, result, time.perf_counter() - t0
 
 
-def _compute_entries(item: InputItem, opts: ComputeOptions, settings: LadderSettings, python: str, t0: float):
+def _compute_entries(item: InputItem, opts: ComputeOptions, settings: LadderSettings, python: str):
     structure = read_structure(item)
     if opts.max_sites is not None and len(structure) > opts.max_sites:
         raise MaterialFailed("too_large", f"{len(structure)} sites > max_sites={opts.max_sites}")
@@ -191,7 +192,7 @@ def _compute_entries(item: InputItem, opts: ComputeOptions, settings: LadderSett
     entries = {"ipa": ipa_entry(structure, result, settings, item.id, data, opts.level)}
     if opts.level == "both":
         entries["rpa"] = rpa_entry(structure, result, settings, item.id, data)
-    return entries, result, time.perf_counter() - t0
+    return entries, result
 
 
 def compute(opts: ComputeOptions, settings: LadderSettings | None = None, progress: bool | None = None) -> dict:

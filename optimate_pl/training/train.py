@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import hydra
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import ConfigError, is_resolved, resolve_config
+from ..config import ConfigError, check_compile_edges, is_resolved, resolve_config
 from ..models.weights import Weights, load_network_weights, read_weights
 from ..utils.atomic import atomic_write_text
 from .outputs import evaluate_medians, write_cards, write_run_outputs
@@ -34,10 +35,9 @@ AUTO_EDGE_STEPS = 500
 def compile_edges_decision(setting: Any, trainer: pl.Trainer, datamodule) -> tuple[bool, str]:
     """Whether to compile the GATv2 edge work, and why. ``setting``: true, false or ``auto`` (on for a
     single-process CPU run of at least :data:`AUTO_EDGE_STEPS` training steps where a C++ compiler is found)."""
-    if setting in (True, False, None):
+    check_compile_edges(setting)
+    if setting != "auto":
         return bool(setting), "asked for"
-    if str(setting) != "auto":
-        raise ConfigError(f"compile_edges must be true, false or auto, got {setting!r}")
     from lightning.pytorch.accelerators import CPUAccelerator
 
     if not isinstance(trainer.accelerator, CPUAccelerator) or trainer.world_size > 1 or trainer.fast_dev_run:
@@ -48,8 +48,6 @@ def compile_edges_decision(setting: Any, trainer: pl.Trainer, datamodule) -> tup
         steps = min(steps, trainer.max_steps) if steps > 0 else trainer.max_steps
     if steps < AUTO_EDGE_STEPS:
         return False, f"{steps} training steps < {AUTO_EDGE_STEPS}"
-    import shutil
-
     if not (shutil.which("g++") or shutil.which("c++")):
         return False, "no C++ compiler found"
     return True, f"{steps} training steps on a CPU"

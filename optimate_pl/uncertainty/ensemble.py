@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import derive_config
-
+from ..data.cache import source_label
 from ..utils.atomic import atomic_write_text
 from ..models.card import ENSEMBLE_CARD, package_version
 from ..spectra.calibration import band, calibrate, coverage, expected_sc_error, reliability, spearman
@@ -124,8 +124,6 @@ def write_report(folder: Path, summary: dict[str, Any], rows: list[dict], predic
                  test_set, source: str) -> None:
     """The test report of an ensemble: the summary table, the reliability plot, per-material results."""
     from ..utils.plots import plt, save_with_statement
-
-    from ..data.cache import source_label
 
     statement = source_label(source)  # SYNTHETIC, GPAW-computed or the authors' databases: never just "real"
     table = pd.DataFrame([summary])
