@@ -114,3 +114,30 @@ def test_edge_kernel_equals_the_authors_gatv2(name, compiled):
     for key, g in ref_grads.items():
         scale = max(float(g.abs().max()), 1e-2 * top)
         torch.testing.assert_close(grads[key] / scale, g / scale, atol=1e-4, rtol=1e-4, msg=key)
+
+
+
+def test_edge_function_also_evaluates_and_equals_pyg_there():
+    """Evaluation (no_grad in validation, inference_mode in test and predict) runs through the edge function
+    too: compiled, it is ~2x PyG's inference on a CPU (benchmarks/cpu_2core.md). Its outputs equal PyG's."""
+    from optimate_pl.models.optimate import gatv2_edges
+
+    calls = []
+
+    def counting(*args):
+        calls.append(1)
+        return gatv2_edges(*args)
+
+    torch.manual_seed(0)
+    net = Optimate(**model_net("dl_300")).eval()
+    graphs = reference_batch()
+    with torch.no_grad():
+        plain = net(graphs)
+    net.compile_edges(counting)
+    with torch.no_grad():
+        no_grad = net(graphs)
+    with torch.inference_mode():
+        inference = net(graphs)
+    assert len(calls) == 2 * net.num_gat
+    torch.testing.assert_close(no_grad, plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(inference, plain, atol=1e-5, rtol=1e-5)
