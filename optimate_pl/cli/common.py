@@ -162,6 +162,11 @@ def configure_process(cfg: DictConfig) -> None:
         lg.handlers.clear()
     if not cfg.get("verbose_errors"):
         logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    from ..utils.parallel import cores_busy_message
+
+    busy = cores_busy_message()
+    if busy:
+        logging.getLogger("optimate_pl").warning(busy)
 
 
 class TrialFailed(RuntimeError):

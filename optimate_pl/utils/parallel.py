@@ -34,6 +34,32 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
+def busy_cores_warning(threads: int, cores: int, load: float) -> str | None:
+    """Why ``threads`` torch threads will crawl on ``cores`` cores with a 1-minute load average of ``load``
+    (other processes running), or ``None`` where they fit.
+
+    Every OpenMP region of a step waits for its slowest thread. With a core taken by another process, even a
+    niced one, a training step on this 2-core machine took 1.3 s with 2 threads and 0.08 s with 1
+    (benchmarks/cpu_2core.md). The load of this process's own first seconds stays well under 0.75."""
+    if threads <= 1 or load < cores - threads + 0.75:
+        return None
+    return (f"the 1-minute load average is {load:.1f} on {cores} cores: other processes hold cores that torch's "
+            f"{threads} threads need, and every step waits for a descheduled thread (measured on 2 cores: a "
+            f"training step 16x slower). "
+            f"Run with OMP_NUM_THREADS={max(1, int(cores - load))} (or stop the other work)")
+
+
+def cores_busy_message() -> str | None:
+    """:func:`busy_cores_warning` for this process now (``None`` where the load cannot be read)."""
+    import torch
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    return busy_cores_warning(torch.get_num_threads(), usable_cores(), load)
+
+
 def default_workers() -> int:
     """Worker processes to use: the cores this process may use (:func:`usable_cores`; 2 on the reference machine)."""
     return usable_cores()

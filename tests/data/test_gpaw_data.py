@@ -46,3 +46,29 @@ def test_gpaw_source_reads_through_the_real_format_path(tmp_path):
     eps_inf = np.array([[rows[m["spectra"][key]].mean(0)[0] for key in ("ipa_epsR", "rpa_epsR")]
                         for m in materials if m["has_rpa"]])
     assert np.mean(eps_inf[:, 1] < eps_inf[:, 0]) > 0.9 and (eps_inf > 1).all()
+
+
+def test_azides_and_nitrates_are_found_by_geometry():
+    """The paper singles out azides (N3-) and nitrates (NO3-) for strong local fields. The ladder report
+    finds them by their covalent bonds (textbook lengths: N-N 1.18 Å in an azide, N-O 1.25 Å in a nitrate),
+    not by formula: an N-N bond alone (N2O, a molecular crystal) or N without short bonds (a nitride) is neither."""
+    from pymatgen.core import Lattice, Structure
+
+    from optimate_pl.studies.ladder import family, molecular_anion
+
+    box = Lattice.cubic(6.0)
+    azide = Structure(box, ["Na", "N", "N", "N"], [[0, 0, 0], [3, 3, 3], [3, 3, 4.18], [3, 3, 1.82]],
+                      coords_are_cartesian=True)
+    c, s = 1.25 * np.cos(np.radians(30)), 1.25 * np.sin(np.radians(30))
+    nitrate = Structure(box, ["Na", "N", "O", "O", "O"],
+                        [[0, 0, 0], [3, 3, 3], [3, 4.25, 3], [3 + c, 3 - s, 3], [3 - c, 3 - s, 3]],
+                        coords_are_cartesian=True)
+    n2o = Structure(box, ["N", "N", "O"], [[3, 3, 1.87], [3, 3, 3], [3, 3, 4.19]], coords_are_cartesian=True)
+    nitride = Structure(Lattice.cubic(4.0), ["Sc", "N"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert molecular_anion(azide.as_dict()) == "azide"
+    assert molecular_anion(nitrate.as_dict()) == "nitrate"
+    assert molecular_anion(n2o.as_dict()) is None and molecular_anion(nitride.as_dict()) is None
+    assert family(["Na", "N", "N", "N"], azide.as_dict()) == "azide"
+    assert family(["Na", "N", "O", "O", "O"], nitrate.as_dict()) == "nitrate"
+    assert family(["Na", "N", "O", "O", "O"]) == "chalcogenide"  # without the structure: by elements only
+    assert family(["N", "N", "O"], n2o.as_dict()) == "chalcogenide"
