@@ -143,17 +143,34 @@ class PredictionModule(pl.LightningModule):
     Args:
         predictor: a :class:`~optimate_pl.inference.predictor.Predictor`.
         store_spectra: which spectra of :data:`optimate_pl.inference.screening.SPECTRA` the writer keeps.
+        compile_after: compile the networks' GATv2 edge work (``Optimate.compile_edges``) once this many
+            materials are predicted (0: before the first); ``None``: never.
     """
 
-    def __init__(self, predictor: torch.nn.Module, store_spectra: tuple[str, ...]) -> None:
+    def __init__(self, predictor: torch.nn.Module, store_spectra: tuple[str, ...],
+                 compile_after: int | None = None) -> None:
         super().__init__()
         self.predictor, self.store_spectra = predictor, store_spectra
+        self.compile_after, self.seen = compile_after, 0
+
+    def _compile_edges(self) -> None:
+        self.compile_after = None  # once
+        try:
+            for net in self.predictor.nets:
+                net.compile_edges()
+        except ValueError as err:  # an architecture the compiled edge function does not cover: stay on PyG
+            log.info("compile_edges: %s; predicting without it", err)
+            return
+        log.info("compile_edges: %d materials predicted, compiling the GATv2 edge work for the rest", self.seen)
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor] | None:
         from ..spectra import optics
 
         if batch.num_graphs == 0:
             return None
+        if self.compile_after is not None and self.seen >= self.compile_after:
+            self._compile_edges()
+        self.seen += batch.num_graphs
         band: dict[str, torch.Tensor] = {}
         if self.predictor.is_ensemble and self.predictor.calibration is not None:
             u = self.predictor.uncertainty(batch)

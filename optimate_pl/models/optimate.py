@@ -60,6 +60,13 @@ def _compiled_gatv2_edges() -> Callable:
     return _compiled_edges
 
 
+def cxx_compiler() -> str | None:
+    """The C++ compiler that Inductor's CPU code needs (``g++`` or ``c++`` on the PATH), or ``None``."""
+    import shutil
+
+    return shutil.which("g++") or shutil.which("c++")
+
+
 def _gat_edges_supported(gat: GATv2Conv) -> bool:
     """Whether :func:`gatv2_edges` computes this layer (the configuration :class:`Optimate` builds)."""
     return (gat.concat and not gat.add_self_loops and not gat.share_weights and gat.res is None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, check_compile_edges, is_resolved, resolve_config
+from ..models.optimate import cxx_compiler
 from ..models.weights import Weights, load_network_weights, read_weights
 from ..utils.atomic import atomic_write_text
 from .outputs import evaluate_medians, write_cards, write_run_outputs
@@ -48,7 +48,7 @@ def compile_edges_decision(setting: Any, trainer: pl.Trainer, datamodule) -> tup
         steps = min(steps, trainer.max_steps) if steps > 0 else trainer.max_steps
     if steps < AUTO_EDGE_STEPS:
         return False, f"{steps} training steps < {AUTO_EDGE_STEPS}"
-    if not (shutil.which("g++") or shutil.which("c++")):
+    if not cxx_compiler():
         return False, "no C++ compiler found"
     return True, f"{steps} training steps on a CPU"
 

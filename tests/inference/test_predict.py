@@ -94,3 +94,38 @@ def test_parquet_tables_align_with_the_api(tmp_path, structures, write_cifs):
     _, _, n = load_predictions(tmp_path / "o", spectrum="n")
     assert n.shape == (2, 2001) and (n > 0).all()
     assert not (tmp_path / "o" / "materials.csv").exists()  # format=parquet: no CSV copies
+
+
+def test_a_long_cpu_prediction_compiles_the_edge_work_midway_with_the_same_results(tmp_path, structures, monkeypatch):
+    """compile_edges=auto: the first COMPILE_AFTER materials on PyG's layers, the rest through the (here
+    eager, counted) edge function; the predictions are the same either way. false: never switches."""
+    from optimate_pl.inference import screening
+    from optimate_pl.models import optimate as optimate_module
+
+    calls = []
+
+    def counting(*args):
+        calls.append(args[0].shape[0])  # nodes of the batch
+        return optimate_module.gatv2_edges(*args)
+
+    monkeypatch.setattr(optimate_module, "_compiled_gatv2_edges", lambda: counting)
+    monkeypatch.setattr(optimate_module, "cxx_compiler", lambda: "/usr/bin/g++")
+    monkeypatch.setattr(screening, "COMPILE_AFTER", 6)
+    torch.manual_seed(0)
+    path = tmp_path / "ipa_published.pt"
+    torch.save(Optimate().state_dict(), path)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(6):  # 12 structures, batches of 4: materials 1-4, 5-8 before the switch, 9-12 after
+        for j, s in enumerate(structures()):
+            s.to(filename=str(folder / f"s{i:02d}{j}.cif"))
+    settings = dict(workers=0, chunk_size=100, plot=0, batch_size=4, format="parquet")
+    run_prediction(path, folder, tmp_path / "never", compile_edges=False, **settings)
+    assert calls == []
+    run_prediction(path, folder, tmp_path / "auto", compile_edges="auto", **settings)
+    assert len(calls) == 2  # the third batch only (8 >= 6 materials before it), through both GAT layers
+    _, _, eps_never = load_predictions(tmp_path / "never")
+    _, _, eps_auto = load_predictions(tmp_path / "auto")
+    np.testing.assert_allclose(eps_auto, eps_never, rtol=1e-4, atol=1e-5)
+    with pytest.raises(Exception, match="compile_edges must be true, false or auto"):
+        run_prediction(path, folder, tmp_path / "typo", compile_edges="sometimes", **settings)
