@@ -4,7 +4,9 @@
 
 Variants: ``reference`` (bench.py's reference loop: list of Data, PyG DataLoader, plain Adam), ``ours-loop-adam``
 (our DataModule and SpectraModule with ``fused=False``: the state before 2026-11-27), ``ours`` (fused Adam, the
-default now) and ``ours+edges`` (plus ``Optimate.compile_edges``). Graphs per second of the timed epochs after a
+default now), ``ours+edges`` (plus ``Optimate.compile_edges``), ``ours+compile1t`` (the whole network
+``torch.compile``d with Inductor's loops on one thread) and ``ours+edges+compile1t`` (the same, traced
+through ``gatv2_edges``). Graphs per second of the timed epochs after a
 warm-up epoch (which absorbs the compilation). One process: the allocator setting applies to every variant, and
 ``bench.py`` (fresh processes) stays the reference for the published table.
 """
@@ -44,6 +46,12 @@ def run(kind: str, dm, net: dict, bs: int, drop: bool, epochs: int) -> float:
         module = SpectraModule(net=net, optimizer=opt)
         if kind == "ours+edges":
             module.model.compile_edges()
+        if kind in ("ours+compile1t", "ours+edges+compile1t"):  # the whole network compiled, loops on one thread
+            if kind == "ours+edges+compile1t":  # traced through gatv2_edges instead of PyG's propagate
+                from optimate_pl.models.optimate import gatv2_edges
+
+                module.model.compile_edges(gatv2_edges)
+            module.model.compile(dynamic=True, options={"cpp.threads": 1})
         dm.batch_size, dm.drop_last, dm.device_resident = bs, drop, False
         trainer.fit(module, train_dataloaders=dm.train_dataloader())
     n = len(dm.train_set) - (len(dm.train_set) % bs if drop else 0)
