@@ -140,7 +140,8 @@ OUTPUT_LOCK = ".optimate-pl-predict.lock"
 #: Materials after which ``compile_edges=auto`` compiles the GATv2 edge work of a CPU prediction. On real
 #: Alexandria entries (2-core CPU, `make bench`) the compiled run screened 1164 instead of 813 structures/s
 #: (0.37 ms saved a material) for 3.2 s more start-up with Inductor's cache warm (5.9 s on one busy thread):
-#: repaid after ~9,000-16,000 materials. So a small prediction never compiles, and a large one does, at its second chunk.
+#: repaid after ~9,000-16,000 materials. So a small prediction never compiles, and a large one does, at its
+#: second chunk.
 COMPILE_AFTER = 10_000
 
 
