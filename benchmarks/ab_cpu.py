@@ -6,7 +6,7 @@ Variants: ``reference`` (bench.py's reference loop: list of Data, PyG DataLoader
 (our DataModule and SpectraModule with ``fused=False``: the state before 2026-11-27), ``ours`` (fused Adam, the
 default now), ``ours+edges`` (plus ``Optimate.compile_edges``), ``ours+compile1t`` (the whole network
 ``torch.compile``d with Inductor's loops on one thread) and ``ours+edges+compile1t`` (the same, traced
-through ``gatv2_edges``). Graphs per second of the timed epochs after a
+through ``gatv2_edges``); a ``+bf16`` suffix trains that variant with ``precision=bf16-mixed``. Graphs per second of the timed epochs after a
 warm-up epoch (which absorbs the compilation). One process: the allocator setting applies to every variant, and
 ``bench.py`` (fresh processes) stays the reference for the published table.
 """
@@ -35,7 +35,7 @@ def run(kind: str, dm, net: dict, bs: int, drop: bool, epochs: int) -> float:
 
     torch.manual_seed(0)
     timer = EpochTimer()
-    trainer = _trainer("cpu", epochs, timer, "32-true")
+    trainer = _trainer("cpu", epochs, timer, "bf16-mixed" if kind.endswith("+bf16") else "32-true")
     if kind == "reference":
         data = [dm.train_set[i] for i in range(len(dm.train_set))]
         trainer.fit(ReferenceModule(net), train_dataloaders=DataLoader(data, batch_size=bs, shuffle=True, drop_last=drop))
@@ -44,7 +44,7 @@ def run(kind: str, dm, net: dict, bs: int, drop: bool, epochs: int) -> float:
         if kind == "ours-loop-adam":
             opt["fused"] = False
         module = SpectraModule(net=net, optimizer=opt)
-        if kind == "ours+edges":
+        if kind.startswith("ours+edges") and "compile1t" not in kind:
             module.model.compile_edges()
         if kind in ("ours+compile1t", "ours+edges+compile1t"):  # the whole network compiled, loops on one thread
             if kind == "ours+edges+compile1t":  # traced through gatv2_edges instead of PyG's propagate

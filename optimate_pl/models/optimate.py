@@ -40,8 +40,11 @@ def gatv2_edges(x_l: Tensor, x_r: Tensor, e: Tensor, att: Tensor, src: Tensor, d
     w = (logits - top.index_select(0, dst)).exp()
     total = torch.zeros((num_nodes, heads), dtype=w.dtype, device=w.device).index_add_(0, dst, w) + 1e-16
     alpha = w / total.index_select(0, dst)
-    out = torch.zeros((num_nodes, *x_l.shape[1:]), dtype=x_j.dtype, device=x_j.device)
-    return out.index_add_(0, dst, x_j * alpha.unsqueeze(-1))
+    msg = x_j * alpha.unsqueeze(-1)
+    # The messages' dtype, not x_j's: under bf16 autocast the linears give bf16 and the fp32 `att` promotes
+    # the attention to fp32, as in PyG's layer.
+    out = torch.zeros((num_nodes, *x_l.shape[1:]), dtype=msg.dtype, device=msg.device)
+    return out.index_add_(0, dst, msg)
 
 
 _compiled_edges: Callable | None = None

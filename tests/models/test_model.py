@@ -141,3 +141,20 @@ def test_edge_function_also_evaluates_and_equals_pyg_there():
     assert len(calls) == 2 * net.num_gat
     torch.testing.assert_close(no_grad, plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(inference, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_edge_function_under_bf16_autocast_matches_pyg():
+    """bf16-mixed (the authors' training precision): the linears give bf16, the fp32 attention vector promotes
+    the attention and messages to fp32 in PyG's layer; the edge function must aggregate in that dtype too
+    (it raised "index_add_(): self (BFloat16) and source (Float)" before)."""
+    from optimate_pl.models.optimate import gatv2_edges
+
+    torch.manual_seed(0)
+    net = Optimate(**model_net("dl_300")).train()
+    graphs = reference_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = net(graphs)
+        net.compile_edges(gatv2_edges)
+        edges = net(graphs)
+    assert edges.dtype == plain.dtype
+    torch.testing.assert_close(edges.float(), plain.float(), atol=2e-2, rtol=2e-2)
