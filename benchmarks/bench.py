@@ -95,7 +95,8 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
     no process settings), ``ours`` (our DataModule and module, with the process settings that
     ``python -m optimate_pl`` applies), ``ours-resident`` (device-resident batches) or
     ``ours-compiled`` (device-resident on a GPU, our DataLoader on a CPU, plus ``torch.compile``) or
-    ``ours-edges`` (our DataLoader, ``compile_edges=true``: the GATv2 edge work compiled).
+    ``ours-edges`` (our DataLoader, ``compile_edges=true``: the GATv2 edge work compiled) or
+    ``ours-edges-bf16`` (the same in ``bf16-mixed``, the authors' training precision, on a CPU with bf16 units).
     Run it in a fresh process (:func:`_fresh`): the allocator setting lasts for a process.
     """
     from torch_geometric.loader import DataLoader
@@ -106,7 +107,7 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
     net = model_net(model_name)
     torch.manual_seed(0)
     timer = EpochTimer()
-    trainer = _trainer(accelerator, epochs, timer, precision)
+    trainer = _trainer(accelerator, epochs, timer, "bf16-mixed" if kind == "ours-edges-bf16" else precision)
     if kind == "reference":
         data_list = [dm.train_set[i] for i in range(len(dm.train_set))]  # a list of Data, as notebooks do
         loader = DataLoader(data_list, batch_size=batch_size, shuffle=True, drop_last=drop_last)
@@ -118,7 +119,7 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
         module = SpectraModule(net=net)
         if kind == "ours-compiled":
             compile_network(module.model)
-        elif kind == "ours-edges":
+        elif kind in ("ours-edges", "ours-edges-bf16"):
             module.model.compile_edges()  # compile_edges=true: only the GATv2 edge work compiled
         trainer.fit(module, train_dataloaders=dm.train_dataloader())
     n = len(dm.train_set) - (len(dm.train_set) % batch_size if drop_last else 0)
@@ -419,9 +420,11 @@ def training(args, cache: str, accelerator: str, precision: str, device: torch.d
         kinds = {"reference": "reference loop", "ours": "ours (DataLoader)",
                  "ours-resident": "ours (device-resident)", "ours-compiled": "ours + torch.compile",
                  "ours-edges": "ours + compile_edges"}
+        if accelerator == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():  # native bf16 (AVX512-BF16, AMX)
+            kinds["ours-edges-bf16"] = "ours + compile_edges + bf16-mixed (the authors' training precision)"
         if args.no_compile:
-            kinds.pop("ours-compiled")
-            kinds.pop("ours-edges")
+            for kind in ("ours-compiled", "ours-edges", "ours-edges-bf16"):
+                kinds.pop(kind, None)
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         # Every run in a fresh process, in rounds of alternating order (ABCD, DCBA, ...) so that a
         # slow or fast spell of a shared machine does not favour one path. Throughput = all timed
@@ -460,6 +463,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--out", default=None, help="also write the table to this Markdown file")
     p.add_argument("--screen", type=int, default=1000, help="structures of the screening measurement (and twice that)")
     p.add_argument("--only-screening", action="store_true", help="measure screening only")
+    p.add_argument("--only-training", action="store_true", help="measure dataset building, training and evaluation only")
     p.add_argument("--no-real", action="store_true", help="skip the screening rows on real Alexandria entries")
     p.add_argument("--only-real", action="store_true", help="measure the real-entry screening rows only")
     p.add_argument("--repeats", type=int, default=3, help="runs of each screening command and size (the fastest kept)")
@@ -472,9 +476,9 @@ def main(argv: list[str] | None = None) -> str:
     with tempfile.TemporaryDirectory() as work:
         if not (args.only_screening or args.only_real):
             rows += training(args, work, accelerator, precision, device)
-        if not args.only_real:
+        if not (args.only_real or args.only_training):
             rows += screening(Path(work), args.screen, accelerator, args.repeats)
-        if not args.no_real:
+        if not (args.no_real or args.only_training):
             rows += screening_real(Path(work), args.screen, accelerator, args.repeats)
     rss = peak_rss_mib()
     mem = f"peak RSS of the data/evaluation process {rss:.0f} MiB"
