@@ -35,7 +35,8 @@ def run(kind: str, dm, net: dict, bs: int, drop: bool, epochs: int) -> float:
 
     torch.manual_seed(0)
     timer = EpochTimer()
-    trainer = _trainer("cpu", epochs, timer, "bf16-mixed" if kind.endswith("+bf16") else "32-true")
+    bf16, kind = kind.endswith("+bf16"), kind.removesuffix("+bf16")
+    trainer = _trainer("cpu", epochs, timer, "bf16-mixed" if bf16 else "32-true")
     if kind == "reference":
         data = [dm.train_set[i] for i in range(len(dm.train_set))]
         trainer.fit(ReferenceModule(net), train_dataloaders=DataLoader(data, batch_size=bs, shuffle=True, drop_last=drop))
@@ -44,7 +45,7 @@ def run(kind: str, dm, net: dict, bs: int, drop: bool, epochs: int) -> float:
         if kind == "ours-loop-adam":
             opt["fused"] = False
         module = SpectraModule(net=net, optimizer=opt)
-        if kind.startswith("ours+edges") and "compile1t" not in kind:
+        if kind == "ours+edges":
             module.model.compile_edges()
         if kind in ("ours+compile1t", "ours+edges+compile1t"):  # the whole network compiled, loops on one thread
             if kind == "ours+edges+compile1t":  # traced through gatv2_edges instead of PyG's propagate

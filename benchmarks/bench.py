@@ -289,7 +289,8 @@ def steady_state(runs: dict, sizes: dict[str, list[int]], repeats: int) -> dict[
     interleaved across commands so that a drift of the machine's speed hits all of them, and the fastest of
     each is kept (the least disturbed; a one-shot difference of two few-second runs swung the ratios 2-7x).
     A least-squares line ``t = start + size / rate`` through those minima gives the steady-state rate and the
-    fixed cost. Returns ``{name: {"rate", "start", "rss": {size: MiB}}}``."""
+    fixed cost (with two sizes: the line through both). Returns ``{name: {"rate", "start", "rss": {size: MiB}}}``,
+    the peak RSS being the largest over the repeats of that size. Needs two sizes or more for every command."""
     import numpy as np
 
     best: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in runs}
@@ -302,7 +303,12 @@ def steady_state(runs: dict, sizes: dict[str, list[int]], repeats: int) -> dict[
     out = {}
     for name, times in best.items():
         xs = np.array(sorted(times), dtype=float)
+        if len(xs) < 2:
+            raise ValueError(f"steady_state: {name} needs at least two input sizes, got {list(times)}")
         slope, start = np.polyfit(xs, [times[int(x)][0] for x in xs], 1)
+        if slope <= 0:  # the larger input was not slower: the sizes are too small for this machine's noise
+            raise RuntimeError(f"steady_state: {name} took no longer on {int(xs[-1])} than on {int(xs[0])} inputs; "
+                               f"use a larger --screen")
         out[name] = {"rate": 1.0 / slope, "start": float(start), "rss": {k: v[1] for k, v in times.items()}}
     return out
 
@@ -461,7 +467,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (they compile first)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--out", default=None, help="also write the table to this Markdown file")
-    p.add_argument("--screen", type=int, default=1000, help="structures of the screening measurement (and twice that)")
+    p.add_argument("--screen", type=int, default=1000, help="structures of the screening measurement (and 2x, 4x that)")
     p.add_argument("--only-screening", action="store_true", help="measure screening only")
     p.add_argument("--only-training", action="store_true", help="measure dataset building, training and evaluation only")
     p.add_argument("--no-real", action="store_true", help="skip the screening rows on real Alexandria entries")

@@ -96,6 +96,9 @@ class PredictSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "spectra", tuple(self.spectra))
         object.__setattr__(self, "trainer", dict(self.trainer or {}))
+        from ..config import check_compile_edges
+
+        check_compile_edges(self.compile_edges)  # a typo fails before the output folder is touched
         if self.format not in ("csv", "parquet"):
             raise ValueError(f"format={self.format}: use csv (Parquet plus CSV tables) or parquet")
         unknown = set(self.spectra) - set(SPECTRA)
@@ -140,8 +143,8 @@ OUTPUT_LOCK = ".optimate-pl-predict.lock"
 #: Materials after which ``compile_edges=auto`` compiles the GATv2 edge work of a CPU prediction. On real
 #: Alexandria entries (2-core CPU, `make bench`) the compiled run screened 1164 instead of 813 structures/s
 #: (0.37 ms saved a material) for 3.2 s more start-up with Inductor's cache warm (5.9 s on one busy thread):
-#: repaid after ~9,000-16,000 materials. So a small prediction never compiles, and a large one does, at its
-#: second chunk.
+#: repaid after ~9,000-16,000 materials. So a small prediction never compiles, and a large one does (during
+#: its second chunk at the default chunk_size). A compilation failing at its first forward falls back to PyG.
 COMPILE_AFTER = 10_000
 
 

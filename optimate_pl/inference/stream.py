@@ -153,32 +153,46 @@ class PredictionModule(pl.LightningModule):
         self.predictor, self.store_spectra = predictor, store_spectra
         self.compile_after, self.seen = compile_after, 0
 
-    def _compile_edges(self) -> None:
+    def _compile_edges(self) -> bool:
+        """Switch every network to the compiled edge work; ``False`` (and PyG's layers) where one cannot."""
         self.compile_after = None  # once
         try:
             for net in self.predictor.nets:
                 net.compile_edges()
         except ValueError as err:  # an architecture the compiled edge function does not cover: stay on PyG
-            log.info("compile_edges: %s; predicting without it", err)
-            return
+            self._uncompile(f"compile_edges: {err}; predicting without it")
+            return False
         log.info("compile_edges: %d materials predicted, compiling the GATv2 edge work for the rest", self.seen)
+        return True
+
+    def _uncompile(self, why: str) -> None:
+        for net in self.predictor.nets:
+            net._edge_fn = None
+        log.warning(why)
+
+    def _forward(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The prediction [B, out] and, for a calibrated ensemble, its band."""
+        if self.predictor.is_ensemble and self.predictor.calibration is not None:
+            u = self.predictor.uncertainty(batch)
+            return u["mean"], {"eps_imag_lower": u["lower"], "eps_imag_upper": u["upper"],
+                               "expected_sc_error": u["expected_sc_error"]}
+        return self.predictor(batch), {}
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor] | None:
         from ..spectra import optics
 
         if batch.num_graphs == 0:
             return None
-        if self.compile_after is not None and self.seen >= self.compile_after:
-            self._compile_edges()
+        compiled_now = self.compile_after is not None and self.seen >= self.compile_after and self._compile_edges()
         self.seen += batch.num_graphs
-        band: dict[str, torch.Tensor] = {}
-        if self.predictor.is_ensemble and self.predictor.calibration is not None:
-            u = self.predictor.uncertainty(batch)
-            pred = u["mean"]
-            band = {"eps_imag_lower": u["lower"], "eps_imag_upper": u["upper"],
-                    "expected_sc_error": u["expected_sc_error"]}
-        else:
-            pred = self.predictor(batch)
+        try:
+            pred, band = self._forward(batch)
+        except Exception as err:  # noqa: BLE001 -- torch.compile builds at its first call: a missing compiler
+            if not compiled_now:    # piece (headers, OpenMP, an unwritable cache) must not end a long screening
+                raise
+            self._uncompile(f"compile_edges: compiling the edge work failed ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''}); predicting without it")
+            pred, band = self._forward(batch)
         if self.predictor.is_sc_model:
             return {"sc_rpa_ipa": pred[:, 0].cpu()}
         derived = optics.derive(pred)

@@ -34,7 +34,8 @@ MOLECULAR_BOND = 1.4
 def molecular_anion(structure: dict) -> str | None:
     """``"azide"`` (an N bonded to two N) or ``"nitrate"`` (an N bonded to three O) where the structure (a
     pymatgen dict) holds such a molecular anion, else ``None``: by geometry, not formula (N2O and NaN3 both
-    hold N-N bonds, only one is an azide)."""
+    hold N-N bonds, only one is an azide). An N with two N neighbours also matches the N5- ring of a pentazolate;
+    the input holds none."""
     from pymatgen.core import Structure
 
     st = Structure.from_dict(structure)

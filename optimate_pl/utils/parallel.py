@@ -34,30 +34,56 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-def busy_cores_warning(threads: int, cores: int, load: float) -> str | None:
-    """Why ``threads`` torch threads will crawl on ``cores`` cores with a 1-minute load average of ``load``
-    (other processes running), or ``None`` where they fit.
+def busy_cores_warning(threads: int, cores: int, others: int, load: float) -> str | None:
+    """Why ``threads`` torch threads will crawl on ``cores`` cores while ``others`` other processes are running
+    now and the 1-minute load average is ``load``, or ``None`` where they fit.
 
     Every OpenMP region of a step waits for its slowest thread. With a core taken by another process, even a
     niced one, a training step on this 2-core machine took 1.3 s with 2 threads and 0.08 s with 1
-    (benchmarks/cpu_2core.md). The load of this process's own first seconds stays well under 0.75."""
-    if threads <= 1 or load < cores - threads + 0.75:
+    (benchmarks/cpu_2core.md). Both the running count (now) and the load (sustained) must say so: the load
+    alone lags a minute behind commands that already ended."""
+    if threads <= 1 or others < 1 or threads <= cores - others or load < cores - threads + 0.75:
         return None
-    return (f"the 1-minute load average is {load:.1f} on {cores} cores: other processes hold cores that torch's "
-            f"{threads} threads need, and every step waits for a descheduled thread (measured on 2 cores: a "
-            f"training step 16x slower). "
-            f"Run with OMP_NUM_THREADS={max(1, int(cores - load))} (or stop the other work)")
+    return (f"{others} other process(es) are running on these {cores} cores (1-minute load {load:.1f}): they hold "
+            f"cores that torch's {threads} threads need, and every step waits for a descheduled thread (measured "
+            f"on 2 cores: a training step 16x slower). Run with OMP_NUM_THREADS={max(1, cores - others)} (or stop "
+            f"the other work)")
+
+
+def _others_running(samples: int = 5) -> int | None:
+    """Runnable threads on the machine besides this one's (``procs_running`` of /proc/stat; the least of a few
+    samples 20 ms apart, so that a passing process does not count), or ``None`` without /proc."""
+    import time
+
+    counts = []
+    for i in range(samples):
+        try:
+            text = open("/proc/stat").read()
+        except OSError:
+            return None
+        counts.extend(int(line.split()[1]) for line in text.splitlines() if line.startswith("procs_running"))
+        if i + 1 < samples:
+            time.sleep(0.02)
+    return max(0, min(counts) - 1) if counts else None
 
 
 def cores_busy_message() -> str | None:
-    """:func:`busy_cores_warning` for this process now (``None`` where the load cannot be read)."""
+    """:func:`busy_cores_warning` for this process now; ``None`` where it cannot tell or it does not apply: a GPU
+    run (its threads hardly matter), a rank > 0 of a multi-process run, an allocation of some of the machine's
+    cores (a SLURM job or container: the machine's load is not on its cores), no /proc."""
     import torch
 
+    if torch.cuda.is_available() or any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK")):
+        return None
+    cores = usable_cores()
+    if cores < (os.cpu_count() or cores):
+        return None
+    others = _others_running()
     try:
         load = os.getloadavg()[0]
     except OSError:
         return None
-    return busy_cores_warning(torch.get_num_threads(), usable_cores(), load)
+    return None if others is None else busy_cores_warning(torch.get_num_threads(), cores, others, load)
 
 
 def default_workers() -> int:

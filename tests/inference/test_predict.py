@@ -98,7 +98,8 @@ def test_parquet_tables_align_with_the_api(tmp_path, structures, write_cifs):
 
 def test_a_long_cpu_prediction_compiles_the_edge_work_midway_with_the_same_results(tmp_path, structures, monkeypatch):
     """compile_edges=auto: the first COMPILE_AFTER materials on PyG's layers, the rest through the (here
-    eager, counted) edge function; the predictions are the same either way. false: never switches."""
+    eager, counted) edge function; the predictions are the same either way. false: never switches. A
+    compilation that fails at its first call falls back to PyG's layers instead of ending the run."""
     from optimate_pl.inference import screening
     from optimate_pl.models import optimate as optimate_module
 
@@ -129,3 +130,13 @@ def test_a_long_cpu_prediction_compiles_the_edge_work_midway_with_the_same_resul
     np.testing.assert_allclose(eps_auto, eps_never, rtol=1e-4, atol=1e-5)
     with pytest.raises(Exception, match="compile_edges must be true, false or auto"):
         run_prediction(path, folder, tmp_path / "typo", compile_edges="sometimes", **settings)
+    assert not (tmp_path / "typo").exists()  # refused before the output folder is made
+
+    def broken(*args):  # torch.compile builds at its first call: e.g. no omp.h on this machine
+        raise RuntimeError("CppCompileError: omp.h: No such file or directory")
+
+    monkeypatch.setattr(optimate_module, "_compiled_gatv2_edges", lambda: broken)
+    res = run_prediction(path, folder, tmp_path / "broken", compile_edges=True, **settings)
+    _, _, eps_broken = load_predictions(tmp_path / "broken")
+    assert res["n_predicted"] == 12
+    np.testing.assert_allclose(eps_broken, eps_never, rtol=1e-6, atol=1e-7)  # fell back to PyG's layers
