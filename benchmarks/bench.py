@@ -313,6 +313,12 @@ def steady_state(runs: dict, sizes: dict[str, list[int]], repeats: int) -> dict[
     return out
 
 
+def _rss_note(result: dict) -> str:
+    """``"984 / 1078 MiB at 1000 / 4000"``: a :func:`steady_state` command's peak RSS at each input size."""
+    return (" / ".join(f"{v:.0f}" for v in result["rss"].values()) + " MiB at "
+            + " / ".join(str(size) for size in result["rss"]))
+
+
 def screening_real(folder: Path, n: int, accelerator: str, repeats: int = 3) -> list[tuple[str, str, str, str]]:
     """Real Alexandria entries (full ``data`` dicts, :func:`alexandria_inputs`): ours with the benchmark's
     settings (``format=parquet plot=0``) and with the command's defaults (CSV tables, spectra.csv, figure)
@@ -347,9 +353,7 @@ def screening_real(folder: Path, n: int, accelerator: str, repeats: int = 3) -> 
                                "what `auto` switches to after 10,000 materials)"}
     return [(f"screen real Alexandria entries (full data dicts), files to spectra + derived: {labels[k]}",
              f"{res[k]['rate']:.0f} structures/s",
-             f"start-up {res[k]['start']:.1f} s; peak RSS "
-             + " / ".join(f"{v:.0f}" for v in res[k]["rss"].values()) + " MiB at "
-             + " / ".join(str(size) for size in res[k]["rss"]) + f" entries; best of {repeats}",
+             f"start-up {res[k]['start']:.1f} s; peak RSS {_rss_note(res[k])} entries; best of {repeats}",
              f"{res[k]['rate'] / res['reference']['rate']:.2f}x")
             for k in ("reference", "ours", "ours-defaults", "ours-compiled")]
 
@@ -380,8 +384,7 @@ def screening(folder: Path, n: int, accelerator: str, repeats: int = 3) -> list[
 
     res = steady_state({"ours": ours, "reference": reference}, {"ours": [n, 4 * n], "reference": [n, 2 * n]}, repeats)
     startup_ours = min(ours(1)[0] for _ in range(repeats))
-    rss = {k: " / ".join(f"{v:.0f}" for v in res[k]["rss"].values()) + " MiB at "
-           + " / ".join(str(size) for size in res[k]["rss"]) for k in res}
+    rss = {k: _rss_note(v) for k, v in res.items()}
     rows = [("screen structures, files to spectra + derived: reference pipeline",
              f"{res['reference']['rate']:.0f} structures/s",
              f"start-up {res['reference']['start']:.1f} s; peak RSS {rss['reference']}; best of {repeats}", "1.00x"),

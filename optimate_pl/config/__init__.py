@@ -8,5 +8,5 @@ from .groups import DL_SIZES, STRATEGIES, dl_architecture_for, load_group_config
 from .resolve import check_compile_edges, check_config, check_start_weights, is_resolved, resolve_config
 from .schema import ConfigError
 
-__all__ = ["ConfigError", "DL_SIZES", "REMOVE", "STRATEGIES", "check_compile_edges", "check_config", "check_start_weights", "derive_config",
-           "dl_architecture_for", "is_resolved", "load_group_config", "load_train_config", "model_net", "resolve_config"]
+__all__ = ["ConfigError", "DL_SIZES", "REMOVE", "STRATEGIES", "check_compile_edges", "check_config",
+           "check_start_weights", "derive_config", "dl_architecture_for", "is_resolved", "load_group_config", "load_train_config", "model_net", "resolve_config"]

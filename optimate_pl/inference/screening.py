@@ -31,6 +31,7 @@ from ..data.featurize import MIN_DISTANCE
 from ..models.card import ENSEMBLE_CARD
 from ..spectra.grid import ENERGY_GRID
 from ..utils.atomic import LockedError, atomic_open, atomic_write_text, file_lock
+from ..utils.parallel import secondary_rank
 from .inputs import INCOMPLETE
 from .predictor import Predictor, load_model
 
@@ -127,8 +128,8 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
     t0 = time.perf_counter()
     predictor = load_model(checkpoint)  # a bad weight file is an error before the output folder is touched
     output.mkdir(parents=True, exist_ok=True)
-    try:
-        with contextlib.nullcontext() if _secondary_rank() else file_lock(output / OUTPUT_LOCK, blocking=False,
+    try:  # rank 0 of a multi-device prediction holds the folder's lock
+        with contextlib.nullcontext() if secondary_rank() else file_lock(output / OUTPUT_LOCK, blocking=False,
                                                                              what=f"the output folder {output}"):
             return _predict(predictor, t0, checkpoint, input, output, s)
     except LockedError as err:
@@ -158,13 +159,6 @@ def compile_edges_after(setting: Any, on_cpu: bool) -> int | None:
     if setting == "auto":
         return COMPILE_AFTER if on_cpu and cxx_compiler() else None
     return 0 if setting else None
-
-
-def _secondary_rank() -> bool:
-    """Whether this process is a rank > 0 of a multi-device prediction (rank 0 holds the folder's lock)."""
-    import os
-
-    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def _predict(predictor: Predictor, t0: float, checkpoint: Path, input: Path, output: Path,

@@ -167,7 +167,7 @@ class PredictionModule(pl.LightningModule):
 
     def _uncompile(self, why: str) -> None:
         for net in self.predictor.nets:
-            net._edge_fn = None
+            net.uncompile_edges()
         log.warning(why)
 
     def _forward(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -117,6 +117,10 @@ class Optimate(nn.Module):
             raise ValueError("compile_edges: a GAT layer has a configuration gatv2_edges does not implement")
         self._edge_fn = fn or _compiled_gatv2_edges()
 
+    def uncompile_edges(self) -> None:
+        """Back to PyG's GATv2 layers (undoes :meth:`compile_edges`)."""
+        self._edge_fn = None
+
     def _gat(self, gat: GATv2Conv, h: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
         if self._edge_fn is None or edge_attr is None:
             return gat(h, edge_index, edge_attr=edge_attr)

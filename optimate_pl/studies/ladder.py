@@ -38,9 +38,9 @@ def molecular_anion(structure: dict) -> str | None:
     the input holds none."""
     from pymatgen.core import Structure
 
-    st = Structure.from_dict(structure)
-    if "N" not in {el.symbol for el in st.composition.elements}:
+    if not any(sp["element"] == "N" for site in structure["sites"] for sp in site["species"]):
         return None
+    st = Structure.from_dict(structure)
     for site in st:
         if site.specie.symbol != "N":
             continue

@@ -54,11 +54,12 @@ def _others_running(samples: int = 5) -> int | None:
     """Runnable threads on the machine besides this one's (``procs_running`` of /proc/stat; the least of a few
     samples 20 ms apart, so that a passing process does not count), or ``None`` without /proc."""
     import time
+    from pathlib import Path
 
     counts = []
     for i in range(samples):
         try:
-            text = open("/proc/stat").read()
+            text = Path("/proc/stat").read_text()
         except OSError:
             return None
         counts.extend(int(line.split()[1]) for line in text.splitlines() if line.startswith("procs_running"))
@@ -67,23 +68,30 @@ def _others_running(samples: int = 5) -> int | None:
     return max(0, min(counts) - 1) if counts else None
 
 
+def secondary_rank() -> bool:
+    """Whether this process is a rank > 0 of a multi-process run (torchrun, Lightning's DDP, SLURM tasks)."""
+    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def cores_busy_message() -> str | None:
     """:func:`busy_cores_warning` for this process now; ``None`` where it cannot tell or it does not apply: a GPU
     run (its threads hardly matter), a rank > 0 of a multi-process run, an allocation of some of the machine's
     cores (a SLURM job or container: the machine's load is not on its cores), no /proc."""
     import torch
 
-    if torch.cuda.is_available() or any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK")):
+    if torch.cuda.is_available() or secondary_rank():
         return None
-    cores = usable_cores()
+    cores, threads = usable_cores(), torch.get_num_threads()
     if cores < (os.cpu_count() or cores):
         return None
-    others = _others_running()
     try:
         load = os.getloadavg()[0]
     except OSError:
         return None
-    return None if others is None else busy_cores_warning(torch.get_num_threads(), cores, others, load)
+    if busy_cores_warning(threads, cores, cores, load) is None:  # not even with every core busy: no need to sample
+        return None
+    others = _others_running()
+    return None if others is None else busy_cores_warning(threads, cores, others, load)
 
 
 def default_workers() -> int:
