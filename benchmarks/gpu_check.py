@@ -598,6 +598,9 @@ def check(argv: list[str]) -> int:
         for number in sorted({int(x) for x in args.steps.split(",") if x.strip()}):
             title, fn = STEPS[number]
             rows.append(run_step(number, title, fn, ctx))
+            # The table after every step: a run cut off at the device's time limit still leaves what it measured.
+            (out_dir / f"{slug}.md").write_text(render(rows, info, s, time.perf_counter() - t_start,
+                                                       ctx.profile_path.name))
     finally:
         total = time.perf_counter() - t_start
         table = render(rows, info, s, total, ctx.profile_path.name)
