@@ -57,6 +57,10 @@ def done_chunks(output: Path) -> set[int]:
     return {int(p.stem.split("-")[1]) for p in (output / "shards").glob("done-*.json")}
 
 
+#: The fewest structures a featurisation task carries: below it a task's pickling costs more than it spreads.
+MIN_PART = 8
+
+
 class StructureStream(IterableDataset):
     """Batches of featurised inputs, chunk by chunk (see the module docstring).
 
@@ -81,6 +85,15 @@ class StructureStream(IterableDataset):
         cores = max(1, usable_cores() // world)
         return 0 if self.forward_on_cpu and cores <= 2 else max(1, cores - 1)
 
+    def part_size(self, n_items: int, workers: int) -> int:
+        """Structures per featurisation task: a batch, or less where a chunk has fewer batches than four per
+        worker, so that every worker has work (a chunk of 250 on 15 workers was one task, featurised by one
+        process while 14 idled: the H200's screening ran at 1.1x the one-process reference,
+        benchmarks/gpu/nvidia-h200.md). Batches are re-assembled to ``batch_size`` for the forward."""
+        if workers <= 0:
+            return self.batch_size
+        return max(MIN_PART, min(self.batch_size, -(-n_items // (4 * workers))))
+
     def _submit(self, pool: ProcessPoolExecutor | None, items: list[InputItem]) -> Future | list:
         if pool is None:
             return featurise_items(items, self.cutoff, self.min_distance)
@@ -103,7 +116,8 @@ class StructureStream(IterableDataset):
             for k, chunk in enumerate(_chunks(iter_inputs(self.input, self.recursive), self.chunk_size)):
                 if k % world != rank or k in skip:
                     continue
-                parts = [self._submit(pool, chunk[i:i + self.batch_size]) for i in range(0, len(chunk), self.batch_size)]
+                step = self.part_size(len(chunk), workers)
+                parts = [self._submit(pool, chunk[i:i + step]) for i in range(0, len(chunk), step)]
                 pending.append((k, len(chunk), parts))
                 while len(pending) > 1:  # one chunk featurising ahead of the one being predicted
                     yield from self._emit(*pending.popleft())

@@ -12,8 +12,10 @@ from .optimate import Optimate
 from .targets import target as describe_target
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3, "weight_decay": 0.0}
-#: Optimisers given ``fused=True`` on a CPU unless the config chooses ``fused``/``foreach`` itself.
-FUSED_ON_CPU = ("torch.optim.Adam", "torch.optim.AdamW")
+#: Optimisers given ``fused=True`` on the devices of :data:`FUSED_DEVICES` unless the config chooses
+#: ``fused``/``foreach`` itself.
+FUSED_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
+FUSED_DEVICES = ("cpu", "cuda")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -118,11 +120,14 @@ class SpectraModule(pl.LightningModule):
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):
         opt_cfg = dict(self.hparams.optimizer or DEFAULT_OPTIMIZER)
-        if opt_cfg.get("_target_") in FUSED_ON_CPU and self.device.type == "cpu" \
+        if opt_cfg.get("_target_") in FUSED_OPTIMIZERS and self.device.type in FUSED_DEVICES \
                 and not {"fused", "foreach", "differentiable"} & set(opt_cfg):
             # On a CPU torch's default is the per-parameter loop, with an item() per parameter and step:
             # the fused kernel takes ~4 ms instead of ~37 ms a step for the 4.9 M parameters of the IPA
-            # network (benchmarks/cpu_2core.md, 2026-11-27), same update within float rounding.
+            # network (benchmarks/cpu_2core.md, 2026-11-27), same update within float rounding. On a GPU
+            # the default (foreach) launches a kernel group per parameter list; the H200's training steps
+            # were launch-bound (1.7 ms of kernels in 23 ms, benchmarks/gpu/nvidia-h200.md), and the
+            # fused kernel is one launch for the whole update.
             opt_cfg["fused"] = True
         optimizer = hydra.utils.instantiate(opt_cfg, params=self.parameters())
         if not self.hparams.scheduler:

@@ -121,6 +121,26 @@ def test_worker_processes_give_the_same_tables(tmp_path, weights, records):
     mb, _, eb = load_predictions(tmp_path / "b")
     pd.testing.assert_frame_equal(ma, mb)
     np.testing.assert_array_equal(ea, eb)
+    # Two workers on a chunk of 10, batches of 9: tasks of 8 and 2 structures, re-assembled into 9 + 1.
+    c = run_prediction(weights, path, tmp_path / "c", chunk_size=10, workers=2, batch_size=9, plot=0)
+    d = run_prediction(weights, path, tmp_path / "d", chunk_size=10, workers=0, batch_size=9, plot=0)
+    assert c["n_predicted"] == d["n_predicted"] == 10
+    mc, _, ec = load_predictions(tmp_path / "c")
+    md, _, ed = load_predictions(tmp_path / "d")
+    pd.testing.assert_frame_equal(md, mc)
+    np.testing.assert_array_equal(ed, ec)
+
+
+def test_featurisation_tasks_are_sized_to_give_every_worker_work():
+    from optimate_pl.inference.stream import StructureStream
+
+    stream = StructureStream("in.json", "out", cutoff=5.0, min_distance=0.5, batch_size=256)
+    # The H200 check's case: chunks of 250 on 15 workers were one task of 250; now 32 tasks of 8.
+    assert stream.part_size(250, 15) == 8
+    assert -(-250 // stream.part_size(250, 15)) >= 15
+    assert stream.part_size(10_000, 15) == 167   # 60 tasks, four a worker
+    assert stream.part_size(100_000, 15) == 256  # never more than a batch
+    assert stream.part_size(250, 0) == 256       # in-process: one batch at a time
 
 
 def test_ranking_writes_the_top_table_and_figure(tmp_path, weights, records):
