@@ -96,7 +96,8 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
     ``python -m optimate_pl`` applies), ``ours-resident`` (device-resident batches) or
     ``ours-compiled`` (device-resident on a GPU, our DataLoader on a CPU, plus ``torch.compile``) or
     ``ours-edges`` (our DataLoader, ``compile_edges=true``: the GATv2 edge work compiled) or
-    ``ours-edges-bf16`` (the same in ``bf16-mixed``, the authors' training precision, on a CPU with bf16 units).
+    ``ours-edges-bf16`` (the same in ``bf16-mixed``, the authors' training precision, on a CPU with bf16 units) or
+    ``ours-edges-resident`` (device-resident batches with the edge work compiled: fewer kernel launches on a GPU).
     Run it in a fresh process (:func:`_fresh`): the allocator setting lasts for a process.
     """
     from torch_geometric.loader import DataLoader
@@ -115,11 +116,12 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
     else:
         keep_freed_memory(int(load_train_config().keep_freed_memory_mb) * 2**20)
         dm.batch_size, dm.drop_last = batch_size, drop_last
-        dm.device_resident = kind == "ours-resident" or (kind == "ours-compiled" and accelerator == "gpu")
+        dm.device_resident = kind in ("ours-resident", "ours-edges-resident") or \
+            (kind == "ours-compiled" and accelerator == "gpu")
         module = SpectraModule(net=net)
         if kind == "ours-compiled":
             compile_network(module.model)
-        elif kind in ("ours-edges", "ours-edges-bf16"):
+        elif kind in ("ours-edges", "ours-edges-bf16", "ours-edges-resident"):
             module.model.compile_edges()  # compile_edges=true: only the GATv2 edge work compiled
         trainer.fit(module, train_dataloaders=dm.train_dataloader())
     n = len(dm.train_set) - (len(dm.train_set) % batch_size if drop_last else 0)

@@ -213,3 +213,22 @@ def test_every_experiment_preset_runs_with_a_fast_budget(tmp_path, cache_dir, cl
         runs = tmp_path / "experiments" / preset.removesuffix("_quick") / "runs"  # a twin writes where its study does
         assert len(list(runs.rglob("metrics.json"))) == jobs, preset
 
+
+
+def test_auto_precision_is_bf16_mixed_on_a_cpu_with_bf16_units(tmp_path, cfg_train, monkeypatch):
+    from optimate_pl.config import resolve
+    from optimate_pl.config.resolve import cpu_has_bf16, resolve_config
+
+    # /proc/cpuinfo of an AVX512-BF16 EPYC (this machine), an older Xeon, and an Arm core with BF16.
+    assert cpu_has_bf16("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512_vnni\n")
+    assert not cpu_has_bf16("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert cpu_has_bf16("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")
+    assert not cpu_has_bf16("")
+
+    def precision(has_bf16: bool, *overrides) -> str:
+        monkeypatch.setattr(resolve, "cpu_has_bf16", lambda: has_bf16)
+        return resolve_config(cfg_train(tmp_path, "trainer.precision=auto", *overrides)).trainer.precision
+
+    assert precision(True) == "bf16-mixed"
+    assert precision(False) == "32-true"
+    assert precision(True, "trainer.precision=32-true") == "32-true"  # an explicit choice is kept
