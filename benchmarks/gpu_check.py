@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
@@ -91,7 +92,7 @@ class Settings:
         return "gpu" if self.mode == "gpu" else "cpu"
 
     @property
-    def precision(self) -> str:  # what `make bench` and trainer.precision=auto use on this device
+    def precision(self) -> str:  # step 1's and 6's: bf16-mixed on a GPU; fp32 in the CPU smoke, whatever the CPU
         return "bf16-mixed" if self.mode == "gpu" else "32-true"
 
 
@@ -621,6 +622,11 @@ def check(argv: list[str]) -> int:
         for number in dict.fromkeys(int(x) for x in args.steps.split(",") if x.strip()):
             title, fn = STEPS[number]
             rows.append(run_step(number, title, fn, ctx))
+            # What a step left in this process (its device-resident data, cached GPU blocks) must not weigh
+            # on the next one's timings, step 1's fresh processes included.
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             # The table after every step: a run cut off at the device's time limit still leaves what it measured.
             (out_dir / f"{slug}.md").write_text(render(rows, info, s, time.perf_counter() - t_start,
                                                        ctx.profile_path.name))

@@ -92,7 +92,7 @@ class StructureStream(IterableDataset):
         benchmarks/gpu/nvidia-h200.md). Batches are re-assembled to ``batch_size`` for the forward."""
         if workers <= 0:
             return self.batch_size
-        return max(MIN_PART, min(self.batch_size, -(-n_items // (4 * workers))))
+        return min(self.batch_size, max(MIN_PART, -(-n_items // (4 * workers))))
 
     def _submit(self, pool: ProcessPoolExecutor | None, items: list[InputItem]) -> Future | list:
         if pool is None:

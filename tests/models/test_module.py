@@ -107,3 +107,10 @@ def test_adam_is_fused_on_cpu_unless_the_config_chooses(tmp_path):
         loop_opt.step()
     for a, b in zip(module.parameters(), loop.parameters()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    # fp16 (a GPU without bf16) keeps the default: Lightning's grad scaler refuses clipping with a fused one.
+    from types import SimpleNamespace
+
+    for precision, fused in (("16-mixed", False), ("bf16-mixed", True), ("32-true", True)):
+        m = SpectraModule(net=SMALL_NET)
+        m._trainer = SimpleNamespace(precision=precision)
+        assert bool(m.configure_optimizers().defaults["fused"]) is fused, precision
