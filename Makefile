@@ -78,6 +78,23 @@ study-latent-map: $(STAMP)  # from the runs of study-sc-predictor
 
 studies: study-efficiency study-small-cells study-correlations study-example-spectra study-sc-predictor study-latent-map
 
+## Every study on the built-in GPAW dataset (real physics, experiments/gpaw_ladder/README.md), after a repack of
+## the dataset: ~35 min on 2 idle cores. GPAW_ARGS: extra overrides for every training (e.g. trainer.precision=32-true).
+GPAW_DIR := experiments/gpaw_ladder
+GPAW_ARGS ?=
+gpaw-studies: $(STAMP)
+	$(BIN)/python -m optimate_pl experiment=gpaw_ladder "study.subsets='40,100,null'" $(GPAW_ARGS)
+	$(BIN)/python -m optimate_pl experiment=gpaw_sc_predictor $(GPAW_ARGS)
+	$(BIN)/python -m optimate_pl experiment=uncertainty data.source=gpaw data.subset=null \
+		hydra.run.dir=$(GPAW_DIR)/runs/uncertainty $(GPAW_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m optimate_pl experiment=active_learning data.source=gpaw \
+		active_learning.initial=20 active_learning.step=40 active_learning.until=100 active_learning.repetitions=4 \
+		"active_learning.acquisitions=[random,sc,diversity]" hydra.run.dir=$(GPAW_DIR)/runs/active_learning $(GPAW_ARGS)
+	for s in efficiency example_spectra correlations; do $(REPORT) $$s --runs $(GPAW_DIR)/runs/efficiency --out $(GPAW_DIR)/results || exit 1; done
+	$(REPORT) sc_predictor --runs $(GPAW_DIR)/runs/sc_predictor --out $(GPAW_DIR)/results
+	$(REPORT) active_learning --runs $(GPAW_DIR)/runs/active_learning --out $(GPAW_DIR)/results
+	$(REPORT) gpaw_ladder --out $(GPAW_DIR)/results
+
 ## Benchmark: ours vs a reference-style loop (CPU here; GPU when present).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py --out benchmarks/latest.md
@@ -88,7 +105,7 @@ bench: $(STAMP)
 GPU_WHEELS ?= .gpu-wheels
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 GPU_CHECK_ARGS ?=
-.PHONY: gpu-check gpu-wheels
+.PHONY: gpu-check gpu-wheels gpaw-studies
 
 gpu-wheels: $(STAMP)
 	$(BIN)/python benchmarks/gpu_check.py wheels --dir $(GPU_WHEELS)
