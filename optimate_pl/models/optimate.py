@@ -48,6 +48,8 @@ def gatv2_edges(x_l: Tensor, x_r: Tensor, e: Tensor, att: Tensor, src: Tensor, d
 
 
 _compiled_edges: Callable | None = None
+#: Compiled versions of the edge function a process may hold (see :func:`_compiled_gatv2_edges`).
+EDGE_RECOMPILE_LIMIT = 64
 
 
 def _compiled_gatv2_edges() -> Callable:
@@ -59,6 +61,12 @@ def _compiled_gatv2_edges() -> Callable:
     """
     global _compiled_edges
     if _compiled_edges is None:
+        # One graph per GAT layer width, edge-count range, grad mode (training/validation) and autocast state
+        # (bf16-mixed training, fp32 test): about 20 on a TL run, above dynamo's default limit of 8, past
+        # which the rest ran eager with a warning (seen on the GPAW TL run of 2026-11-28).
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, name, max(getattr(config, name), EDGE_RECOMPILE_LIMIT))
         _compiled_edges = torch.compile(gatv2_edges, dynamic=True, options={"cpp.threads": 1})
     return _compiled_edges
 

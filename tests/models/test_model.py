@@ -156,3 +156,24 @@ def test_edge_function_under_bf16_autocast_matches_pyg():
         net.compile_edges(gatv2_edges)
         edges = net(graphs)
     torch.testing.assert_close(edges.float(), plain.float(), atol=2e-2, rtol=2e-2)
+
+
+def test_the_compiled_edge_function_may_hold_every_variant_of_a_tl_run():
+    """A TL run needs one compiled edge graph per layer width x edge-count range x grad mode x autocast state
+    (~10 in 20 epochs of the GPAW TL run, ~20 in longer ones); dynamo's default limit of 8 made the rest
+    run eager. Making the compiled function raises the process's limit (no compilation happens here)."""
+    import torch._dynamo
+
+    from optimate_pl.models import optimate
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    before, cached = getattr(config, name), optimate._compiled_edges
+    try:
+        setattr(config, name, 8)
+        optimate._compiled_edges = None
+        optimate._compiled_gatv2_edges()
+        assert getattr(config, name) >= 24
+    finally:
+        setattr(config, name, before)
+        optimate._compiled_edges = cached
