@@ -609,6 +609,14 @@ def check(argv: list[str]) -> int:
     _bench()._quiet_lightning()
     ctx = Context(s, work, cache, out_dir, info["device"], profile_path=out_dir / f"{slug}-profile.txt")
     rows = []
+    path = out_dir / f"{slug}.md"
+
+    def write_table() -> float:
+        """The table of the rows so far; returns the seconds since the start."""
+        elapsed = time.perf_counter() - t_start
+        path.write_text(render(rows, info, s, elapsed, ctx.profile_path.name))
+        return elapsed
+
     try:
         from optimate_pl.data.build import synthetic_stores
 
@@ -627,14 +635,9 @@ def check(argv: list[str]) -> int:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            # The table after every step: a run cut off at the device's time limit still leaves what it measured.
-            (out_dir / f"{slug}.md").write_text(render(rows, info, s, time.perf_counter() - t_start,
-                                                       ctx.profile_path.name))
+            write_table()  # after every step: a run cut off at the device's time limit keeps what it measured
     finally:
-        total = time.perf_counter() - t_start
-        table = render(rows, info, s, total, ctx.profile_path.name)
-        path = out_dir / f"{slug}.md"
-        path.write_text(table)
+        total = write_table()
         if scratch is not None:
             scratch.cleanup()
     failed = [r for r in rows if r.failed]

@@ -9,6 +9,7 @@ command calls it once; :func:`~optimate_pl.training.train.train` takes the resol
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,14 +131,20 @@ def _resolve_precision(cfg: DictConfig) -> str:
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> str:
+    """``/proc/cpuinfo`` once per process (a run resolves its config, its pretraining's and its stages'), or ``""``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU computes bf16 natively (``/proc/cpuinfo`` flags; ``False`` where it cannot be read)."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return False
+        cpuinfo = _cpuinfo()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features") and BF16_CPU_FLAGS & set(value.split()):

@@ -52,6 +52,11 @@ _compiled_edges: Callable | None = None
 EDGE_RECOMPILE_LIMIT = 64
 
 
+def dynamo_limit_name() -> str:
+    """The name of dynamo's per-function limit of compiled versions (``cache_size_limit`` before torch 2.6)."""
+    return "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+
+
 def _compiled_gatv2_edges() -> Callable:
     """``torch.compile(gatv2_edges, dynamic=True)``, made once per process (every batch has other N and E).
 
@@ -64,8 +69,7 @@ def _compiled_gatv2_edges() -> Callable:
         # One graph per GAT layer width, edge-count range, grad mode (training/validation) and autocast state
         # (bf16-mixed training, fp32 test): about 20 on a TL run, above dynamo's default limit of 8, past
         # which the rest ran eager with a warning (seen on the GPAW TL run of 2026-11-28).
-        config = torch._dynamo.config
-        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        config, name = torch._dynamo.config, dynamo_limit_name()
         setattr(config, name, max(getattr(config, name), EDGE_RECOMPILE_LIMIT))
         _compiled_edges = torch.compile(gatv2_edges, dynamic=True, options={"cpp.threads": 1})
     return _compiled_edges

@@ -114,21 +114,18 @@ def test_a_killed_run_resumes_after_its_finished_chunks(tmp_path, weights, recor
 def test_worker_processes_give_the_same_tables(tmp_path, weights, records):
     path = tmp_path / "in.json"
     path.write_text(json.dumps([entry(r) for r in records]))
-    a = run_prediction(weights, path, tmp_path / "a", chunk_size=4, workers=0, batch_size=3, plot=0)
-    b = run_prediction(weights, path, tmp_path / "b", chunk_size=4, workers=1, batch_size=3, plot=0)
-    assert a["n_predicted"] == b["n_predicted"] == 10
-    ma, _, ea = load_predictions(tmp_path / "a")
-    mb, _, eb = load_predictions(tmp_path / "b")
-    pd.testing.assert_frame_equal(ma, mb)
-    np.testing.assert_array_equal(ea, eb)
+
+    def same_tables(name: str, workers: int, **kw) -> None:
+        """Predicting with ``workers`` processes gives the in-process run's tables exactly."""
+        results = [run_prediction(weights, path, tmp_path / f"{name}-{w}", workers=w, plot=0, **kw) for w in (0, workers)]
+        assert [r["n_predicted"] for r in results] == [10, 10]
+        (m0, _, e0), (m1, _, e1) = (load_predictions(tmp_path / f"{name}-{w}") for w in (0, workers))
+        pd.testing.assert_frame_equal(m0, m1)
+        np.testing.assert_array_equal(e0, e1)
+
+    same_tables("small-chunks", 1, chunk_size=4, batch_size=3)
     # Two workers on a chunk of 10, batches of 9: tasks of 8 and 2 structures, re-assembled into 9 + 1.
-    c = run_prediction(weights, path, tmp_path / "c", chunk_size=10, workers=2, batch_size=9, plot=0)
-    d = run_prediction(weights, path, tmp_path / "d", chunk_size=10, workers=0, batch_size=9, plot=0)
-    assert c["n_predicted"] == d["n_predicted"] == 10
-    mc, _, ec = load_predictions(tmp_path / "c")
-    md, _, ed = load_predictions(tmp_path / "d")
-    pd.testing.assert_frame_equal(md, mc)
-    np.testing.assert_array_equal(ed, ec)
+    same_tables("split-batches", 2, chunk_size=10, batch_size=9)
 
 
 def test_featurisation_tasks_are_sized_to_give_every_worker_work():

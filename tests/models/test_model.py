@@ -166,8 +166,7 @@ def test_the_compiled_edge_function_may_hold_every_variant_of_a_tl_run():
 
     from optimate_pl.models import optimate
 
-    config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    config, name = torch._dynamo.config, optimate.dynamo_limit_name()
     before, cached = getattr(config, name), optimate._compiled_edges
     try:
         setattr(config, name, 8)
