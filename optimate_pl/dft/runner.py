@@ -130,6 +130,15 @@ def _worker_setup(nice: int) -> None:
     (a ``kill -9`` of the command must not leave GPAW running for hours)."""
     if nice:
         os.nice(nice)
+        # The worker is its own session (start_new_session), and with the kernel's autogroups (Linux's default
+        # for sessions) a new session is its own scheduling group: a nice value then only ranks processes inside
+        # that group, and each worker got a full core's share against the user's tests and trainings. The
+        # group's own nice is what makes the worker yield. Best effort: no autogroups, no file.
+        try:
+            with open("/proc/self/autogroup", "w") as group:
+                group.write(str(nice))
+        except OSError:
+            pass
     if sys.platform.startswith("linux"):
         import ctypes
         import signal

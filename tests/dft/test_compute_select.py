@@ -1,8 +1,12 @@
 """Which materials optimate-pl-compute takes on, in which order (no GPAW needed): size order, the gap
-pre-filter, ids lists (next_rpa's ranking), chunks of an array job, and what counts as done."""
+pre-filter, ids lists (next_rpa's ranking), chunks of an array job, what counts as done, and that a worker yields
+the CPU."""
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from optimate_pl.dft.compute import ComputeOptions, Workdir, read_ids, select
 from optimate_pl.inference.inputs import InputItem
@@ -48,3 +52,27 @@ def test_chunks_partition_and_done_materials_are_skipped(tmp_path):
     assert [it.id for it in todo] == ["a", "c", "f"]
     todo, _ = select(items(), ComputeOptions("x", str(out), min_gap_eV=None, retry_failed=True), Workdir(out, "both"))
     assert [it.id for it in todo] == ["a", "c", "e", "f"]  # a time-out is retried on request, a metal never
+
+
+def test_a_niced_worker_yields_across_sessions(tmp_path):
+    """A worker starts its own session; with autogroups (Linux) that is its own scheduling group, where a plain
+    nice value ranks nothing else: the group's nice must be lowered too, or each worker takes a full core's
+    share from the user's work."""
+    import subprocess
+    import sys
+    from functools import partial
+    from pathlib import Path
+
+    from optimate_pl.dft.runner import _worker_setup
+
+    if not Path("/proc/self/autogroup").is_file():
+        pytest.skip("no scheduler autogroups on this kernel")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             preexec_fn=partial(_worker_setup, 7), start_new_session=True)
+    try:
+        group = Path(f"/proc/{child.pid}/autogroup").read_text()
+        assert group.split()[-1] == "7", group
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+    finally:
+        child.kill()
+        child.wait()
