@@ -32,7 +32,7 @@ system-deps:
 	else apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 		slurmctld slurmd slurm-client munge; fi
 
-## The main job on the built-in SYNTHETIC data: TL at 300 materials (pretrains IPA first if needed).
+## The main job on the built-in GPAW ladder (real physics): TL at 300 materials (pretrains IPA first if needed).
 run: $(STAMP)
 	$(BIN)/python -m optimate_pl strategy=tl data.subset=300
 
@@ -79,21 +79,34 @@ study-latent-map: $(STAMP)  # from the runs of study-sc-predictor
 studies: study-efficiency study-small-cells study-correlations study-example-spectra study-sc-predictor study-latent-map
 
 ## Every study on the built-in GPAW dataset (real physics, experiments/gpaw_ladder/README.md), after a repack of
-## the dataset: ~35 min on 2 idle cores. GPAW_ARGS: extra overrides for every training (e.g. trainer.precision=32-true).
+## the dataset. gpaw-studies = gpaw-efficiency (DL vs TL at 100 / 300 / all, the dataset report; ~25 min on 2 idle
+## cores at v3) + gpaw-sc-predictor (~3 min) + gpaw-uncertainty (~10 min) + gpaw-active-learning (~20 min).
+## GPAW_ARGS: extra overrides for every training (e.g. trainer.precision=32-true).
 GPAW_DIR := experiments/gpaw_ladder
 GPAW_ARGS ?=
-gpaw-studies: $(STAMP)
-	$(BIN)/python -m optimate_pl experiment=gpaw_ladder "study.subsets='40,100,null'" $(GPAW_ARGS)
+GPAW_SUBSETS ?= 100,300,null
+gpaw-studies: gpaw-efficiency gpaw-sc-predictor gpaw-uncertainty gpaw-active-learning
+
+gpaw-efficiency: $(STAMP)
+	$(BIN)/python -m optimate_pl experiment=gpaw_ladder "study.subsets='$(GPAW_SUBSETS)'" $(GPAW_ARGS)
+	for s in efficiency example_spectra correlations; do $(REPORT) $$s --runs $(GPAW_DIR)/runs/efficiency --out $(GPAW_DIR)/results || exit 1; done
+	$(REPORT) gpaw_ladder --out $(GPAW_DIR)/results
+
+gpaw-sc-predictor: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=gpaw_sc_predictor $(GPAW_ARGS)
+	$(REPORT) sc_predictor --runs $(GPAW_DIR)/runs/sc_predictor --out $(GPAW_DIR)/results
+
+gpaw-uncertainty: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=uncertainty data.source=gpaw data.subset=null \
 		hydra.run.dir=$(GPAW_DIR)/runs/uncertainty $(GPAW_ARGS)
+	cp $(GPAW_DIR)/runs/uncertainty/uncertainty.md $(GPAW_DIR)/runs/uncertainty/uncertainty.csv $(GPAW_DIR)/results/
+	cp $(GPAW_DIR)/runs/uncertainty/reliability.png $(GPAW_DIR)/results/uncertainty_reliability.png
+
+gpaw-active-learning: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m optimate_pl experiment=active_learning data.source=gpaw \
 		active_learning.initial=20 active_learning.step=40 active_learning.until=100 active_learning.repetitions=4 \
 		"active_learning.acquisitions=[random,sc,diversity]" hydra.run.dir=$(GPAW_DIR)/runs/active_learning $(GPAW_ARGS)
-	for s in efficiency example_spectra correlations; do $(REPORT) $$s --runs $(GPAW_DIR)/runs/efficiency --out $(GPAW_DIR)/results || exit 1; done
-	$(REPORT) sc_predictor --runs $(GPAW_DIR)/runs/sc_predictor --out $(GPAW_DIR)/results
 	$(REPORT) active_learning --runs $(GPAW_DIR)/runs/active_learning --out $(GPAW_DIR)/results
-	$(REPORT) gpaw_ladder --out $(GPAW_DIR)/results
 
 ## Benchmark: ours vs a reference-style loop (CPU here; GPU when present).
 bench: $(STAMP)
@@ -105,7 +118,7 @@ bench: $(STAMP)
 GPU_WHEELS ?= .gpu-wheels
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 GPU_CHECK_ARGS ?=
-.PHONY: gpu-check gpu-wheels gpaw-studies
+.PHONY: gpu-check gpu-wheels gpaw-studies gpaw-efficiency gpaw-sc-predictor gpaw-uncertainty gpaw-active-learning
 
 gpu-wheels: $(STAMP)
 	$(BIN)/python benchmarks/gpu_check.py wheels --dir $(GPU_WHEELS)

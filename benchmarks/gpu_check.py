@@ -15,15 +15,16 @@
 3. bf16-mixed vs fp32: a short TL run (with its IPA pretraining) both ways from the same seed;
 4. ``trainer=ddp trainer.devices=1`` (the DDP code path: NCCL on a GPU, gloo on a CPU) and
    ``trainer=gpu`` (``trainer=cpu`` on a CPU) both finish a short run;
-5. the main command ``python -m optimate_pl strategy=tl data.subset=300`` (pretraining included);
+5. the main command ``python -m optimate_pl strategy=tl data.subset=300`` (pretraining included) on its
+   default data, the built-in GPAW ladder (real physics);
 6. a torch profiler summary of 20 TL training steps, written beside the table.
 
 On a GPU the check is sized to take under 8 minutes on one H100/H200. Without one (or with ``--cpu``)
-every step runs a tiny CPU version (tiny synthetic databases, an epoch or two, ``torch.compile`` with
+every step runs a tiny CPU version (tiny synthetic databases or the small GPAW ladder, an epoch or two, ``torch.compile`` with
 the eager backend) in about a minute on 2 cores: a smoke test of every step, not a measurement. A step
 that fails is recorded as FAILED with its one-line error, the others still run, and the exit code is 1.
 The table goes to ``<out-dir>/<device>.md`` and the profile to ``<out-dir>/<device>-profile.txt``.
-Numbers are on SYNTHETIC data. Tooling, not part of the package: everything beyond the standard
+Steps 1-4 and 6 run on SYNTHETIC data (paper-sized databases); step 5 on the GPAW ladder. Tooling, not part of the package: everything beyond the standard
 library is imported inside the functions, so ``install`` runs before the project's dependencies exist.
 """
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Settings:
     pretrain_epochs: int
     short_subset: int              # step 4
     short_epochs: int
-    main_overrides: list[str]      # step 5: added to `strategy=tl data.subset=300`
+    main_overrides: list[str]      # step 5: added to `strategy=tl data.subset=300` (the GPAW ladder, as the README's)
     profile_steps: int = 20        # step 6
     profile_batch: int = 128       # step 6: TL's batch size
     compile: bool = False          # step 1: the whole-network torch.compile rows (--compile; on the H200
@@ -82,9 +83,10 @@ class Settings:
     sizes: dict[str, list[int]] | None = None  # synthetic database sizes (None: the full default)
 
     def data_overrides(self) -> list[str]:
+        """Steps 1-4 and 6: the synthetic databases (the command's default data is the GPAW ladder)."""
         if not self.sizes:
-            return []
-        return [f"data.synthetic_sizes.ipa=[{','.join(map(str, self.sizes['ipa']))}]",
+            return ["data.source=synthetic"]
+        return ["data.source=synthetic", f"data.synthetic_sizes.ipa=[{','.join(map(str, self.sizes['ipa']))}]",
                 f"data.synthetic_sizes.rpa=[{','.join(map(str, self.sizes['rpa']))}]"]
 
     @property
@@ -103,7 +105,7 @@ def settings_for(mode: str) -> Settings:
     # Tiny: 480 IPA / 320 RPA training materials (enough for data.subset=300), an epoch or two.
     return Settings(mode, graphs=64, epochs=1, fresh=False, screen=8, tl_subset=64, tl_epochs=2, pretrain_epochs=1,
                     short_subset=64, short_epochs=1, profile_batch=32,
-                    main_overrides=["strategy.epochs.synthetic=1", "strategy.pretrain_epochs=1"], timeout=300,
+                    main_overrides=["strategy.epochs.gpaw=1", "strategy.pretrain_epochs=1"], timeout=300,
                     sizes={"ipa": [480, 60, 60], "rpa": [320, 40, 40]})
 
 
@@ -392,18 +394,18 @@ def step_main_command(ctx: Context, row: Row) -> None:
     s = ctx.s
     run_dir = ctx.work / "runs" / "main"
     root = ctx.work / "main"
-    args = ["strategy=tl", "data.subset=300", *s.main_overrides, *s.data_overrides(),
-            f"hydra.run.dir={run_dir}", f"paths.root_dir={root}"]
+    args = ["strategy=tl", "data.subset=300", *s.main_overrides, f"hydra.run.dir={run_dir}", f"paths.root_dir={root}"]
     t = run_command(ctx.python("-m", "optimate_pl", *args), ctx.work / "main.log", s.timeout)
     metrics = _metrics(run_dir)
     pretrained = sorted((root / "checkpoints").glob("ipa-*.ckpt"))
     if not pretrained:
         raise RuntimeError("no automatic IPA checkpoint was written: the run did not pretrain")
-    extra = f" ({' '.join(s.main_overrides + (['tiny data'] if s.sizes else []))})" if s.main_overrides else ""
-    row.result = (f"{t:.1f} s wall with IPA pretraining; test SC median {metrics['test/sc_median']:.3f}, "
+    extra = f" ({' '.join(s.main_overrides)})" if s.main_overrides else ""
+    row.result = (f"{t:.1f} s wall with IPA pretraining; GPAW ladder: test SC median {metrics['test/sc_median']:.3f}, "
                   f"IPA baseline {metrics.get('test/ipa_sc_median', float('nan')):.3f}")
     row.details.append((f"python -m optimate_pl strategy=tl data.subset=300{extra}", f"{t:.1f} s",
-                        "fresh checkpoint folder: pretraining included; a process of its own"))
+                        "the built-in GPAW ladder (the default data); fresh checkpoint folder: pretraining "
+                        "included; a process of its own"))
 
 
 def step_profile(ctx: Context, row: Row) -> None:
@@ -554,7 +556,8 @@ def device_slug(mode: str) -> str:
 def render(rows: list[Row], info: dict[str, str], s: Settings, total: float, profile_name: str) -> str:
     head = "GPU check" if s.mode == "gpu" else "GPU check, CPU smoke mode (tiny sizes: not a measurement)"
     lines = [f"# {head}: {info['device']}", "",
-             f"`make gpu-check` (benchmarks/gpu_check.py), SYNTHETIC data, {total:.0f} s in all. "
+             f"`make gpu-check` (benchmarks/gpu_check.py), steps 1-4 and 6 on SYNTHETIC data, step 5 (the main "
+             f"command) on its default data, the GPAW ladder; {total:.0f} s in all. "
              f"Profile: `{profile_name}`.", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
     lines += ["", "| # | step | result | goal | time (s) | status |", "|---|---|---|---|---|---|"]

@@ -38,6 +38,7 @@ def _rocksalt_nacl():
 #: Overrides of a run of seconds: two epochs on the tiny synthetic data, no progress bars.
 FAST = ["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1", "trainer.accelerator=cpu",
         "trainer.precision=32-true",  # the same numbers on every CPU (auto gives bf16-mixed where it has bf16 units)
+        "data.source=synthetic",  # the command's default is the built-in GPAW ladder; tests train on tiny toy data
         f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}",
         "data.batch_size=16", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 #: GPAW settings of a DFT test material in seconds (NaCl): far from converged, enough to test the mechanics.

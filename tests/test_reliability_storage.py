@@ -364,7 +364,7 @@ def test_the_commands_end_a_full_disk_in_one_line_with_exit_code_2(tmp_path, wei
         pytest.skip("cannot mount a tmpfs here (needs root); the mocked ENOSPC above covers the logic")
     try:
         r = cli("strategy=dl", "data.subset=40", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
-                "trainer.accelerator=cpu", f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}",
+                "trainer.accelerator=cpu", "data.source=synthetic", f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}",
                 f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}", "callbacks.progress_bar=null",
                 f"hydra.run.dir={small / 'run'}", f"paths.root_dir={tmp_path}", cwd=tmp_path)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]

@@ -110,8 +110,9 @@ def _resolve_precision(cfg: DictConfig) -> str:
 
     So a GPU run trains in bf16 whichever trainer preset was chosen; an explicit precision is kept (the
     ``trainer=cpu`` preset says ``32-true``). On this project's 2-core AVX512-BF16 CPU bf16-mixed trained
-    1.67x (b128) and 1.92x (b20) the fp32 reference loop, against 1.46x for fp32, and the main command's
-    test median SC was 0.9332 against 0.9329 (benchmarks/cpu_2core.md); the test step runs in fp32 either way.
+    1.63x (b128) and 2.11x (b20) the fp32 reference loop in one `make bench`, against 1.43x / 1.65x for fp32, and the
+    main command's test median SC (synthetic data) was 0.9332 against 0.9329 (benchmarks/cpu_2core.md); the test
+    step runs in fp32 either way.
     """
     precision = str(cfg.trainer.get("precision", "auto"))
     if precision == "auto":

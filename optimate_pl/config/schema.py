@@ -18,7 +18,7 @@ class ConfigError(ValueError):
 @dataclass
 class DataSchema:
     _target_: str = MISSING
-    source: str = "synthetic"
+    source: str = "gpaw"
     root: Optional[str] = None
     split: Optional[str] = None
     ipa_root: Optional[str] = None

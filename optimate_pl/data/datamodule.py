@@ -1,4 +1,6 @@
-"""LightningDataModules for the IPA and RPA databases (synthetic by default, or the real figshare data).
+"""LightningDataModules for the IPA and RPA databases: the built-in GPAW ladder, the synthetic generator or the
+authors' figshare databases (the command's default, ``conf/data/ipa.yaml``, is the GPAW ladder; a module built in
+Python defaults to the synthetic generator, which tests and benchmarks size freely).
 
 The featurised database comes from the cache (:mod:`optimate_pl.data.build`, built on first use);
 splits, subsets and small-cell selections are cheap selections on the store made in ``setup()``,

@@ -117,14 +117,25 @@ def rank(model, acquisition: str, candidate_batches: list, reference_batches: li
     raise ValueError(f"unknown acquisition {acquisition!r}; choose from {', '.join(ACQUISITIONS)}")
 
 
+def trained_source(model_path: str) -> str:
+    """The ``data.source`` a checkpoint was trained on, from its model card; the command's default, the built-in
+    GPAW ladder, for a file without a card (published weights) or an ensemble folder."""
+    from ..models.card import read_card
+
+    card = read_card(model_path) if Path(model_path).is_file() else None
+    return str(((card or {}).get("data") or {}).get("source") or "gpaw")
+
+
 def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candidates: str | None = None,
-             source: str = "synthetic", ipa_root: str | None = None, rpa_root: str | None = None,
+             source: str | None = None, ipa_root: str | None = None, rpa_root: str | None = None,
              max_sites: int = 8, batch_size: int = 256, exclude: str | None = None) -> pd.DataFrame:
-    """Rank the candidates (see the module docstring) and write the list; returns it."""
+    """Rank the candidates (see the module docstring) and write the list; returns it. ``source``: the database
+    of the candidates and of what is computed; ``None``: the one the model was trained on (:func:`trained_source`)."""
     from ..data.batching import batch_from_arrays
     from ..inference.predictor import load_model
 
     model = load_model(model_path)
+    source = source or trained_source(model_path)
     if candidates:
         ids, arrays = input_candidates(candidates, model.cutoff, computed_ids(source, exclude))
         cand = [batch_from_arrays(arrays[i:i + batch_size]) for i in range(0, len(arrays), batch_size)]
@@ -151,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--acquisition", required=True, choices=ACQUISITIONS)
     p.add_argument("--top", type=int, default=100)
     p.add_argument("--candidates", default=None, help="structures to rank (default: the IPA database without RPA)")
-    p.add_argument("--source", default="synthetic", choices=["synthetic", "gpaw", "figshare"])
+    p.add_argument("--source", default=None, choices=["gpaw", "synthetic", "figshare"],
+                   help="the candidates' database (default: the one the model was trained on, from its card)")
     p.add_argument("--exclude", default=None, help="materials already computed: a database folder/zip or a file "
                    "of ids (source=gpaw always leaves out the built-in ladder's)")
     p.add_argument("--ipa-root", default=None, help="figshare: the IPA database")

@@ -232,3 +232,23 @@ def test_auto_precision_is_bf16_mixed_on_a_cpu_with_bf16_units(tmp_path, cfg_tra
     assert precision(True) == "bf16-mixed"
     assert precision(False) == "32-true"
     assert precision(True, "trainer.precision=32-true") == "32-true"  # an explicit choice is kept
+
+
+def test_the_readme_main_command_learns_the_builtin_gpaw_ladder_by_default(tmp_path, cache_dir, cli):
+    """`python -m optimate_pl strategy=tl data.subset=300` with no data overrides trains on real physics: the
+    built-in GPAW ladder has at least 300 RPA training materials in the published split, and every output names
+    it. A budget of seconds (2 epochs, 1 of pretraining); the full run is `make run`."""
+    from optimate_pl.models.card import read_card
+
+    r = cli("strategy=tl", "data.subset=300", "strategy.pretrain_epochs=1", "trainer.max_epochs=2",
+            "trainer.check_val_every_n_epoch=1", "trainer.accelerator=cpu", "trainer.precision=32-true",
+            "callbacks.progress_bar=null", f"paths.root_dir={tmp_path}", "hydra.run.dir=run", cwd=tmp_path,
+            timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "GPAW-computed" in r.stdout + r.stderr and "SYNTHETIC" not in r.stdout + r.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    card = read_card(metrics["best_checkpoint"])
+    assert card["data"]["source"] == "gpaw" and not card["data"]["synthetic"]
+    assert card["data"]["sizes"]["train"] == 300 and card["data"]["sizes"]["test"] >= 30
+    assert 0.0 < metrics["test/ipa_sc_median"] < 1.0 and 0.0 < metrics["test/sc_median"] <= 1.0
+    assert list((tmp_path / "checkpoints").glob("ipa-gpaw-*.ckpt"))

@@ -16,7 +16,7 @@ from ..conftest import TINY_SIZES
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 #: Tiny synthetic data, no progress bars, no training-set evaluation: runs of seconds.
-TINY = [f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}",
+TINY = ["data.source=synthetic", f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}",
         "callbacks.progress_bar=null", "callbacks.model_summary=null", "evaluate_train=false"]
 PYTHON = shlex.quote(sys.executable)
 
