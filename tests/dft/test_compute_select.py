@@ -76,3 +76,31 @@ def test_a_niced_worker_yields_across_sessions(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_time_limit_counts_running_time_not_pauses():
+    """`kill -STOP` of a compute run (to time something else on the machine) must not fail its materials: the
+    limit counts the seconds a worker could run. A worker that runs past it is still stopped."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from optimate_pl.dft.runner import communicate_within
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(3)"]
+    paused = subprocess.Popen(sleeper, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    paused.send_signal(signal.SIGSTOP)  # stopped 3.5 s: 3.8 s of wall time in all, ~0.3 s of it running
+    threading.Timer(3.5, paused.send_signal, (signal.SIGCONT,)).start()
+    t0 = time.monotonic()
+    communicate_within(paused, 2.5)
+    assert paused.returncode == 0 and time.monotonic() - t0 > 3.0
+    running = subprocess.Popen(sleeper, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        communicate_within(running, 1.5)
+    assert time.monotonic() - t0 < 2.9
+    running.kill()
+    running.communicate()
