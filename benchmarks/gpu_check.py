@@ -86,8 +86,8 @@ class Settings:
         """Steps 1-4 and 6: the synthetic databases (the command's default data is the GPAW ladder)."""
         if not self.sizes:
             return ["data.source=synthetic"]
-        return ["data.source=synthetic", f"data.synthetic_sizes.ipa=[{','.join(map(str, self.sizes['ipa']))}]",
-                f"data.synthetic_sizes.rpa=[{','.join(map(str, self.sizes['rpa']))}]"]
+        return ["data.source=synthetic", *(f"data.synthetic_sizes.{kind}=[{','.join(map(str, self.sizes[kind]))}]"
+                                           for kind in ("ipa", "rpa"))]
 
     @property
     def accelerator(self) -> str:

@@ -117,13 +117,11 @@ def rank(model, acquisition: str, candidate_batches: list, reference_batches: li
     raise ValueError(f"unknown acquisition {acquisition!r}; choose from {', '.join(ACQUISITIONS)}")
 
 
-def trained_source(model_path: str) -> str:
-    """The ``data.source`` a checkpoint was trained on, from its model card; the command's default, the built-in
-    GPAW ladder, for a file without a card (published weights) or an ensemble folder."""
-    from ..models.card import read_card
-
-    card = read_card(model_path) if Path(model_path).is_file() else None
-    return str(((card or {}).get("data") or {}).get("source") or "gpaw")
+def trained_source(info: dict) -> str:
+    """The ``data.source`` a loaded model was trained on (``Predictor.info``, from its hparams or model card,
+    ensembles included); the command's default, the built-in GPAW ladder, where it is unknown (published weights)."""
+    source = info.get("data_source")
+    return "gpaw" if source in (None, "unknown") else str(source)
 
 
 def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candidates: str | None = None,
@@ -135,7 +133,7 @@ def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candid
     from ..inference.predictor import load_model
 
     model = load_model(model_path)
-    source = source or trained_source(model_path)
+    source = source or trained_source(model.info)
     if candidates:
         ids, arrays = input_candidates(candidates, model.cutoff, computed_ids(source, exclude))
         cand = [batch_from_arrays(arrays[i:i + batch_size]) for i in range(0, len(arrays), batch_size)]

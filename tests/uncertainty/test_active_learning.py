@@ -99,13 +99,14 @@ def test_campaign_report_and_a_resumed_campaign(campaign, tmp_path, cfg_train):
 
 
 def test_next_rpa_ranks_candidates_for_each_acquisition(campaign, tmp_path, write_cifs):
+    from optimate_pl.inference.predictor import load_model
     from optimate_pl.uncertainty.next_rpa import next_rpa, trained_source
 
     folder, _ = campaign
     cifs = write_cifs(tmp_path / "cifs", stem="cand")
     tl = json.loads((folder / "rep-0" / "random" / "round-01" / "metrics.json").read_text())["best_checkpoint"]
     # Candidates come from the database the model learned (its card), else the command's default, the GPAW ladder.
-    assert trained_source(tl) == "synthetic" and trained_source(str(cifs)) == "gpaw"
+    assert trained_source(load_model(tl).info) == "synthetic" and trained_source({"data_source": "unknown"}) == "gpaw"
     sc = json.loads((folder / "rep-0" / "sc" / "round-01" / "sc-model" / "metrics.json").read_text())["best_checkpoint"]
     for model, acquisition in ((tl, "diversity"), (sc, "sc"), (tl, "random")):
         table = next_rpa(model, acquisition, str(tmp_path / f"{acquisition}.csv"), top=2, candidates=str(cifs))
