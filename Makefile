@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 QUICK ?= 0
 # pytest-xdist workers of `make test` (one torch thread each; the tests on one SLURM cluster share a worker).
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=12
 
 .PHONY: install system-deps run test test-fast bench studies clean study-efficiency study-small-cells study-correlations \
 	study-example-spectra study-sc-predictor study-latent-map

@@ -158,7 +158,24 @@ def tiny_ipa(cache_dir):
     return dm
 
 
+# The most the suite holds on disk at once with pyproject's retention policy (passing tests' folders deleted):
+# the session's caches plus two workers' end-to-end runs: 2.5 GiB at the peak of a `make test` (2026-11-28,
+# `du` every 10 s; 11 GB a run before the policy). Twice that, for margin.
+MIN_FREE_GIB = 5
+
+
 def pytest_configure(config):
+    """Refuse to start on a nearly full disk, naming the folder and what is free, instead of failing half-way
+    with pytest's "could not create numbered dir" (what a full /tmp did to a CI run)."""
+    import shutil
+    import tempfile
+
+    base = config.option.basetemp or tempfile.gettempdir()
+    probe = base if os.path.isdir(base) else os.path.dirname(os.path.abspath(base)) or "."
+    free_gib = shutil.disk_usage(probe).free / 2**30
+    if free_gib < MIN_FREE_GIB and not os.environ.get("PYTEST_XDIST_WORKER"):
+        raise pytest.UsageError(f"only {free_gib:.1f} GiB free under {probe}; the tests need about {MIN_FREE_GIB} "
+                                f"GiB for checkpoints and caches: free some space (old pytest-of-* folders there?)")
     config.addinivalue_line("markers", "slurm: runs jobs on a local one-node SLURM cluster (tests/slurm/; skipped "
                                        "where SLURM is not installed or cannot start)")
 
