@@ -52,8 +52,9 @@ def resolve_config(cfg: DictConfig, weights: "Weights | None" = None) -> DictCon
         if weights is not None:
             check_start_weights(out, weights)
             _use_architecture(out, weights)
+        chosen = str(out.trainer.get("precision", "auto")) == "auto"
         precision = _resolve_precision(out)
-        if precision != "32-true":
+        if chosen and precision != "32-true":  # said once, where auto is decided (derived configs inherit it)
             log.info("training in %s precision; the final test runs in fp32 from the best checkpoint", precision)
         changed = _ensure_final_validation(out.trainer)
         if changed:

@@ -234,6 +234,20 @@ def test_auto_precision_is_bf16_mixed_on_a_cpu_with_bf16_units(tmp_path, cfg_tra
     assert precision(True, "trainer.precision=32-true") == "32-true"  # an explicit choice is kept
 
 
+def test_the_auto_precision_is_announced_once_per_command(tmp_path, cfg_train, monkeypatch, caplog):
+    """TL's IPA pretraining and a requeued resume derive configs from the resolved one: they inherit its
+    precision and do not say it again (session 6 logged "training in bf16-mixed" three times a run)."""
+    from optimate_pl.config import derive_config, resolve
+
+    monkeypatch.setattr(resolve, "cpu_has_bf16", lambda: True)
+    with caplog.at_level("INFO", logger="optimate_pl"):
+        cfg = resolve.resolve_config(cfg_train(tmp_path, "trainer.precision=auto", "strategy=tl"))
+        ipa = derive_config(cfg, strategy="ipa", keep_budget=False)
+        derive_config(cfg, {"ckpt_path": "x.ckpt"})
+    assert ipa.trainer.precision == "bf16-mixed"
+    assert sum("training in bf16-mixed" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_the_readme_main_command_learns_the_builtin_gpaw_ladder_by_default(tmp_path, cache_dir, cli):
     """`python -m optimate_pl strategy=tl data.subset=300` with no data overrides trains on real physics: the
     built-in GPAW ladder has at least 300 RPA training materials in the published split, and every output names
