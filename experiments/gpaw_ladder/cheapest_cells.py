@@ -1,0 +1,74 @@
+"""The not-yet-computed cells of one size, cheapest first by a cost fit: an ``ids=`` list for the compute command.
+
+The cost of a 4-site cell spans 12-650 core-s: what the size order computes next is a lottery. A fit of
+log(core-s) on log(symmetry operations), log(electrons) and log(volume) over the computed cells of that size
+(session 7: 34 cells, correlation 0.87 in log space) ranks the rest; its cheapest 39 then cost 28 core-s at
+the median (36 on average) against 148 for the size order's 4-site cells. The selection favours small,
+symmetric cells: say so wherever the dataset's composition matters.
+
+    python experiments/gpaw_ladder/cheapest_cells.py --sites 4 --count 60 > ids.txt
+    optimate-pl-compute input=... output=experiments/gpaw_ladder/runs/ladder ids=ids.txt workers=2
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+HERE = Path(__file__).parent
+
+
+def features(structure: Structure) -> list[float]:
+    """1, log(symmetry operations at 0.1 Å), log(electrons), log(volume): what the cost fit uses."""
+    try:
+        n_ops = len(SpacegroupAnalyzer(structure, symprec=0.1).get_symmetry_operations())
+    except Exception:  # spglib gives up on a few distorted cells: count them as without symmetry
+        n_ops = 1
+    electrons = sum(site.specie.Z for site in structure)
+    return [1.0, math.log(n_ops), math.log(electrons), math.log(structure.volume)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", default=HERE / "alexandria_le6_structures.json.gz")
+    parser.add_argument("--computed", default=HERE / "progress" / "materials.json.gz",
+                        help="packed ladder folder's materials.json.gz: what is done, and the costs to fit")
+    parser.add_argument("--sites", type=int, default=4)
+    parser.add_argument("--count", type=int, default=60)
+    parser.add_argument("--min-gap", type=float, default=0.5, help="Alexandria band_gap_ind below it: skipped")
+    args = parser.parse_args(argv)
+
+    done = {m["mat_id"]: m["parameters"]["core_seconds"]["total"] for m in json.load(gzip.open(args.computed))}
+    entries = json.load(gzip.open(args.input))["entries"]
+    fitted, todo = [], []
+    for entry in entries:
+        structure, data = Structure.from_dict(entry["structure"]), entry["data"]
+        if len(structure) != args.sites:
+            continue
+        if data["mat_id"] in done:
+            fitted.append((features(structure), math.log(done[data["mat_id"]])))
+        elif (data.get("band_gap_ind") or 0.0) >= args.min_gap:
+            todo.append((data["mat_id"], features(structure)))
+    if len(fitted) < 8:
+        sys.exit(f"only {len(fitted)} computed cells of {args.sites} sites in {args.computed}: too few to fit costs")
+    x, y = np.array([f for f, _ in fitted]), np.array([c for _, c in fitted])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    corr = np.corrcoef(x @ coef, y)[0, 1]
+    todo.sort(key=lambda t: float(np.dot(coef, t[1])))
+    chosen = todo[:args.count]
+    predicted = [math.exp(float(np.dot(coef, f))) for _, f in chosen]
+    print(f"cost fit on {len(fitted)} computed {args.sites}-site cells (log-space correlation {corr:.2f}); "
+          f"{len(todo)} to do; the {len(chosen)} cheapest: predicted {sum(predicted):.0f} core-s in all",
+          file=sys.stderr)
+    print("\n".join(mat_id for mat_id, _ in chosen))
+
+
+if __name__ == "__main__":
+    main()
