@@ -4,7 +4,9 @@ The cost of a 4-site cell spans 12-650 core-s: what the size order computes next
 log(core-s) on log(symmetry operations), log(electrons) and log(volume) over the computed cells of that size
 (session 7: 34 cells, correlation 0.87 in log space) ranks the rest; its cheapest 39 then cost 28 core-s at
 the median (36 on average) against 148 for the size order's 4-site cells. The selection favours small,
-symmetric cells: say so wherever the dataset's composition matters.
+symmetric cells: say so wherever the dataset's composition matters. It reads the input and the run folder as
+the compute command does (``iter_inputs``, ``select``: the same gap filter, done and failed materials left
+out), and fits the costs recorded in the folder's RPA entries.
 
     python experiments/gpaw_ladder/cheapest_cells.py --sites 4 --count 60 > ids.txt
     optimate-pl-compute input=... output=experiments/gpaw_ladder/runs/ladder ids=ids.txt workers=2
@@ -12,7 +14,6 @@ symmetric cells: say so wherever the dataset's composition matters.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import sys
@@ -21,6 +22,9 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from optimate_pl.dft.compute import ComputeOptions, Workdir, select
+from optimate_pl.inference.inputs import iter_inputs, read_structure
 
 HERE = Path(__file__).parent
 
@@ -37,27 +41,28 @@ def features(structure: Structure) -> list[float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", default=HERE / "alexandria_le6_structures.json.gz")
-    parser.add_argument("--computed", default=HERE / "progress" / "materials.json.gz",
-                        help="packed ladder folder's materials.json.gz: what is done, and the costs to fit")
+    parser.add_argument("--input", default=str(HERE / "alexandria_le6_structures.json.gz"))
+    parser.add_argument("--output", default=str(HERE / "runs" / "ladder"),
+                        help="the compute command's output folder: what is done, and the costs to fit")
     parser.add_argument("--sites", type=int, default=4)
     parser.add_argument("--count", type=int, default=60)
-    parser.add_argument("--min-gap", type=float, default=0.5, help="Alexandria band_gap_ind below it: skipped")
     args = parser.parse_args(argv)
 
-    done = {m["mat_id"]: m["parameters"]["core_seconds"]["total"] for m in json.load(gzip.open(args.computed))}
-    entries = json.load(gzip.open(args.input))["entries"]
-    fitted, todo = [], []
-    for entry in entries:
-        structure, data = Structure.from_dict(entry["structure"]), entry["data"]
-        if len(structure) != args.sites:
-            continue
-        if data["mat_id"] in done:
-            fitted.append((features(structure), math.log(done[data["mat_id"]])))
-        elif (data.get("band_gap_ind") or 0.0) >= args.min_gap:
-            todo.append((data["mat_id"], features(structure)))
+    opts = ComputeOptions(input=args.input, output=args.output, max_sites=args.sites)
+    workdir = Workdir(opts.output, opts.level)
+    cells = {it.id: (it, read_structure(it)) for it in iter_inputs(opts.input)}
+    cells = {k: v for k, v in cells.items() if len(v[1]) == args.sites}
+    fitted = []
+    for mat_id, (_, structure) in cells.items():
+        entry = workdir.entry_path(mat_id)
+        if entry.is_file():
+            seconds = json.loads(entry.read_text())["parameters"]["core_seconds"]["total"]
+            fitted.append((features(structure), math.log(seconds)))
+    todo, _ = select((it for it, _ in cells.values()), opts, workdir)
+    todo = [(it.id, features(cells[it.id][1])) for it in todo]
     if len(fitted) < 8:
-        sys.exit(f"only {len(fitted)} computed cells of {args.sites} sites in {args.computed}: too few to fit costs")
+        sys.exit(f"only {len(fitted)} computed cells of {args.sites} sites in {args.output}: too few to fit costs "
+                 f"(restore the packed ladder there first: python -m optimate_pl.data.ladder restore ...)")
     x, y = np.array([f for f, _ in fitted]), np.array([c for _, c in fitted])
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     corr = np.corrcoef(x @ coef, y)[0, 1]

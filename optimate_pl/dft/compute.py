@@ -95,10 +95,15 @@ class Workdir:
     def errors_path(self) -> Path:
         return self.root / f"errors{self.suffix}.csv"
 
+    def entry_path(self, mat_id: str, kind: str | None = None) -> Path:
+        """The entry file of ``mat_id``: ``kind`` ipa or rpa; by default the one that marks it done (the last
+        written: RPA for ``level=both``)."""
+        kind = kind or ("rpa" if self.level == "both" else "ipa")
+        return self.root / kind / (_safe_name(mat_id) + ".json")
+
     def done(self, mat_id: str, retry_failed: bool) -> bool:
         """Whether ``mat_id`` has its entries, or failed for a reason of its own (not to be retried)."""
-        name = _safe_name(mat_id) + ".json"
-        if (self.root / ("rpa" if self.level == "both" else "ipa") / name).exists():
+        if self.entry_path(mat_id).exists():
             return True
         err = self.known.get(mat_id)
         return bool(err) and not (retry_failed and err["reason"] in TRANSIENT)
@@ -107,7 +112,7 @@ class Workdir:
         # IPA before RPA: the RPA file is what marks a level=both material as done.
         for kind in ("ipa", "rpa"):
             if kind in entries:
-                atomic_write_text(json.dumps(entries[kind]), self.root / kind / (_safe_name(mat_id) + ".json"))
+                atomic_write_text(json.dumps(entries[kind]), self.entry_path(mat_id, kind))
         self.known.pop(mat_id, None)
         if self.errors.pop(mat_id, None) is not None:
             self._write_errors()
