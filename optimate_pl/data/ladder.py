@@ -165,7 +165,8 @@ def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Pa
             remove_with_checksum(p)
         materials, rows = load(src)
         for kind, path in paths.items():
-            with atomic_open(path, "wb", checksum=True) as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+            with atomic_open(path, "wb", checksum=True) as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED,
+                                                                               compresslevel=1) as zf:
                 for m in materials:
                     if kind == "rpa" and not m["has_rpa"]:
                         continue
