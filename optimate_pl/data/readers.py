@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymatgen.entries.computed_entries import ComputedStructureEntry
+from pymatgen.core import Composition, Structure
 
 from .featurize import element_features
 from ..utils.parallel import parallel_map
@@ -104,18 +104,25 @@ def parse_entry(d: dict, kind: str) -> MaterialRecord:
         raise ValueError("missing field 'structure' (not a ComputedStructureEntry dict)")
     if not isinstance(d.get("data"), dict):
         raise ValueError("missing field 'data'")
+    # Only the structure and the data are read: ComputedStructureEntry.from_dict would also import pymatgen's
+    # compatibility schemes (1 s of YAML per process) and walk every spectrum value through MontyDecoder.
     try:
-        entry = ComputedStructureEntry.from_dict(d)
+        structure = Structure.from_dict(d["structure"])
+        # As ComputedStructureEntry does: a recorded composition must be the structure's (else the file is damaged).
+        recorded = Composition(d["composition"]) if d.get("composition") else None
     except Exception as err:  # pymatgen raises many types for malformed dicts
         raise ValueError(f"not a valid ComputedStructureEntry ({type(err).__name__}: {err})") from None
-    data = entry.data
+    if recorded is not None and (recorded.get_integer_formula_and_factor()[0]
+                                 != structure.composition.get_integer_formula_and_factor()[0]):
+        raise ValueError(f"not a valid ComputedStructureEntry: its composition {recorded.formula} is not its "
+                         f"structure's {structure.composition.formula}")
+    data = d["data"]
     mat_id = str(_get(data, "mat_id"))
     if kind == "rpa" and "rpa_similarity" not in data:
         # The authors keep an RPA file only when its run finished (it then carries rpa_similarity).
-        nsites = data.get("nsites", len(entry.structure))
+        nsites = data.get("nsites", len(structure))
         raise LeftOut(f"no rpa_similarity: the RPA calculation of {mat_id} did not finish"
                       + (" (missing calculation)" if isinstance(nsites, int) and nsites <= 8 else ""))
-    structure = entry.structure
     if len(structure) == 0:
         raise ValueError(f"material {mat_id}: structure has no sites")
     if not structure.is_ordered:
