@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -157,11 +158,40 @@ def verify_file(path: str | Path) -> str | None:
     """Why the file at ``path`` cannot be trusted (missing, no sidecar, truncated, other bytes), or ``None``.
 
     Checks the size and SHA-256 recorded by ``atomic_open(..., checksum=True)``; reading the file
-    once costs about a second per GB.
+    once costs about a second per GB. A file is hashed once per process and version: while the file and
+    its sidecar keep their inode, size and modification time, a second call trusts the first one's answer
+    (a sweep's every job asks for the same caches several times).
     """
     path = Path(path)
     if not path.is_file():
         return "missing"
+    key = str(path.resolve())
+    version = _version(path)
+    if version is not None and _VERIFIED.get(key) == version:
+        return None
+    problem = _verify(path)
+    # As git does for its index: a version younger than a second is not remembered, since a rewrite within
+    # the same coarse clock tick (a few ms) could keep size and mtime.
+    settled = version is not None and time.time_ns() - max(v[3] for v in version) > 1_000_000_000
+    if problem is None and settled and _version(path) == version:
+        _VERIFIED[key] = version
+    return problem
+
+
+#: resolved path -> (file, sidecar) versions that hashed right in this process
+_VERIFIED: dict[str, tuple] = {}
+
+
+def _version(path: Path) -> tuple | None:
+    """What changes when a file or its sidecar is rewritten: device, inode, size and mtime of both."""
+    try:
+        a, b = path.stat(), checksum_path(path).stat()
+    except OSError:
+        return None
+    return tuple((s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns) for s in (a, b))
+
+
+def _verify(path: Path) -> str | None:
     try:
         record = json.loads(checksum_path(path).read_text())
         size, digest = int(record["bytes"]), str(record["sha256"])
