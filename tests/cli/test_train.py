@@ -11,6 +11,8 @@ from optimate_pl.config import dl_architecture_for
 from optimate_pl.training.stages import run
 from optimate_pl.training.train import train
 
+from ..conftest import TINY_SIZES
+
 
 
 def test_dl_picks_the_architecture_for_the_nearest_size():
@@ -185,10 +187,13 @@ def test_seeded_cpu_runs_repeat(tmp_path, cache_dir, cfg_train):
 #: (debug=fast: one batch per stage); None: a single run or campaign, checked by its exit code and outputs.
 PRESETS = {p.stem: None for p in sorted((Path(__file__).parents[2] / "conf" / "experiment").glob("*.yaml"))}
 PRESETS.update({"efficiency": 10, "small_cells": 5, "sc_predictor": 2, "efficiency_quick": 1, "small_cells_quick": 1})
-#: A fast budget is also a short campaign: two rounds of one repetition instead of ten rounds of three.
+#: A fast budget is also a short campaign: two rounds of one repetition instead of ten rounds of three, on the
+#: session's tiny synthetic data (scoring a full-size pool with an ensemble took most of a minute).
 #: A ``<name>_quick`` preset is ``<name>`` plus ``quick``'s trainer budget, which ``debug=fast`` replaces:
 #: its full grid ran with ``<name>`` already, so it runs one job of it (its own folders, its composition).
-_CAMPAIGN = ["active_learning.until=200", "active_learning.repetitions=1"]
+_CAMPAIGN = [f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}",
+             "active_learning.initial=40", "active_learning.step=30", "active_learning.until=70",
+             "active_learning.repetitions=1"]
 BUDGET = {"active_learning": _CAMPAIGN, "active_learning_quick": [*_CAMPAIGN, "active_learning.acquisitions=[random]"],
           "efficiency_quick": ["study.strategies=tl", "study.subsets=100"], "small_cells_quick": ["study.max_sites=2"],
           "uncertainty_quick": ["ensemble.size=2"]}
