@@ -42,6 +42,14 @@ def test_resume_refuses_another_configuration_and_names_the_checkpoint(tmp_path,
         again = train(cfg_train(tmp_path / "d", "strategy=dl", "data.subset=40", "trainer.max_epochs=2",
                               f"ckpt_path={last}"))
     assert f"resuming from {last} (epoch 0" in caplog.text and again["time_s"] > 0
+    assert "was trained in" not in caplog.text
+    # Another precision resumes, but is said: the checkpoint records the one it was trained in.
+    assert torch.load(last, map_location="cpu", weights_only=False)["precision"] == "32-true"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="optimate_pl"):
+        train(cfg_train(tmp_path / "e", "strategy=dl", "data.subset=40", "trainer.max_epochs=2",
+                        "trainer.precision=bf16-mixed", f"ckpt_path={last}"))
+    assert f"{last} was trained in 32-true; this run goes on in bf16-mixed" in caplog.text
 
 
 def test_sigterm_leaves_a_resumable_checkpoint_and_resume_keeps_best_tracking(tmp_path, cache_dir, fast, cli):

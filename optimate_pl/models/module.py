@@ -55,6 +55,11 @@ class SpectraModule(pl.LightningModule):
     def forward(self, batch) -> Tensor:
         return self.model(batch)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the precision the run trains in: a resume in another one is warned about."""
+        if self._trainer is not None:
+            checkpoint["precision"] = str(self.trainer.precision)
+
     # -- steps ----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> Tensor:
         loss = self.spec.loss(self(batch), batch.y)

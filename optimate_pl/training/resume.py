@@ -37,6 +37,14 @@ def resume_mismatches(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return diffs
 
 
+def _warn_on_precision(saved: str | None, now: str, path: Path) -> None:
+    """Another precision is allowed (a job pre-empted on a GPU may resume on a CPU), but it is said."""
+    if saved and saved != now:
+        log.warning("%s was trained in %s; this run goes on in %s (trainer.precision): the result will not be "
+                    "the uninterrupted run's. Add trainer.precision=%s to resume as it started", path, saved, now,
+                    saved)
+
+
 def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
     """The checkpoint to resume (``ckpt_path``): a path, or ``last`` (this task's newest ``last.ckpt``).
 
@@ -66,6 +74,7 @@ def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
         diffs = resume_mismatches(saved["hyper_parameters"], dict(module.hparams))
         if not diffs:
             log.info("resuming from %s (epoch %d, step %d)", path, saved.get("epoch", -1), saved.get("global_step", -1))
+            _warn_on_precision(saved.get("precision"), str(cfg.trainer.get("precision")), path)
             return str(path)
         first_refusal = first_refusal or (path, diffs)
     path, diffs = first_refusal
