@@ -40,7 +40,7 @@ def test_resume_refuses_another_configuration_and_names_the_checkpoint(tmp_path,
         train(cfg_train(tmp_path / "c", "strategy=dl", "data.subset=40", "optimizer.lr=0.1", f"ckpt_path={last}"))
     with caplog.at_level(logging.INFO, logger="optimate_pl"):
         again = train(cfg_train(tmp_path / "d", "strategy=dl", "data.subset=40", "trainer.max_epochs=2",
-                              f"ckpt_path={last}"))
+                              "trainer.precision=32", f"ckpt_path={last}"))  # Lightning's short name of 32-true
     assert f"resuming from {last} (epoch 0" in caplog.text and again["time_s"] > 0
     assert "was trained in" not in caplog.text
     # Another precision resumes, but is said: the checkpoint records the one it was trained in.
