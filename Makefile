@@ -36,7 +36,7 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/python -m optimate_pl strategy=tl data.subset=300
 
-## The test suite (239 tests on 2 xdist workers: 10.6 min idle here in a fresh clone, 2026-11-28; test-fast: the 184 without subprocesses).
+## The test suite (239 tests on 2 xdist workers: 8.3-10.6 min idle here in fresh clones, 2026-11-28; test-fast: the 184 without subprocesses).
 test: $(STAMP)
 	$(PYTEST)
 
