@@ -105,15 +105,20 @@ def check_start_weights(cfg: DictConfig, weights: "Weights", key: str = "strateg
                       f"{describe(wanted.name, wanted.out_dim)}: {fix}")
 
 
+#: Lightning's short precision names and the full ones its trainer reports (``trainer.precision``)
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}
+
+
 def _resolve_precision(cfg: DictConfig) -> str:
     """``trainer.precision=auto``: ``bf16-mixed`` as the authors trained, on a GPU and on a CPU with bf16
     units (:func:`cpu_has_bf16`), else ``32-true``.
 
     So a GPU run trains in bf16 whichever trainer preset was chosen; an explicit precision is kept (the
-    ``trainer=cpu`` preset says ``32-true``). On this project's 2-core AVX512-BF16 CPU bf16-mixed trained
-    1.63x (b128) and 2.11x (b20) the fp32 reference loop in one `make bench`, against 1.43x / 1.65x for fp32, and the
-    main command's test median SC (synthetic data) was 0.9332 against 0.9329 (benchmarks/cpu_2core.md); the test
-    step runs in fp32 either way.
+    ``trainer=cpu`` preset says ``32-true``), under the full name Lightning's trainer reports (``32`` is
+    ``32-true``), so a checkpoint's recorded precision compares as it is. On this project's 2-core
+    AVX512-BF16 CPU bf16-mixed trained 1.63x (b128) and 2.11x (b20) the fp32 reference loop in one `make
+    bench`, against 1.43x / 1.65x for fp32, and the main command's test median SC (synthetic data) was 0.9332
+    against 0.9329 (benchmarks/cpu_2core.md); the test step runs in fp32 either way.
     """
     precision = str(cfg.trainer.get("precision", "auto"))
     if precision == "auto":
@@ -124,7 +129,11 @@ def _resolve_precision(cfg: DictConfig) -> str:
             precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
         elif str(cfg.trainer.get("accelerator", "auto")) in ("auto", "cpu") and cpu_has_bf16():
             precision = "bf16-mixed"
-        cfg.trainer.precision = precision
+    elif precision in PRECISION_ALIASES:
+        precision = PRECISION_ALIASES[precision]
+    else:
+        return precision
+    cfg.trainer.precision = precision
     return precision
 
 

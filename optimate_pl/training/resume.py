@@ -37,13 +37,9 @@ def resume_mismatches(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return diffs
 
 
-#: Lightning's short precision names and the ones its trainer reports (``trainer.precision``)
-_PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}
-
-
 def _warn_on_precision(saved: str | None, now: str, path: Path) -> None:
-    """Another precision is allowed (a job pre-empted on a GPU may resume on a CPU), but it is said."""
-    now = _PRECISION_ALIASES.get(now, now)
+    """Another precision is allowed (a job pre-empted on a GPU may resume on a CPU), but it is said.
+    ``now``: the resolved ``trainer.precision``, under the full name the trainer reports (config.resolve)."""
     if saved and saved != now:
         log.warning("%s was trained in %s; this run goes on in %s (trainer.precision): the result will not be "
                     "the uninterrupted run's. Add trainer.precision=%s to resume as it started", path, saved, now,

@@ -237,6 +237,8 @@ def test_auto_precision_is_bf16_mixed_on_a_cpu_with_bf16_units(tmp_path, cfg_tra
     assert precision(True) == "bf16-mixed"
     assert precision(False) == "32-true"
     assert precision(True, "trainer.precision=32-true") == "32-true"  # an explicit choice is kept
+    assert precision(True, "trainer.precision=32") == "32-true"  # under the name the trainer reports
+    assert precision(False, "trainer.precision=bf16") == "bf16-mixed"
 
 
 def test_the_auto_precision_is_announced_once_per_command(tmp_path, cfg_train, monkeypatch, caplog):
