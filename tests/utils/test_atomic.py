@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from optimate_pl.utils import atomic
 from optimate_pl.utils.atomic import atomic_open, checksum_path, verify_file
 
@@ -17,10 +19,16 @@ def _write(path, data: bytes, age_s: float = 0.0) -> None:
             os.utime(p, ns=(past, past))
 
 
-def test_a_settled_file_is_hashed_once_and_a_rewrite_is_hashed_again(tmp_path, monkeypatch):
-    calls = []
+@pytest.fixture
+def calls(monkeypatch) -> list:
+    """The files ``verify_file`` hashes, in order (``_sha256`` counted, still run)."""
+    seen: list = []
     real = atomic._sha256
-    monkeypatch.setattr(atomic, "_sha256", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(atomic, "_sha256", lambda p: seen.append(p) or real(p))
+    return seen
+
+
+def test_a_settled_file_is_hashed_once_and_a_rewrite_is_hashed_again(tmp_path, calls):
     path = tmp_path / "store.pt"
     _write(path, b"x" * 4096, age_s=60)
     calls.clear()
@@ -38,11 +46,8 @@ def test_a_settled_file_is_hashed_once_and_a_rewrite_is_hashed_again(tmp_path, m
     assert verify_file(path) is None and verify_file(path) is None and len(calls) == 1
 
 
-def test_a_file_younger_than_a_second_is_hashed_every_time(tmp_path, monkeypatch):
+def test_a_file_younger_than_a_second_is_hashed_every_time(tmp_path, calls):
     """A rewrite within the clock's coarse tick could keep size and mtime: a fresh file is not remembered."""
-    calls = []
-    real = atomic._sha256
-    monkeypatch.setattr(atomic, "_sha256", lambda p: calls.append(p) or real(p))
     path = tmp_path / "fresh.pt"
     _write(path, b"a" * 1000)
     calls.clear()
