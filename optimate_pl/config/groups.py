@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .schema import ConfigError
 
-STRATEGIES = ("ipa", "dl", "tl", "sc")
+STRATEGIES = ("ipa", "dl", "tl", "sc", "mf")
 #: The training-set sizes the paper tuned a DL architecture for.
 DL_SIZES = (100, 300, 1000, 3000, 4610)
 
@@ -36,5 +36,6 @@ def model_net(name: str, target: str = "eps_imag") -> dict:
     (their output width follows ``data.target``)."""
     from . import resolvers  # noqa: F401  (the target_dim resolver)
 
-    cfg = OmegaConf.create({"data": {"target": target}, "model": load_group_config("model", name)})
+    data = {"cutoff": load_group_config("data", "ipa").cutoff, "target": target}  # what a backbone's net reads
+    cfg = OmegaConf.create({"data": data, "model": load_group_config("model", name)})
     return OmegaConf.to_container(cfg.model.net, resolve=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..data.cache import SOURCES
+from ..models.backbones import OPTIMATE_ARCHITECTURE_KEYS, architecture, is_optimate
 from .groups import STRATEGIES, dl_architecture_for, load_group_config
 from .schema import ConfigError, _cuda, validate_config
 
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("optimate_pl")
 
-#: The keys of ``model.net`` that make an architecture (a checkpoint's must match the run's).
-ARCHITECTURE_KEYS = ("node_widths", "gat_layers", "out_widths", "out_dim")
+#: The keys of an OPTIMATE ``model.net`` that make an architecture (a checkpoint's must match the run's; another
+#: backbone's whole ``net`` does: :func:`optimate_pl.models.backbones.architecture`).
+ARCHITECTURE_KEYS = OPTIMATE_ARCHITECTURE_KEYS
 #: The OmegaConf flag a resolved config carries (it survives copies and is seen by every child node).
 RESOLVED = "optimate_pl_resolved"
 
@@ -40,9 +42,12 @@ def resolve_config(cfg: DictConfig, weights: "Weights | None" = None) -> DictCon
     out = copy.deepcopy(cfg)
     check_config(out)  # also writes the typed data values (data.subset "300" -> 300) into the copy
     with open_dict(out):
-        if out.model.get("name") == "dl_auto":
-            choice = dl_architecture_for(out.data.get("subset"))
+        if out.model.get("name") in ("dl_auto", "optimate"):
+            choice = optimate_architecture(out.model.name, out.strategy.name, out.data.get("subset"))
+            mf = out.model.get("multi_fidelity")
             out.model = load_group_config("model", choice)
+            if mf is not None:  # strategy=mf's setting, not the architecture's
+                out.model.multi_fidelity = mf
             log.info("strategy=%s: using architecture %s for data.subset=%s", out.strategy.name, choice,
                      out.data.get("subset"))
         if weights is None and out.strategy.name == "tl" and str(out.strategy.checkpoint) != "auto":
@@ -63,6 +68,14 @@ def resolve_config(cfg: DictConfig, weights: "Weights | None" = None) -> DictCon
     return out
 
 
+def optimate_architecture(model: str, strategy: str, subset: int | None) -> str:
+    """The OPTIMATE model config a ``model=dl_auto`` or ``model=optimate`` run uses: the DL architecture tuned for
+    the nearest published size (dl_auto, or optimate under strategy=dl), else the IPA (ipa, tl) or SC model."""
+    if model == "dl_auto" or strategy == "dl":
+        return dl_architecture_for(subset)
+    return "sc" if strategy == "sc" else "ipa"
+
+
 def is_resolved(cfg: DictConfig, weights: "Weights | None" = None) -> bool:
     """Whether ``cfg`` came from :func:`resolve_config` (and has the architecture of ``weights``, if given)."""
     if not cfg._get_flag(RESOLVED):
@@ -72,7 +85,7 @@ def is_resolved(cfg: DictConfig, weights: "Weights | None" = None) -> bool:
 
 def _architecture_differs(cfg: DictConfig, weights: "Weights") -> bool:
     configured = OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.model.get("net") else {}
-    return any(configured.get(k) != weights.net.get(k) for k in ARCHITECTURE_KEYS)
+    return architecture(configured) != architecture(weights.net)
 
 
 def _use_architecture(cfg: DictConfig, weights: "Weights") -> None:
@@ -80,9 +93,11 @@ def _use_architecture(cfg: DictConfig, weights: "Weights") -> None:
     configured = OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.model.get("net") else {}
     if _architecture_differs(cfg, weights):
         log.warning("the initial weights %s hold the architecture %s; using it instead of the configured %s",
-                    weights.path, {k: weights.net[k] for k in ARCHITECTURE_KEYS},
-                    {k: configured.get(k) for k in ARCHITECTURE_KEYS})
-    cfg.model.net = {**configured, **weights.net}
+                    weights.path, architecture(weights.net), architecture(configured))
+    same_backbone = is_optimate(configured) == is_optimate(weights.net) and \
+        configured.get("_target_") == weights.net.get("_target_")
+    # The configured extras (dropout, norm) stay for the same backbone; another backbone takes the file's net whole.
+    cfg.model.net = {**configured, **weights.net} if same_backbone else dict(weights.net)
 
 
 def check_start_weights(cfg: DictConfig, weights: "Weights", key: str = "strategy.checkpoint") -> None:
@@ -192,7 +207,7 @@ def check_config(cfg: DictConfig) -> None:
     validate_config(cfg)
     name = cfg.strategy.get("name")
     if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {name!r}; use strategy=ipa, dl, tl or sc")
+        raise ConfigError(f"unknown strategy {name!r}; use strategy=ipa, dl, tl, sc or mf")
     if cfg.data.source not in SOURCES:
         raise ConfigError(f"unknown data.source {cfg.data.source!r}; use data.source=gpaw, synthetic or figshare")
     if cfg.data.source == "figshare" and not cfg.data.root:

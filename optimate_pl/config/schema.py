@@ -47,6 +47,7 @@ class StrategySchema:
     check_val_every_n_epoch: dict[str, int] = field(default_factory=dict)
     checkpoint: Optional[str] = None
     pretrain_epochs: Optional[int] = None
+    pretrain_seed: Optional[int] = None
 
 
 @dataclass

@@ -40,9 +40,12 @@ class GraphBatcher:
         self.x = store.x.to(self.device)
         self.edge_index = store.edge_index.to(self.device)
         self.dist = store.dist.to(self.device)
+        self.vec = store.vec.to(self.device) if getattr(store, "vec", None) is not None else None
         self.y = targets[rows].to(self.device)
         self.ipa = store.ipa[rows].to(self.device) if store.ipa is not None else None
         self.nsites = store.nsites[rows].to(self.device)
+        fidelity = getattr(store, "fidelity", None)
+        self.fidelity = fidelity[rows].to(self.device) if fidelity is not None else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -73,6 +76,10 @@ class GraphBatcher:
                                                     output_size=int(nn_cpu.sum())), ptr=ptr)
         if self.ipa is not None:
             batch.ipa = self.ipa[k_dev]
+        if self.vec is not None:
+            batch.vec = self.vec[edge_idx]
+        if self.fidelity is not None:
+            batch.fidelity = self.fidelity[k_dev]
         rows = self.rows[k_cpu].tolist()
         batch.mat_id = [self.store.mat_id[i] for i in rows]
         batch.formula = [self.store.formula[i] for i in rows]
@@ -114,8 +121,9 @@ def collate_prebatched(items: list[Batch]) -> Batch:
     return items[0]
 
 
-def batch_from_arrays(graphs: Sequence[tuple[Any, Any, Any]]) -> Batch:
-    """A PyG batch of featurised ``(x [n, 13], edge_index [2, E], dist [E])`` arrays, as PyG would collate them.
+def batch_from_arrays(graphs: Sequence[tuple[Any, ...]]) -> Batch:
+    """A PyG batch of featurised ``(x [n, 13], edge_index [2, E], dist [E], vec [E, 3])`` arrays (``vec``
+    optional), as PyG would collate them.
 
     The edge features are left to the network (``Optimate`` expands ``dist`` on its device); an
     empty sequence gives a batch of zero graphs.
@@ -128,8 +136,12 @@ def batch_from_arrays(graphs: Sequence[tuple[Any, Any, Any]]) -> Batch:
     edges = np.concatenate([g[1] + off for g, off in zip(graphs, node_off[:-1])], axis=1) if graphs else \
         np.zeros((2, 0), np.int64)
     dist = np.concatenate([g[2] for g in graphs]) if graphs else np.zeros(0, np.float32)
-    return Batch(x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-                 edge_index=torch.from_numpy(np.ascontiguousarray(edges, dtype=np.int64)),
-                 dist=torch.from_numpy(np.ascontiguousarray(dist, dtype=np.float32)),
-                 batch=torch.from_numpy(np.repeat(np.arange(len(graphs)), n_nodes)),
-                 ptr=torch.from_numpy(node_off), nsites=torch.from_numpy(n_nodes))
+    batch = Batch(x=torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                  edge_index=torch.from_numpy(np.ascontiguousarray(edges, dtype=np.int64)),
+                  dist=torch.from_numpy(np.ascontiguousarray(dist, dtype=np.float32)),
+                  batch=torch.from_numpy(np.repeat(np.arange(len(graphs)), n_nodes)),
+                  ptr=torch.from_numpy(node_off), nsites=torch.from_numpy(n_nodes))
+    if graphs and all(len(g) > 3 for g in graphs):
+        vec = np.concatenate([np.asarray(g[3]).reshape(-1, 3) for g in graphs])
+        batch.vec = torch.from_numpy(np.ascontiguousarray(vec, dtype=np.float32))
+    return batch

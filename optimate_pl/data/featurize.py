@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: featurisation workers n
     from torch_geometric.data import Data
 
 #: Bumped whenever the graph construction changes; part of every cache fingerprint.
-FEATURIZER_VERSION = "2"
+FEATURIZER_VERSION = "3"  # 3: edge vectors (the geometric backbones need directions)
 
 NUM_NODE_FEATURES = 13
 NUM_EDGE_FEATURES = 51
@@ -102,23 +102,28 @@ def gaussian_expand(dist: "torch.Tensor") -> "torch.Tensor":
     return GAUSSIAN_PREFACTOR * torch.exp(-GAUSSIAN_WIDTH * (dist.unsqueeze(-1) - centers) ** 2)
 
 
-def _search(positions: np.ndarray, cell: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(centres, neighbours, distances) of every pair closer than ``radius``, periodic images included."""
+def _search(positions: np.ndarray, cell: np.ndarray,
+            radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(centres, neighbours, distances, vectors) of every pair closer than ``radius``, periodic images included;
+    a vector points from the centre to the neighbour's image."""
     try:
         from matscipy.neighbours import neighbour_list
     except ImportError:  # pymatgen's array API: the same pairs, a little slower on tiny cells
         from pymatgen.optimization.neighbors import find_points_in_spheres
 
-        c, p, _, d = find_points_in_spheres(positions, positions, r=radius, pbc=np.array([1, 1, 1], dtype=np.int64),
-                                            lattice=cell, tol=0.0)
-        return c.astype(np.int64), p.astype(np.int64), d
-    i, j, d = neighbour_list("ijd", positions=positions, cell=cell, pbc=[True, True, True], cutoff=radius)
-    return i.astype(np.int64), j.astype(np.int64), d
+        c, p, images, d = find_points_in_spheres(positions, positions, r=radius,
+                                                 pbc=np.array([1, 1, 1], dtype=np.int64), lattice=cell, tol=0.0)
+        c, p = c.astype(np.int64), p.astype(np.int64)
+        return c, p, d, positions[p] + images @ cell - positions[c]
+    i, j, d, v = neighbour_list("ijdD", positions=positions, cell=cell, pbc=[True, True, True], cutoff=radius)
+    return i.astype(np.int64), j.astype(np.int64), d, v
 
 
 def neighbour_list(structure: Structure, cutoff: float, mat_id: str | None = None,
-                   min_distance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Edges [2, E] (centre, neighbour) and distances [E]: the multigraph of ``get_all_neighbors(cutoff)``.
+                   min_distance: float | None = None,
+                   vectors: bool = False) -> tuple[np.ndarray, ...]:
+    """Edges [2, E] (centre, neighbour) and distances [E]: the multigraph of ``get_all_neighbors(cutoff)``;
+    with ``vectors`` also the edge vectors [E, 3] (Å, centre -> the neighbour's image).
 
     As pymatgen: a neighbour at exactly the cutoff counts, none at zero distance. Edges are sorted
     by (centre, neighbour, distance), whichever search produced them. ``min_distance``: raise
@@ -133,7 +138,7 @@ def neighbour_list(structure: Structure, cutoff: float, mat_id: str | None = Non
     positions = structure.cart_coords
     if not (np.all(np.isfinite(cell)) and np.all(np.isfinite(positions))) or abs(np.linalg.det(cell)) < 1e-6:
         raise StructureError("invalid_lattice", f"material {name}: the lattice is degenerate or not finite")
-    i, j, d = _search(positions, cell, cutoff * (1 + 1e-6) + NUMERICAL_TOL)
+    i, j, d, v = _search(positions, cell, cutoff * (1 + 1e-6) + NUMERICAL_TOL)
     if min_distance is not None and len(d) and d.min() < min_distance:
         k = int(np.argmin(d))
         raise StructureError("atoms_too_close",
@@ -141,9 +146,12 @@ def neighbour_list(structure: Structure, cutoff: float, mat_id: str | None = Non
                              f"({structure[int(j[k])].species_string}) are {d[k]:.3f} Å apart, closer than "
                              f"{min_distance} Å: overlapping atoms, not a crystal")
     keep = (d <= cutoff) & (d > NUMERICAL_TOL)
-    i, j, d = i[keep], j[keep], d[keep]
+    i, j, d, v = i[keep], j[keep], d[keep], v[keep]
     order = np.lexsort((d, j, i))
-    return np.stack([i[order], j[order]]), d[order].astype(np.float32)
+    edges = np.stack([i[order], j[order]])
+    if vectors:
+        return edges, d[order].astype(np.float32), v[order].astype(np.float32).reshape(-1, 3)
+    return edges, d[order].astype(np.float32)
 
 
 def check_ordered(structure: Structure, mat_id: str | None = None) -> None:
@@ -175,8 +183,11 @@ def node_features(structure: Structure, mat_id: str | None = None) -> np.ndarray
 
 def graph_arrays(structure: Structure, cutoff: float = 5.0, mat_id: str | None = None,
                  min_distance: float | None = None,
-                 require_edges: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x [n, 13], edge_index [2, E], dist [E])`` as NumPy arrays (what the caches store).
+                 require_edges: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x [n, 13], edge_index [2, E], dist [E], vec [E, 3])`` as NumPy arrays (what the caches store).
+
+    ``vec`` are the edge vectors (centre -> neighbour's image, Å): OPTIMATE reads distances only, the
+    three-body and equivariant backbones (:mod:`optimate_pl.models`) angles and directions.
 
     ``min_distance`` and ``require_edges`` are the checks for new structures (prediction): two
     atoms closer than ``min_distance`` Å, or a graph without a single edge (no atom has a neighbour
@@ -184,29 +195,30 @@ def graph_arrays(structure: Structure, cutoff: float = 5.0, mat_id: str | None =
     """
     check_ordered(structure, mat_id)  # before any per-site lookup: a disordered site has no single species
     x = node_features(structure, mat_id)
-    edge_index, dist = neighbour_list(structure, cutoff, mat_id, min_distance)
+    edge_index, dist, vec = neighbour_list(structure, cutoff, mat_id, min_distance, vectors=True)
     if require_edges and dist.size == 0:
         raise StructureError("no_neighbours", f"material {mat_id or structure.formula}: no atom has a neighbour "
                                               f"within {cutoff} Å, so the graph has no edge (a gas, not a crystal)")
-    return x, edge_index, dist
+    return x, edge_index, dist, vec
 
 
 def structure_to_graph(structure: Structure, cutoff: float = 5.0, mat_id: str | None = None,
                        min_distance: float | None = None, require_edges: bool = False) -> "Data":
     """Featurise one structure.
 
-    Returns a ``Data`` with ``x`` [n, 13], ``edge_index`` [2, E], ``edge_attr`` [E, 51] and
-    ``dist`` [E]. Invalid input raises :class:`StructureError` naming the material and the reason.
+    Returns a ``Data`` with ``x`` [n, 13], ``edge_index`` [2, E], ``edge_attr`` [E, 51], ``dist`` [E] and
+    ``vec`` [E, 3]. Invalid input raises :class:`StructureError` naming the material and the reason.
     """
     import torch
     from torch_geometric.data import Data
 
-    x, edge_index, dist = graph_arrays(structure, cutoff, mat_id, min_distance, require_edges)
+    x, edge_index, dist, vec = graph_arrays(structure, cutoff, mat_id, min_distance, require_edges)
     dist_t = torch.from_numpy(dist)
     return Data(
         x=torch.from_numpy(x),
         edge_index=torch.from_numpy(edge_index),
         edge_attr=gaussian_expand(dist_t),
         dist=dist_t,
+        vec=torch.from_numpy(vec),
         num_nodes=len(structure),
     )

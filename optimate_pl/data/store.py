@@ -31,7 +31,8 @@ class GraphStore:
 
     Shapes: ``x`` [N, 13], ``edge_index`` [2, E] (node indices local to each graph), ``dist`` [E],
     ``node_ptr``/``edge_ptr`` [M + 1], ``spectrum`` [M, 2001], ``ipa`` [M, 2001] or None,
-    ``nsites`` [M]; ``mat_id``/``formula`` lists of M strings.
+    ``nsites`` [M]; ``mat_id``/``formula`` lists of M strings; ``vec`` [E, 3] the edge vectors (for the
+    geometric backbones; None in a store built from distances only).
     """
 
     x: Tensor
@@ -44,14 +45,17 @@ class GraphStore:
     mat_id: list[str]
     formula: list[str]
     ipa: Tensor | None = None
+    vec: Tensor | None = None
+    #: [M] the rung of each row's spectrum in a store of both (0 IPA, 1 RPA: data.multifidelity); else None.
+    fidelity: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.mat_id)
 
     @classmethod
-    def from_graphs(cls, graphs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], spectra: np.ndarray,
+    def from_graphs(cls, graphs: Sequence[tuple[np.ndarray, ...]], spectra: np.ndarray,
                     mat_ids: Sequence[str], formulas: Sequence[str], ipa: np.ndarray | None = None) -> "GraphStore":
-        """Build from per-material ``(x [n,13], edge_index [2,E], dist [E])`` arrays."""
+        """Build from per-material ``(x [n,13], edge_index [2,E], dist [E], vec [E,3])`` arrays (``vec`` optional)."""
         n_nodes = np.array([g[0].shape[0] for g in graphs])
         n_edges = np.array([g[1].shape[1] for g in graphs])
         return cls(
@@ -64,6 +68,8 @@ class GraphStore:
             nsites=torch.from_numpy(n_nodes),
             mat_id=list(mat_ids), formula=list(formulas),
             ipa=None if ipa is None else torch.from_numpy(np.asarray(ipa, dtype=np.float32)),
+            vec=torch.from_numpy(np.concatenate([g[3] for g in graphs]).astype(np.float32).reshape(-1, 3))
+            if graphs and all(len(g) > 3 for g in graphs) else None,
         )
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
@@ -84,11 +90,12 @@ class GraphStore:
         """``mat_id -> row``."""
         return {m: i for i, m in enumerate(self.mat_id)}
 
-    def arrays(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(x, edge_index, dist)`` of material ``i`` as NumPy arrays."""
+    def arrays(self, i: int) -> tuple[np.ndarray, ...]:
+        """``(x, edge_index, dist, vec)`` of material ``i`` as NumPy arrays (without ``vec`` where the store has none)."""
         n0, n1 = int(self.node_ptr[i]), int(self.node_ptr[i + 1])
         e0, e1 = int(self.edge_ptr[i]), int(self.edge_ptr[i + 1])
-        return self.x[n0:n1].numpy(), self.edge_index[:, e0:e1].numpy(), self.dist[e0:e1].numpy()
+        out = (self.x[n0:n1].numpy(), self.edge_index[:, e0:e1].numpy(), self.dist[e0:e1].numpy())
+        return out if self.vec is None else (*out, self.vec[e0:e1].numpy())
 
     def target(self, name: str) -> Tensor:
         """The regression target per material: ``eps_imag`` [M, 2001] or ``sc_rpa_ipa`` [M, 1]."""
@@ -139,6 +146,10 @@ class GraphDataset(torch.utils.data.Dataset):
                     num_nodes=n1 - n0)
         if s.ipa is not None:
             data.ipa = s.ipa[i:i + 1]
+        if s.vec is not None:
+            data.vec = s.vec[e0:e1]
+        if s.fidelity is not None:
+            data.fidelity = s.fidelity[i:i + 1]
         return data
 
     def batcher(self, device: torch.device | str = "cpu") -> GraphBatcher:

@@ -274,7 +274,7 @@ class Featurised:
     id: str
     source: str
     formula: str
-    arrays: tuple[np.ndarray, np.ndarray, np.ndarray]
+    arrays: tuple[np.ndarray, ...]  # (x, edge_index, dist, vec): data.featurize.graph_arrays
 
 
 @dataclass

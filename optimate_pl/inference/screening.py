@@ -188,7 +188,8 @@ def _predict(predictor: Predictor, t0: float, checkpoint: Path, input: Path, out
     pl_trainer = pl.Trainer(callbacks=[writer], **kwargs)
     stream = StructureStream(input, output, predictor.cutoff, s.min_distance, s.batch_size, s.chunk_size, s.workers,
                              s.recursive, forward_on_cpu=pl_trainer.strategy.root_device.type == "cpu")
-    module = PredictionModule(predictor, store, compile_edges_after(s.compile_edges, stream.forward_on_cpu))
+    module = PredictionModule(predictor, store, compile_edges_after(s.compile_edges, stream.forward_on_cpu)
+                              if all(hasattr(n, "compile_edges") for n in predictor.nets) else None)
     pl_trainer.predict(module, dataloaders=DataLoader(stream, batch_size=None),
                        return_predictions=False)
     pl_trainer.strategy.barrier()

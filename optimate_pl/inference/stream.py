@@ -172,6 +172,8 @@ class PredictionModule(pl.LightningModule):
         self.compile_after = None  # once
         try:
             for net in self.predictor.nets:
+                if not hasattr(net, "compile_edges"):
+                    raise ValueError(f"the backbone {type(net).__name__} has no GATv2 edge work to compile")
                 net.compile_edges()
         except ValueError as err:  # an architecture the compiled edge function does not cover: stay on PyG
             self._uncompile(f"compile_edges: {err}; predicting without it")
@@ -181,7 +183,8 @@ class PredictionModule(pl.LightningModule):
 
     def _uncompile(self, why: str) -> None:
         for net in self.predictor.nets:
-            net.uncompile_edges()
+            if hasattr(net, "uncompile_edges"):
+                net.uncompile_edges()
         log.warning(why)
 
     def _forward(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -6,9 +6,10 @@ from typing import Any
 import hydra.utils
 import lightning.pytorch as pl
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .optimate import Optimate
+from .backbones import make_network
 from .targets import target as describe_target
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3, "weight_decay": 0.0}
@@ -23,11 +24,12 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class SpectraModule(pl.LightningModule):
-    """Trains :class:`Optimate` on a target of :mod:`optimate_pl.models.targets`.
+    """Trains a backbone (:class:`Optimate` by default) on a target of :mod:`optimate_pl.models.targets`.
 
     Args:
-        net: keyword arguments of :class:`Optimate` (plain numbers, so ``load_from_checkpoint``
-            needs nothing else).
+        net: keyword arguments of :class:`Optimate`, or of another backbone named by ``_target_`` (plain
+            numbers and the class path, so ``load_from_checkpoint`` and a weight file need nothing else;
+            :func:`~optimate_pl.models.backbones.make_network`).
         optimizer: a Hydra-instantiable dict (``_target_`` plus arguments), default Adam.
         scheduler: optional Hydra-instantiable dict; ``monitor``/``interval`` keys go to Lightning.
         target: ``eps_imag`` (spectra) or ``sc_rpa_ipa`` (the scalar SC[RPA;IPA]).
@@ -35,6 +37,10 @@ class SpectraModule(pl.LightningModule):
             the hyperparameters in every checkpoint, so that a loaded model knows its provenance.
         name: the architecture's name (the ``model`` config: ``ipa``, ``dl_300``, ...), for the record.
         search: the scalars a searched architecture's ``net`` was built from (``model=dl_search``), for the record.
+        multi_fidelity: ``strategy=mf``: a learned embedding of each sample's rung (``batch.fidelity``: 0 IPA,
+            1 RPA; RPA where a batch has none) is added to the pooled material vector before the readout MLP.
+            A weight file folds the RPA embedding into that MLP's first bias, so it loads as the plain network
+            of the RPA rung (:func:`~optimate_pl.models.weights.read_weights`).
 
     The ``model`` config group instantiates it (``_target_``); ``optimizer`` and ``scheduler`` come from
     their own groups.
@@ -42,10 +48,16 @@ class SpectraModule(pl.LightningModule):
 
     def __init__(self, net: dict | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
                  target: str = "eps_imag", data: dict | None = None, name: str | None = None,
-                 search: dict | None = None) -> None:
+                 search: dict | None = None, multi_fidelity: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = Optimate(**(net or {}))
+        self.model = make_network(net)
+        if multi_fidelity:
+            if not (hasattr(self.model, "latents") and hasattr(self.model, "mlp1")):
+                raise ValueError(f"strategy=mf needs a backbone with latents() and the mlp1 readout; "
+                                 f"{type(self.model).__name__} has not")
+            self.fidelity = nn.Embedding(2, self.model.mlp1.channel_list[0])
+            nn.init.zeros_(self.fidelity.weight)  # starts as the plain network; the rungs' offsets are learned
         self.spec = describe_target(target)
         self.val_metrics = nn.ModuleDict({k: self.spec.score(k).metric() for k in self.spec.validated})
         self.test_metrics = nn.ModuleDict({s.key: s.metric() for s in self.spec.scores})
@@ -53,7 +65,13 @@ class SpectraModule(pl.LightningModule):
         self.test_rows: list[dict[str, Any]] = []
 
     def forward(self, batch) -> Tensor:
-        return self.model(batch)
+        if not self.hparams.get("multi_fidelity"):
+            return self.model(batch)
+        fidelity = getattr(batch, "fidelity", None)
+        latents = self.model.latents(batch)
+        if fidelity is None:  # validation, test, prediction: the RPA rung
+            fidelity = torch.ones(latents.size(0), dtype=torch.long, device=latents.device)
+        return F.leaky_relu(self.model.mlp1(latents + self.fidelity(fidelity)))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the precision the run trains in: a resume in another one is warned about."""

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import MLP, GATv2Conv
-from torch_geometric.utils import scatter, softmax
 
 from ..data.featurize import NUM_EDGE_FEATURES, NUM_NODE_FEATURES, gaussian_expand
+from .readout import attention_pool
 
 
 def gatv2_edges(x_l: Tensor, x_r: Tensor, e: Tensor, att: Tensor, src: Tensor, dst: Tensor, num_nodes: int,
@@ -153,10 +153,7 @@ class Optimate(nn.Module):
         h = self.mlp_init_node(batch.x)
         for gat in self.gats():
             h = self._gat(gat, h, batch.edge_index, edge_attr)  # the authors apply no activation here
-        num_graphs = int(batch.num_graphs) if hasattr(batch, "num_graphs") else int(batch.batch.max()) + 1
-        # A score per node and channel, softmax over the nodes of each graph, weighted sum.
-        weights = softmax(self.mlp_att(h), batch.batch, num_nodes=h.size(0), dim=0)
-        return scatter(weights * h, batch.batch, dim=0, dim_size=num_graphs, reduce="sum")
+        return attention_pool(h, self.mlp_att, batch)
 
     def forward(self, batch) -> Tensor:
         return F.leaky_relu(self.mlp1(self.latents(batch)))

@@ -175,12 +175,56 @@ def check_finite(sd: dict[str, Tensor], path: str | Path) -> None:
                                   f"the run that wrote it diverged")
 
 
+#: The multi-fidelity embedding of a ``strategy=mf`` checkpoint (beside ``model.*``) and the row of the RPA rung.
+FIDELITY_KEY, RPA_FIDELITY = "fidelity.weight", 1
+
+
+def fold_fidelity(obj: Any, sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A ``strategy=mf`` checkpoint's network for the RPA rung: ``mlp1(z + e_rpa)`` is ``mlp1(z)`` with
+    ``W0 @ e_rpa`` added to the first layer's bias, so the embedding folds into ``mlp1.lins.0.bias`` exactly."""
+    full = obj.get("state_dict") if isinstance(obj, dict) else None
+    if not isinstance(full, dict) or FIDELITY_KEY not in full:
+        return sd
+    e = full[FIDELITY_KEY][RPA_FIDELITY]
+    out = dict(sd)
+    out["mlp1.lins.0.bias"] = sd["mlp1.lins.0.bias"] + sd["mlp1.lins.0.weight"] @ e
+    return out
+
+
+def _other_backbone(obj: Any, path: Path) -> Weights | None:
+    """Our checkpoint of a backbone other than OPTIMATE (``hyper_parameters.net._target_``), or ``None``.
+
+    Its network's keys are its own (no published layout to map); the saved ``net`` names the class."""
+    from .backbones import is_optimate
+
+    if not (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)):
+        return None
+    hparams = dict(obj.get("hyper_parameters") or {})
+    net = hparams.get("net")
+    if not isinstance(net, dict) or is_optimate(net):
+        return None
+    sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+    bad = [k for k, v in sd.items() if not isinstance(v, Tensor)]
+    if not sd or bad:
+        raise CheckpointError(f"{path} names the backbone {net['_target_']} but holds no network weights "
+                              f"(model.*) as tensors")
+    check_finite(sd, path)
+    return Weights(path=path, state_dict=fold_fidelity(obj, sd), net=dict(net), layout="lightning", hparams=hparams)
+
+
 def read_weights(path: str | Path) -> Weights:
-    """Read any supported weight file (see the module docstring) safely, mapped and with its architecture."""
+    """Read any supported weight file (see the module docstring) safely, mapped and with its architecture.
+
+    A checkpoint of another backbone (``model=dimenet``, ``visnet``, a user's) is read with the ``net``
+    it saved, whose ``_target_`` names the class (:func:`~optimate_pl.models.backbones.make_network`)."""
     path = Path(path).expanduser()
     obj = safe_load(path)
+    other = _other_backbone(obj, path)
+    if other is not None:
+        return other
     sd, layout = canonical_state_dict(obj, path)
     check_finite(sd, path)
+    sd = fold_fidelity(obj, sd)
     hparams = dict(obj.get("hyper_parameters") or {}) if layout == "lightning" else {}
     inferred = infer_architecture(sd, path)
     net = dict(hparams["net"]) if isinstance(hparams.get("net"), dict) else inferred
@@ -208,8 +252,8 @@ def load_network_weights(model: nn.Module, weights: Weights | str | Path) -> nn.
 
 
 def build_network(weights: Weights | str | Path) -> nn.Module:
-    """An :class:`Optimate` of the file's own architecture with its weights, in eval mode."""
-    from .optimate import Optimate
+    """The network of the file's own backbone and architecture with its weights, in eval mode."""
+    from .backbones import make_network
 
     w = weights if isinstance(weights, Weights) else read_weights(weights)
-    return load_network_weights(Optimate(**w.net), w).eval()
+    return load_network_weights(make_network(w.net), w).eval()

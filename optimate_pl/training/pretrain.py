@@ -21,6 +21,8 @@ from ..models.card import read_card, write_card
 
 log = logging.getLogger("optimate_pl")
 
+#: Trainer keys of a debugging run, which its automatic pretraining keeps (their neutral values: unset, 0, 1.0).
+DEBUG_TRAINER_KEYS = ("fast_dev_run", "overfit_batches", "limit_train_batches", "limit_val_batches")
 #: Data keys that do not change what a model learns (where files live, how they are loaded).
 DATA_KEYS_WITHOUT_EFFECT = ("cache_dir", "num_workers", "eval_batch_size")
 
@@ -36,11 +38,20 @@ def ipa_pretraining_config(cfg: DictConfig) -> DictConfig:
     overrides = {"data._target_": load_group_config("data", "ipa")._target_, "data.root": cfg.data.get("ipa_root"),
                  "data.subset": None, "data.max_sites": None, "data.target": "eps_imag", "data.train_on": "train",
                  "data.train_ids": None, "test": False, "compile": cfg.get("compile", False)}
+    seed = cfg.strategy.get("pretrain_seed")
+    if seed is not None:  # e.g. a study's seeds of the RPA stage, all from one IPA model
+        overrides["seed"] = int(seed)
     epochs = cfg.strategy.get("pretrain_epochs")
     if epochs:  # a short pretraining still validates, so that it has a best checkpoint
         every = load_group_config("strategy", "ipa").strategy.check_val_every_n_epoch[cfg.data.source]
         overrides.update({"trainer.max_epochs": int(epochs),
                           "trainer.check_val_every_n_epoch": min(int(epochs), int(every))})
+    # A debugging run (debug=fast, overfit, limit_*_batches) pretrains in the same mode: one batch, not 500
+    # epochs. Its checkpoint's name includes that setting, so it never stands in for a real pretraining.
+    for key in DEBUG_TRAINER_KEYS:
+        value = cfg.trainer.get(key)
+        if value not in (None, False, 0, 1.0) or (key == "fast_dev_run" and value):
+            overrides[f"trainer.{key}"] = value
     # The precision is the TL run's resolved one: the checkpoint's name then says which precision trained it.
     return derive_config(cfg, overrides, strategy="ipa", keep_budget=False)
 
@@ -95,7 +106,8 @@ def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
             remove_with_checksum(target)
         ipa_cfg = derive_config(ipa_cfg, {"paths.output_dir": str(target.parent / f"{target.stem}-run")})
         log.info("strategy=tl checkpoint=auto: no IPA checkpoint at %s yet -> pretraining on IPA first "
-                 "(%s epochs, output in %s)", target, OmegaConf.select(ipa_cfg, "trainer.max_epochs"),
+                 "(%s, output in %s)", target, "debug: one batch" if ipa_cfg.trainer.get("fast_dev_run") else
+                 f"{OmegaConf.select(ipa_cfg, 'trainer.max_epochs')} epochs",
                  ipa_cfg.paths.output_dir)
         result = train(ipa_cfg)
         best = result.get("best_checkpoint")

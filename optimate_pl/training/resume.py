@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ..config import ConfigError
-from ..config.resolve import ARCHITECTURE_KEYS
+from ..models.backbones import architecture
 from ..models.module import SpectraModule
 from ..models.weights import CheckpointError, safe_load
 
@@ -24,8 +24,9 @@ def resume_mismatches(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """The settings that shape the model or the data and differ between a checkpoint and this run."""
     diffs = []
     net_saved, net_now = saved.get("net") or {}, now.get("net") or {}
-    diffs += [f"model.net.{k} (checkpoint {net_saved.get(k)}, now {net_now.get(k)})" for k in ARCHITECTURE_KEYS
-              if net_saved.get(k) != net_now.get(k)]
+    arch_saved, arch_now = architecture(net_saved), architecture(net_now)
+    diffs += [f"model.net.{k} (checkpoint {arch_saved.get(k)}, now {arch_now.get(k)})"
+              for k in sorted(set(arch_saved) | set(arch_now)) if arch_saved.get(k) != arch_now.get(k)]
     if saved.get("target", "eps_imag") != now.get("target"):
         diffs.append(f"data.target (checkpoint {saved.get('target')}, now {now.get('target')})")
     data_saved, data_now = saved.get("data") or {}, now.get("data") or {}

@@ -90,7 +90,7 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     trainer, loggers = build_trainer(cfg)
     if cfg.get("compile"):
         compile_network(module.model)
-    else:
+    elif hasattr(module.model, "compile_edges"):  # OPTIMATE's GATv2 layers; the other backbones have none
         edges, why = compile_edges_decision(cfg.get("compile_edges", False), trainer, datamodule)
         if edges:
             log.info("compile_edges=%s: torch.compile the GATv2 edge work (%s); the first steps compile",

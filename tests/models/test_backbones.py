@@ -1,0 +1,215 @@
+"""The backbones beside OPTIMATE: geometry they read, invariances, every strategy, weight files, a user's own."""
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from optimate_pl.data.batching import batch_from_arrays
+from optimate_pl.data.featurize import graph_arrays
+from optimate_pl.models.backbones import architecture, make_network
+from optimate_pl.models.triplets import triplets
+
+SMALL = {"dimenet": dict(_target_="optimate_pl.models.dimenet.DimeNetCrystal", hidden=16, width=16, blocks=1,
+                         int_emb=8, basis_emb=4, out_emb=16, out_widths=[32]),
+         "visnet": dict(_target_="optimate_pl.models.visnet.ViSNetCrystal", width=16, layers=2, heads=4,
+                        out_widths=[32])}
+
+
+def _wurtzite() -> Structure:
+    """A polar, non-centrosymmetric 4-site cell (ZnO-like wurtzite with Mg/O), where angles matter."""
+    return Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.25, 5.2), ["Mg", "O"],
+                                     [[1 / 3, 2 / 3, 0.0], [1 / 3, 2 / 3, 0.38]])
+
+
+def test_edge_vectors_are_pymatgens_neighbour_vectors():
+    """vec = the neighbour image's position minus the centre's, |vec| = dist (reference: get_all_neighbors)."""
+    s = _wurtzite()
+    x, edge_index, dist, vec = graph_arrays(s, 4.0)
+    np.testing.assert_allclose(np.linalg.norm(vec, axis=1), dist, atol=1e-5)
+    def key(i, j, v):
+        return (int(i), int(j), *(round(float(c), 3) + 0.0 for c in v))
+
+    ours = sorted(key(i, j, v) for (i, j), v in zip(edge_index.T, vec))
+    ref = sorted(key(i, n.index, n.coords - s[i].coords)
+                 for i, neighbours in enumerate(s.get_all_neighbors(4.0)) for n in neighbours)
+    assert len(ours) == len(ref) > 20
+    np.testing.assert_allclose(np.array(ours), np.array(ref), atol=2e-3)
+
+
+def test_triplets_are_every_pair_of_distinct_neighbour_images():
+    """Reference from pymatgen: for each atom j, ordered pairs of its neighbours (site, image) that differ; the
+    angle between the two bonds as the DimeNet++ convention gives it (between v(k->j) and v(j->i))."""
+    s = Structure(Lattice.cubic(3.0), ["Si"], [[0, 0, 0]])  # one site: every neighbour is the atom's own image
+    x, edge_index, dist, vec = graph_arrays(s, 4.3)
+    ei, v = torch.from_numpy(edge_index), torch.from_numpy(vec)
+    idx_kj, idx_ji = triplets(ei, v, num_nodes=1)
+    neighbours = s.get_all_neighbors(4.3)[0]
+    bonds = [n.coords - s[0].coords for n in neighbours]  # j -> neighbour
+    expected = sorted(round(math.degrees(math.acos(np.clip(np.dot(-a, b) / np.linalg.norm(a) / np.linalg.norm(b),
+                                                                   -1, 1))), 3)
+                      for a, b in itertools.permutations(bonds, 2))
+    # k->j is the reverse of j->k: v(k->j) = -bond_k; the angle DimeNet++ takes is between v(k->j) and v(j->i).
+    got = torch.rad2deg(torch.atan2(torch.cross(v[idx_ji], v[idx_kj], dim=1).norm(dim=-1),
+                                    (v[idx_ji] * v[idx_kj]).sum(-1)))
+    assert len(idx_kj) == len(neighbours) * (len(neighbours) - 1) == 18 * 17
+    assert sorted(round(float(a), 3) for a in got) == pytest.approx(expected, abs=1e-3)
+    # The edges of each triplet meet: k->j ends where j->i starts.
+    assert torch.equal(ei[1, idx_kj], ei[0, idx_ji])
+
+
+def test_triplets_respect_the_edges_asked_for():
+    s = _wurtzite()
+    x, edge_index, dist, vec = graph_arrays(s, 5.0)
+    ei, v, d = torch.from_numpy(edge_index), torch.from_numpy(vec), torch.from_numpy(dist)
+    short = d <= 3.0
+    kj, ji = triplets(ei, v, 4, short)
+    assert bool(short[kj].all()) and bool(short[ji].all())
+    assert len(kj) < len(triplets(ei, v, 4)[0])
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_backbones_are_invariant_to_rotation_and_site_order(name):
+    s = _wurtzite()
+    torch.manual_seed(0)
+    net = make_network(SMALL[name]).eval()
+    rotated = s.copy()
+    rotated.apply_operation(__import__("pymatgen.core.operations", fromlist=["SymmOp"]).SymmOp.from_axis_angle_and_translation(
+        [1, 2, 3], 37.0))
+    shuffled = Structure.from_sites([s[i] for i in (2, 0, 3, 1)])
+    outs = [net(batch_from_arrays([graph_arrays(t, 5.0)])) for t in (s, rotated, shuffled)]
+    assert outs[0].shape == (1, 2001)
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(outs[2], outs[0], atol=1e-5, rtol=1e-4)
+
+
+def test_three_body_backbone_reads_angles_not_only_distances():
+    """Edge directions scrambled (every |vec| kept): a two-body network could not tell; DimeNet++ must."""
+    s = _wurtzite()
+    torch.manual_seed(0)
+    net = make_network(SMALL["dimenet"]).eval()
+    batch = batch_from_arrays([graph_arrays(s, 5.0)])
+    out = net(batch)
+    g = torch.Generator().manual_seed(1)
+    rot = torch.linalg.qr(torch.randn(batch.vec.size(0), 3, 3, generator=g))[0]
+    batch.vec = torch.einsum("eij,ej->ei", rot, batch.vec)
+    assert (net(batch) - out).abs().max() > 1e-4
+
+
+def test_a_geometric_backbone_refuses_graphs_without_edge_vectors():
+    net = make_network(SMALL["visnet"]).eval()
+    x, edge_index, dist, _ = graph_arrays(_wurtzite(), 5.0)
+    with pytest.raises(ValueError, match="edge vectors.*data cache"):
+        net(batch_from_arrays([(x, edge_index, dist)]))
+
+
+def test_unknown_backbone_class_is_a_clear_error():
+    with pytest.raises(ValueError, match="model.net._target_=nowhere.Net: cannot import"):
+        make_network({"_target_": "nowhere.Net"})
+
+
+def test_architecture_compares_a_backbones_whole_net_and_optimates_widths():
+    opt = {"node_widths": [48], "gat_layers": [[48, 4]], "out_widths": [64], "out_dim": 2001}
+    assert architecture({**opt, "dropout": 0.3}) == architecture(opt)
+    assert architecture(SMALL["dimenet"]) != architecture({**SMALL["dimenet"], "blocks": 2})
+    assert architecture(SMALL["dimenet"]) != architecture(opt)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_a_backbones_weight_file_loads_without_naming_it(name, tmp_path, cfg_train, write_cifs):
+    """DL run with a small backbone -> its checkpoint -> the predictor builds that backbone from the file alone."""
+    from optimate_pl.inference.predictor import load_model
+    from optimate_pl.training.stages import run
+
+    overrides = [f"model={name}", "strategy=dl", "data.subset=100"]
+    overrides += [f"model.net.{k}={v}" for k, v in SMALL[name].items() if k != "_target_"]
+    metrics = run(cfg_train(tmp_path, *overrides))
+    model = load_model(metrics["best_checkpoint"])
+    assert type(model.net).__name__ == SMALL[name]["_target_"].rsplit(".", 1)[-1]
+    preds = model.predict_structures([_wurtzite()]) if hasattr(model, "predict_structures") else None
+    if preds is not None:
+        assert np.asarray(preds).shape[-1] == 2001
+
+
+TOY_MODULE = '''
+"""A user's backbone: a linear map of the node features (the two files the README's guide names)."""
+from torch import nn
+from optimate_pl.models.readout import GraphNetwork
+
+
+class ToyNet(GraphNetwork):
+    def __init__(self, width=8, out_widths=(16,), out_dim=2001, node_in=13):
+        super().__init__()
+        self.lin = nn.Linear(node_in, width)
+        self.build_readout(width, out_widths, out_dim)
+
+    def encode(self, batch):
+        return self.lin(batch.x)
+'''
+
+TOY_YAML = '''
+_target_: optimate_pl.models.SpectraModule
+target: ${data.target}
+name: toy
+net:
+  _target_: toy_backbone.ToyNet
+  width: 8
+  out_widths: [16]
+  out_dim: ${target_dim:${data.target}}
+'''
+
+
+@pytest.fixture()
+def toy_backbone(tmp_path, monkeypatch):
+    """A user's backbone in two files: ``toy_backbone.py`` on the path and ``conf/model/toy.yaml`` on Hydra's."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "toy_backbone.py").write_text(textwrap.dedent(TOY_MODULE))
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "toy.yaml").write_text(textwrap.dedent(TOY_YAML))
+    monkeypatch.syspath_prepend(str(code))
+    yield f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    sys.modules.pop("toy_backbone", None)
+
+
+@pytest.mark.parametrize("strategy", ["ipa", "dl", "tl", "sc"])
+def test_a_users_backbone_in_two_files_runs_every_strategy(strategy, toy_backbone, tmp_path, cfg_train):
+    from optimate_pl.training.stages import run
+
+    extra = ["strategy.pretrain_epochs=1"] if strategy == "tl" else []
+    cfg = cfg_train(tmp_path, toy_backbone, "model=toy", f"strategy={strategy}", "data.subset=100", *extra)
+    metrics = run(cfg)
+    ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["net"]["_target_"] == "toy_backbone.ToyNet"
+    key = "test/ae_median" if strategy == "sc" else "test/mse_median"  # the SC model's score is its abs. error
+    assert 0.0 < metrics["n_train"] and np.isfinite(metrics[key])
+    if strategy == "tl":  # the pretraining was the toy backbone's too
+        assert "toy_backbone.ToyNet" in str(torch.load(metrics["data"]["initial_weights"], map_location="cpu",
+                                                       weights_only=True)["hyper_parameters"]["net"])
+
+
+def test_model_optimate_is_the_papers_network_per_strategy(tmp_path, cfg_train):
+    from optimate_pl.config import resolve_config
+
+    dl = resolve_config(cfg_train(tmp_path, "model=optimate", "strategy=dl", "data.subset=300"))
+    assert dl.model.name == "dl_300" and dl.model.net.gat_layers == [[384, 4]]
+    ipa = resolve_config(cfg_train(tmp_path, "model=optimate", "strategy=ipa"))
+    assert ipa.model.name == "ipa"
+
+
+def test_debug_runs_pretrain_one_batch_not_the_full_budget(tmp_path, cfg_train):
+    """debug=fast on TL: the automatic IPA pretraining is a fast_dev_run too, and named apart from a real one."""
+    from optimate_pl.config import resolve_config
+    from optimate_pl.training.pretrain import ipa_checkpoint_path, ipa_pretraining_config
+
+    debug = resolve_config(cfg_train(tmp_path, "strategy=tl", "debug=fast"))
+    real = resolve_config(cfg_train(tmp_path, "strategy=tl"))
+    assert ipa_pretraining_config(debug).trainer.fast_dev_run is True
+    assert not ipa_pretraining_config(real).trainer.get("fast_dev_run")
+    assert ipa_checkpoint_path(debug) != ipa_checkpoint_path(real)
