@@ -7,6 +7,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "IPADataModule": "datamodule", "RPADataModule": "datamodule", "SpectraDataModule": "datamodule",
+    "MultiFidelityDataModule": "multifidelity",
     "featurize_records": "build", "structure_to_graph": "featurize", "read_ipa_database": "readers",
     "read_rpa_database": "readers", "ENERGY_GRID": "records", "MaterialRecord": "records",
     "GraphDataset": "store", "GraphStore": "store",

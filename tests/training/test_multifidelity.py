@@ -1,0 +1,74 @@
+"""strategy=mf: one network on both rungs, the leakage rule, and a weight file that is the RPA network."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from optimate_pl.data.multifidelity import IPA, RPA, MultiFidelityDataModule
+from tests.conftest import TINY_SIZES
+
+
+@pytest.fixture(scope="module")
+def mf_data(tmp_path_factory):
+    dm = MultiFidelityDataModule(source="synthetic", synthetic_sizes=TINY_SIZES, subset=50,
+                                 cache_dir=str(tmp_path_factory.mktemp("cache")))
+    dm.setup()
+    return dm
+
+
+def test_mf_fits_the_ipa_training_split_and_the_rpa_subset(mf_data):
+    from optimate_pl.data.datamodule import IPADataModule
+
+    ipa = IPADataModule(source="synthetic", synthetic_sizes=TINY_SIZES, cache_dir=mf_data.cache_dir)
+    ipa.setup()
+    fit = mf_data.fit_set.store
+    ids_by_rung = {r: [m for m, f in zip(fit.mat_id, fit.fidelity.tolist()) if f == r] for r in (IPA, RPA)}
+    assert sorted(ids_by_rung[IPA]) == sorted(ipa.train_set.mat_ids)  # every IPA training spectrum
+    assert sorted(ids_by_rung[RPA]) == sorted(mf_data.train_set.mat_ids) and len(ids_by_rung[RPA]) == 50
+    held_out = set(mf_data.val_set.mat_ids) | set(mf_data.test_set.mat_ids) | set(ipa.val_set.mat_ids) | \
+        set(ipa.test_set.mat_ids)
+    assert not held_out & set(fit.mat_id)  # no validation or test material's spectrum of either rung
+    # The targets are each rung's own spectrum.
+    i = fit.mat_id.index(ids_by_rung[IPA][0])
+    j = ipa.train_set.store.mat_id.index(ids_by_rung[IPA][0])
+    torch.testing.assert_close(fit.spectrum[i], ipa.train_set.store.spectrum[j])
+    batch = next(iter(mf_data.train_dataloader()))
+    assert batch.fidelity.shape == (batch.num_graphs,) and set(batch.fidelity.tolist()) <= {IPA, RPA}
+    assert mf_data.describe()["ipa_train"] == len(ipa.train_set)
+
+
+def test_mf_refuses_an_ipa_split_that_holds_rpa_test_materials(tmp_path):
+    """Splits that disagree (an RPA test material in the IPA training split) would leak its IPA spectrum."""
+    dm = MultiFidelityDataModule(source="synthetic", synthetic_sizes=TINY_SIZES, cache_dir=str(tmp_path))
+    real = dm.ipa_assignment
+
+    def ipa_split_with_a_leak(store, meta):
+        assignment, origin = real(store, meta)
+        return dict(assignment, **{dm.test_set.mat_ids[0]: "train"}), origin
+
+    dm.ipa_assignment = ipa_split_with_a_leak
+    with pytest.raises(ValueError, match="strategy=mf: 1 IPA training materials are RPA validation/test"):
+        dm.setup()
+
+
+def test_mf_run_saves_a_weight_file_that_predicts_the_rpa_rung(tmp_path, cfg_train):
+    from optimate_pl.inference.predictor import load_model
+    from optimate_pl.models.module import SpectraModule
+    from optimate_pl.training.stages import run
+
+    metrics = run(cfg_train(tmp_path, "strategy=mf", "data.subset=50", "trainer.max_epochs=3"))
+    assert metrics["n_train"] == 50 and metrics["data"]["ipa_train"] == TINY_SIZES["ipa"][0]
+    module = SpectraModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu").eval()
+    assert module.fidelity.weight.abs().sum() > 0  # the rungs' embeddings were learned
+    dm = MultiFidelityDataModule(source="synthetic", synthetic_sizes=TINY_SIZES, subset=50,
+                                 cache_dir=str(tmp_path / "cache"))
+    dm.setup()
+    batch = dm.test_set.collate(range(8))
+    with torch.no_grad():
+        rpa = module(batch)
+        batch.fidelity = torch.full((8,), IPA)
+        ipa = module(batch)
+        del batch.fidelity
+        folded = load_model(metrics["best_checkpoint"])(batch)
+    torch.testing.assert_close(folded, rpa, atol=1e-5, rtol=1e-4)  # the file alone is the RPA network
+    assert (ipa - rpa).abs().max() > 1e-4  # and the rung matters
