@@ -8,7 +8,7 @@ QUICK ?= 0
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=12
 
-.PHONY: install system-deps run test test-fast bench studies clean study-efficiency study-small-cells study-correlations \
+.PHONY: install system-deps run test test-fast bench studies clean study-backbones study-efficiency study-small-cells study-correlations \
 	study-example-spectra study-sc-predictor study-latent-map
 
 $(STAMP): pyproject.toml
@@ -75,6 +75,12 @@ study-sc-predictor: $(STAMP)
 
 study-latent-map: $(STAMP)  # from the runs of study-sc-predictor
 	$(REPORT) latent_map
+
+## Backbones side by side on the GPAW ladder (issue #35): BACKBONE_ARGS="study.subsets=300 study.seeds='0,1'" for part of it.
+BACKBONE_ARGS ?=
+study-backbones: $(STAMP)
+	$(BIN)/python -m optimate_pl experiment=backbones $(BACKBONE_ARGS)
+	$(REPORT) backbones
 
 studies: study-efficiency study-small-cells study-correlations study-example-spectra study-sc-predictor study-latent-map
 

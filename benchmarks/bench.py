@@ -33,7 +33,7 @@ from optimate_pl.config import load_train_config, model_net
 from optimate_pl.data.build import synthetic_stores
 from optimate_pl.data.datamodule import IPADataModule
 from optimate_pl.data.store import GraphStore
-from optimate_pl.models import Optimate, SpectraModule
+from optimate_pl.models import Optimate, SpectraModule, count_parameters
 from optimate_pl.training.trainer import compile_network
 
 
@@ -463,6 +463,29 @@ def training(args, cache: str, accelerator: str, precision: str, device: torch.d
     return rows
 
 
+#: The backbones of conf/model/ timed side by side (issue #35's "≤ 3x OPTIMATE's seconds per epoch").
+BACKBONES = ("ipa", "dimenet", "visnet")
+
+
+def backbones(args, cache: str, accelerator: str, precision: str) -> list[tuple[str, str, str, str]]:
+    """Training throughput of every backbone through our DataLoader and module, as OPTIMATE's ratio (>1: slower)."""
+    synthetic_stores(cache)
+    rows: list[tuple[str, str, str, str]] = []
+    for label, bs, drop in (("batch 128 (IPA/TL)", 128, False), ("batch 20 (DL)", 20, True)):
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in BACKBONES}
+        for r in range(args.rounds):
+            for name in (BACKBONES if r % 2 == 0 else BACKBONES[::-1]):
+                runs[name].append(_fresh(train_throughput, "ours", cache, args.graphs, name, bs, args.epochs,
+                                         accelerator, precision, drop))
+        per_epoch = {k: sum(r["seconds"] for r in rs) / (len(rs) * args.epochs) for k, rs in runs.items()}
+        for name in BACKBONES:
+            params = count_parameters(SpectraModule(net=model_net(name)).model)
+            rows.append((f"backbone {'optimate' if name == 'ipa' else name}, {label}",
+                         f"{per_epoch[name]:.2f} s/epoch ({args.graphs} graphs)", f"{params / 1e6:.2f} M parameters",
+                         f"{per_epoch[name] / per_epoch['ipa']:.2f}x OPTIMATE's time"))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> str:
     """Run every measurement and print (and optionally write) a Markdown table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -475,6 +498,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--screen", type=int, default=1000, help="structures of the screening measurement (and 2x, 4x that)")
     p.add_argument("--only-screening", action="store_true", help="measure screening only")
     p.add_argument("--only-training", action="store_true", help="measure dataset building, training and evaluation only")
+    p.add_argument("--only-backbones", action="store_true", help="measure the backbones' seconds per epoch only")
+    p.add_argument("--no-backbones", action="store_true", help="skip the backbone rows")
     p.add_argument("--no-real", action="store_true", help="skip the screening rows on real Alexandria entries")
     p.add_argument("--only-real", action="store_true", help="measure the real-entry screening rows only")
     p.add_argument("--repeats", type=int, default=3, help="runs of each screening command and size (the fastest kept)")
@@ -485,11 +510,14 @@ def main(argv: list[str] | None = None) -> str:
     precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as work:
-        if not (args.only_screening or args.only_real):
+        only = args.only_screening or args.only_real or args.only_training or args.only_backbones
+        if not only or args.only_training:
             rows += training(args, work, accelerator, precision, device)
-        if not (args.only_real or args.only_training):
+        if (not only or args.only_backbones) and not args.no_backbones:
+            rows += backbones(args, work, accelerator, precision)
+        if not only or args.only_screening:
             rows += screening(Path(work), args.screen, accelerator, args.repeats)
-        if not (args.no_real or args.only_training):
+        if (not only or args.only_screening or args.only_real) and not args.no_real:
             rows += screening_real(Path(work), args.screen, accelerator, args.repeats)
     rss = peak_rss_mib()
     mem = f"peak RSS of the data/evaluation process {rss:.0f} MiB"

@@ -8,6 +8,7 @@
     python -m optimate_pl.studies latent_map        # Fig. 7 (PNG/PDF and interactive HTML)
     python -m optimate_pl.studies active_learning   # beyond the paper: the acquisition functions' curves
     python -m optimate_pl.studies gpaw_ladder       # the built-in GPAW ladder: SC[RPA;IPA] by chemistry, cost
+    python -m optimate_pl.studies backbones         # beyond the paper: backbone x strategy x size over seeds
     python -m optimate_pl.uncertainty.next_rpa --model ENSEMBLE --acquisition disagreement   # the next RPA runs
 
 Each reads the runs of its experiment preset (``experiments/<study>/runs`` by default) and writes into
@@ -359,7 +360,14 @@ STUDIES: dict[str, tuple[Any, str]] = {
     "sc_predictor": (sc_predictor, "sc_predictor"), "latent_map": (latent_map, "sc_predictor"),
     "active_learning": (active_learning, "active_learning"),
     "gpaw_ladder": (lambda runs, out: _gpaw_ladder(runs, out), "gpaw_ladder"),
+    "backbones": (lambda runs, out: _backbones(runs, out), "backbones"),
 }
+
+
+def _backbones(runs: Path, out: Path) -> list[Path]:
+    from .backbones import backbones
+
+    return backbones(runs, out)
 
 
 def _gpaw_ladder(runs: Path, out: Path) -> list[Path]:

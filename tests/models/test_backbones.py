@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -137,45 +136,30 @@ def test_a_backbones_weight_file_loads_without_naming_it(name, tmp_path, cfg_tra
         assert np.asarray(preds).shape[-1] == 2001
 
 
-TOY_MODULE = '''
-"""A user's backbone: a linear map of the node features (the two files the README's guide names)."""
-from torch import nn
-from optimate_pl.models.readout import GraphNetwork
+def readme_block(first_line: str) -> str:
+    """The README's fenced code block that starts with ``first_line`` (its worked example of a backbone)."""
+    from pathlib import Path
 
-
-class ToyNet(GraphNetwork):
-    def __init__(self, width=8, out_widths=(16,), out_dim=2001, node_in=13):
-        super().__init__()
-        self.lin = nn.Linear(node_in, width)
-        self.build_readout(width, out_widths, out_dim)
-
-    def encode(self, batch):
-        return self.lin(batch.x)
-'''
-
-TOY_YAML = '''
-_target_: optimate_pl.models.SpectraModule
-target: ${data.target}
-name: toy
-net:
-  _target_: toy_backbone.ToyNet
-  width: 8
-  out_widths: [16]
-  out_dim: ${target_dim:${data.target}}
-'''
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    for block in text.split("```")[1::2]:
+        body = block.split("\n", 1)[1]
+        if body.startswith(first_line):
+            return body
+    raise AssertionError(f"the README has no code block starting with {first_line!r}")
 
 
 @pytest.fixture()
 def toy_backbone(tmp_path, monkeypatch):
-    """A user's backbone in two files: ``toy_backbone.py`` on the path and ``conf/model/toy.yaml`` on Hydra's."""
+    """The README's own backbone in its two files: ``my_backbone.py`` on the path, ``model/schnetlike.yaml`` on
+    Hydra's search path (so the worked example cannot rot)."""
     code = tmp_path / "code"
     code.mkdir()
-    (code / "toy_backbone.py").write_text(textwrap.dedent(TOY_MODULE))
+    (code / "my_backbone.py").write_text(readme_block("# my_backbone.py"))
     (tmp_path / "conf" / "model").mkdir(parents=True)
-    (tmp_path / "conf" / "model" / "toy.yaml").write_text(textwrap.dedent(TOY_YAML))
+    (tmp_path / "conf" / "model" / "schnetlike.yaml").write_text(readme_block("# my_conf/model/schnetlike.yaml"))
     monkeypatch.syspath_prepend(str(code))
     yield f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
-    sys.modules.pop("toy_backbone", None)
+    sys.modules.pop("my_backbone", None)
 
 
 @pytest.mark.parametrize("strategy", ["ipa", "dl", "tl", "sc"])
@@ -183,14 +167,15 @@ def test_a_users_backbone_in_two_files_runs_every_strategy(strategy, toy_backbon
     from optimate_pl.training.stages import run
 
     extra = ["strategy.pretrain_epochs=1"] if strategy == "tl" else []
-    cfg = cfg_train(tmp_path, toy_backbone, "model=toy", f"strategy={strategy}", "data.subset=100", *extra)
+    cfg = cfg_train(tmp_path, toy_backbone, "model=schnetlike", f"strategy={strategy}", "data.subset=100",
+                    "+model.net.out_widths=[32]", *extra)
     metrics = run(cfg)
     ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=True)
-    assert ckpt["hyper_parameters"]["net"]["_target_"] == "toy_backbone.ToyNet"
+    assert ckpt["hyper_parameters"]["net"]["_target_"] == "my_backbone.SchNetLike"
     key = "test/ae_median" if strategy == "sc" else "test/mse_median"  # the SC model's score is its abs. error
     assert 0.0 < metrics["n_train"] and np.isfinite(metrics[key])
     if strategy == "tl":  # the pretraining was the toy backbone's too
-        assert "toy_backbone.ToyNet" in str(torch.load(metrics["data"]["initial_weights"], map_location="cpu",
+        assert "my_backbone.SchNetLike" in str(torch.load(metrics["data"]["initial_weights"], map_location="cpu",
                                                        weights_only=True)["hyper_parameters"]["net"])
 
 

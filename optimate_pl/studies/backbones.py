@@ -1,0 +1,113 @@
+"""The backbones study (``experiment=backbones``): backbone x strategy x training-set size, over seeds.
+
+Per cell: the median test SC and MSE of each seed's run, their mean and spread over the seeds, and a
+paired bootstrap of the difference to OPTIMATE-TL at the same size: the test materials are resampled
+with replacement (the same resample for both), each material's SC averaged over a cell's seeds, and the
+difference of the medians taken; the 2.5 and 97.5 % quantiles of 2,000 resamples are the interval. Both
+models are scored on the same materials, so the material-to-material spread (65 materials move a median
+by about 0.01) cancels where the models agree.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..utils.plots import plt
+from .output import save, write_table
+from .runs import Run, StudyInputError, data_statement, load_runs
+
+#: Bootstrap resamples of the interval, and its seed (the interval is reproducible).
+RESAMPLES, BOOTSTRAP_SEED = 2000, 0
+#: The reference every cell is compared with: the paper's method on the authors' network.
+REFERENCE = ("optimate", "tl")
+
+
+def backbone(run: Run) -> str:
+    """The backbone of a run: ``optimate``, or the lower-cased class name of another (``dimenetcrystal`` ->
+    ``dimenet``)."""
+    from ..models.backbones import backbone_of, is_optimate
+
+    net = run.cfg.model.get("net")
+    net = dict(net) if net is not None else {}
+    if is_optimate(net):
+        return "optimate"
+    return backbone_of(net).rsplit(".", 1)[-1].lower().removesuffix("crystal")
+
+
+def _per_material(runs: list[Run]) -> pd.Series:
+    """Each test material's SC averaged over the runs (seeds) of one cell."""
+    frames = [r.results.set_index("mat_id")["sc"] for r in runs]
+    return pd.concat(frames, axis=1).mean(axis=1)
+
+
+def paired_interval(cell: pd.Series, ref: pd.Series, resamples: int = RESAMPLES,
+                    seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+    """(difference of the medians, 2.5 %, 97.5 %) of ``cell - ref`` over the materials both scored."""
+    common = cell.index.intersection(ref.index)
+    a, b = cell.loc[common].to_numpy(), ref.loc[common].to_numpy()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(common), size=(resamples, len(common)))
+    diffs = np.median(a[idx], axis=1) - np.median(b[idx], axis=1)
+    return float(np.median(a) - np.median(b)), float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
+
+
+def _epochs(run: Run) -> int:
+    return int(run.cfg.trainer.get("max_epochs") or 1)
+
+
+def backbones_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per backbone, strategy and training-set size (see the module docstring)."""
+    cells: dict[tuple[str, str, int], list[Run]] = {}
+    for r in runs:
+        if r.strategy in ("dl", "tl", "mf") and r.results is not None:
+            cells.setdefault((backbone(r), r.strategy, r.n_train), []).append(r)
+    if not cells:
+        raise StudyInputError("no DL/TL/MF run with test results (python -m optimate_pl experiment=backbones)")
+    refs = {n: _per_material(rs) for (b, s, n), rs in cells.items() if (b, s) == REFERENCE}
+    rows = []
+    for (name, strategy, n), rs in sorted(cells.items()):
+        sc = np.array([r.metrics.get("test/sc_median", np.nan) for r in rs], dtype=float)
+        mse = np.array([r.metrics.get("test/mse_median", np.nan) for r in rs], dtype=float)
+        row = {"backbone": name, "strategy": strategy, "train_size": n, "seeds": len(rs),
+               "sc_median": sc.mean(), "sc_seed_std": sc.std(ddof=1) if len(rs) > 1 else np.nan,
+               "sc_seed_min": sc.min(), "sc_seed_max": sc.max(), "mse_median": mse.mean(),
+               "s_per_epoch": float(np.mean([r.metrics.get("time_s", np.nan) / _epochs(r) for r in rs]))}
+        if n in refs and (name, strategy) != REFERENCE:
+            diff, lo, hi = paired_interval(_per_material(rs), refs[n])
+            row.update({"vs_optimate_tl": diff, "ci_low": lo, "ci_high": hi})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def backbones_figure(table: pd.DataFrame):
+    """Median test SC against training-set size, a line per backbone x strategy, the seeds' range as error bars."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    styles = {"dl": "--", "tl": "-", "mf": ":"}
+    markers = {"optimate": "o", "dimenet": "s", "visnet": "^"}
+    for (name, strategy), part in table.groupby(["backbone", "strategy"]):
+        part = part.sort_values("train_size")
+        err = np.vstack([part.sc_median - part.sc_seed_min, part.sc_seed_max - part.sc_median])
+        ax.errorbar(part.train_size, part.sc_median, yerr=err, ls=styles.get(strategy, "-"),
+                    marker=markers.get(name, "D"), capsize=3, label=f"{name} {strategy.upper()}")
+    ax.set_xscale("log")
+    ax.set_xlabel("RPA training materials")
+    ax.set_ylabel("median test SC (mean over seeds; bars: seeds' range)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def backbones(runs_dir: Path, out: Path) -> list[Path]:
+    """``backbones.csv/.md`` and ``backbones.png/.pdf`` from the runs of ``experiment=backbones``."""
+    runs = load_runs(runs_dir, "backbones")
+    table = backbones_table(runs)
+    statement = data_statement(runs)
+    note = (f"Per cell the mean over seeds of each run's median test SC (spread: std, min, max over seeds); "
+            f"vs_optimate_tl: difference of the median SC to OPTIMATE-TL at the same size on the same test "
+            f"materials (each material averaged over seeds), with a paired bootstrap 95 % interval ({RESAMPLES} "
+            f"resamples). s_per_epoch: a run's wall time over its epochs (pretraining not included; a busy "
+            f"machine inflates it: benchmarks/ has the idle measurement).")
+    return [*write_table(table, out, "backbones", statement, note),
+            *save(backbones_figure(table), out, "backbones", statement)]
