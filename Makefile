@@ -8,7 +8,7 @@ QUICK ?= 0
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=12
 
-.PHONY: install system-deps run test test-fast bench studies clean study-backbones study-efficiency study-small-cells study-correlations \
+.PHONY: install system-deps run test test-fast bench syncs studies clean study-backbones study-efficiency study-small-cells study-correlations \
 	study-example-spectra study-sc-predictor study-latent-map
 
 $(STAMP): pyproject.toml
@@ -114,9 +114,13 @@ gpaw-active-learning: $(STAMP)
 		"active_learning.acquisitions=[random,sc,diversity]" hydra.run.dir=$(GPAW_DIR)/runs/active_learning $(GPAW_ARGS)
 	$(REPORT) active_learning --runs $(GPAW_DIR)/runs/active_learning --out $(GPAW_DIR)/results
 
-## Benchmark: ours vs a reference-style loop (CPU here; GPU when present).
+## Benchmark: ours vs a reference-style loop (CPU here; GPU when present); rows per backbone (issue #35).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py --out benchmarks/latest.md
+
+## Host synchronisations per training/validation step, per strategy and backbone (issue #36; counted on a CPU).
+syncs: $(STAMP)
+	$(BIN)/python benchmarks/host_syncs.py --out benchmarks/host_syncs.md
 
 ## GPU check (issue #23, benchmarks/gpu/README.md). `make gpu-wheels` here (network): the wheels the GPU machine's
 ## Python 3.12 lacks, into $(GPU_WHEELS) (git-ignored; carry it). `make gpu-check` anywhere: installs them first

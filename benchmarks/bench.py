@@ -105,7 +105,7 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
     _quiet_lightning()
     dm = IPADataModule(cache_dir=cache_dir, subset=graphs)
     dm.setup()
-    net = model_net(model_name)
+    net = TINY_NET if model_name == "tiny" else model_net(model_name)
     torch.manual_seed(0)
     timer = EpochTimer()
     trainer = _trainer(accelerator, epochs, timer, "bf16-mixed" if kind == "ours-edges-bf16" else precision)
@@ -463,6 +463,28 @@ def training(args, cache: str, accelerator: str, precision: str, device: torch.d
     return rows
 
 
+#: A network whose compute is negligible: its seconds per step are the framework's own (issue #36's overhead rows).
+TINY_NET = {"node_widths": [8], "gat_layers": [[8, 1]], "out_widths": [8], "out_dim": 2001}
+
+
+def overhead(args, cache: str, accelerator: str, precision: str) -> list[tuple[str, str, str, str]]:
+    """Milliseconds per training step of the tiny network: ours (DataLoader, module, metrics, logging) against the
+    reference loop, at the TL and DL batch sizes; a ratio below 1 means less overhead than the plain loop."""
+    synthetic_stores(cache)
+    rows: list[tuple[str, str, str, str]] = []
+    for bs, drop in ((128, False), (20, True)):
+        runs: dict[str, list[dict[str, float]]] = {"reference": [], "ours": []}
+        for r in range(args.rounds):
+            for kind in (("reference", "ours") if r % 2 == 0 else ("ours", "reference")):
+                runs[kind].append(_fresh(train_throughput, kind, cache, args.graphs, "tiny", bs, args.epochs,
+                                         accelerator, precision, drop))
+        ms = {k: 1000 * sum(r["seconds"] for r in rs) / sum(r["graphs"] for r in rs) * bs for k, rs in runs.items()}
+        for kind in ("reference", "ours"):
+            rows.append((f"framework overhead, tiny network, batch {bs}: {kind}", f"{ms[kind]:.2f} ms/step", "",
+                         f"{ms[kind] / ms['reference']:.2f}x the reference's time"))
+    return rows
+
+
 #: The backbones of conf/model/ timed side by side (issue #35's "≤ 3x OPTIMATE's seconds per epoch").
 BACKBONES = ("ipa", "dimenet", "visnet")
 
@@ -500,6 +522,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--only-training", action="store_true", help="measure dataset building, training and evaluation only")
     p.add_argument("--only-backbones", action="store_true", help="measure the backbones' seconds per epoch only")
     p.add_argument("--no-backbones", action="store_true", help="skip the backbone rows")
+    p.add_argument("--only-overhead", action="store_true", help="measure the framework's overhead per step only")
     p.add_argument("--no-real", action="store_true", help="skip the screening rows on real Alexandria entries")
     p.add_argument("--only-real", action="store_true", help="measure the real-entry screening rows only")
     p.add_argument("--repeats", type=int, default=3, help="runs of each screening command and size (the fastest kept)")
@@ -510,9 +533,11 @@ def main(argv: list[str] | None = None) -> str:
     precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as work:
-        only = args.only_screening or args.only_real or args.only_training or args.only_backbones
+        only = args.only_screening or args.only_real or args.only_training or args.only_backbones or args.only_overhead
         if not only or args.only_training:
             rows += training(args, work, accelerator, precision, device)
+        if not only or args.only_overhead:
+            rows += overhead(args, work, accelerator, precision)
         if (not only or args.only_backbones) and not args.no_backbones:
             rows += backbones(args, work, accelerator, precision)
         if not only or args.only_screening:

@@ -63,6 +63,7 @@ class SpectraModule(pl.LightningModule):
         self.test_metrics = nn.ModuleDict({s.key: s.metric() for s in self.spec.scores})
         self.base_metrics = nn.ModuleDict({k: self.spec.score(k).metric() for k in self.spec.baseline})
         self.test_rows: list[dict[str, Any]] = []
+        self._first_bad: Tensor | None = None  # [step, loss] of the first non-finite loss since the last check
 
     def forward(self, batch) -> Tensor:
         if not self.hparams.get("multi_fidelity"):
@@ -81,13 +82,34 @@ class SpectraModule(pl.LightningModule):
     # -- steps ----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> Tensor:
         loss = self.spec.loss(self(batch), batch.y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, step {self.global_step}: "
-                f"training diverged; lower the learning rate (optimizer.lr) or check the data")
+        # The guard against divergence reads nothing on the host here (a device sync every step on a GPU): the
+        # first non-finite loss and its step are kept on the device and checked before each validation and at
+        # each epoch's end (check_finite_loss), so no checkpoint ever holds the diverged weights.
+        bad = ~torch.isfinite(loss.detach())
+        value = loss.detach().float()
+        first = self._first_bad if self._first_bad is not None else value.new_full((2,), float("nan"))
+        step = value.new_full((), float(self.global_step))  # a fill kernel, not a host-to-device copy
+        self._first_bad = torch.where(bad & first[0].isnan(), torch.stack([step, value]), first)
         self.log("train/loss", loss, batch_size=batch.num_graphs, on_step=False, on_epoch=True, prog_bar=True,
                  sync_dist=True)
         return loss
+
+    def check_finite_loss(self) -> None:
+        """Raise :class:`NonFiniteLossError` if a training step of this epoch had a NaN/inf loss (one host read)."""
+        first, self._first_bad = self._first_bad, None
+        if first is None:
+            return
+        step, value = first.tolist()
+        if step == step:  # not NaN: a step diverged
+            raise NonFiniteLossError(
+                f"non-finite training loss ({value}) at epoch {self.current_epoch}, step {int(step)}: training "
+                f"diverged; lower the learning rate (optimizer.lr) or check the data")
+
+    def on_validation_epoch_start(self) -> None:
+        self.check_finite_loss()  # before validation, so before any checkpoint of this epoch
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite_loss()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         pred = self(batch).float()

@@ -1,0 +1,48 @@
+"""No host round trip inside a training or validation step (issue #36): counted on the CPU."""
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+
+from optimate_pl.training.syncs import HostSyncCounter, count_host_syncs
+
+
+def test_the_counter_sees_every_kind_of_host_read():
+    t = torch.arange(6.0)
+    counts = collections.Counter()
+    with count_host_syncs(counts):
+        t.sum().item()
+        bool(t.max() > 2)
+        t[t > 2]           # a data-dependent shape
+        t.tolist()
+        t.to("cpu")
+        t.to(torch.device("cpu"))  # generic code moving data to the module's device: not counted
+        t[1:3]             # plain slicing: not counted
+    assert counts == {"item": 1, "__bool__": 1, "mask index": 1, "tolist": 1, "to(cpu)": 1}
+    assert torch.Tensor.item is not None and t.sum().item() == 15.0  # restored afterwards
+
+
+@pytest.mark.parametrize("overrides", [["strategy=dl"], ["strategy=tl", "strategy.pretrain_epochs=1"],
+                                       ["strategy=mf"], ["strategy=dl", "model=visnet", "model.net.width=16",
+                                                         "model.net.heads=4", "model.net.out_widths=[32]"]],
+                         ids=["dl", "tl", "mf", "visnet"])
+def test_training_and_validation_steps_make_no_host_sync(overrides, tmp_path, cfg_train):
+    from optimate_pl.training.stages import run
+
+    run(cfg_train(tmp_path, *overrides, "data.subset=60", "test=false", "evaluate_train=false",
+                  "+callbacks.host_syncs._target_=optimate_pl.training.syncs.HostSyncCounter"))
+    counter = HostSyncCounter.last
+    assert counter.train_steps >= 8 and counter.val_steps >= 2
+    assert counter.per_step() == {"train": 0.0, "val": 0.0}, counter.where.most_common(5)
+
+
+def test_a_diverging_step_is_still_caught_before_validation(tmp_path, cfg_train):
+    """The guard reads the device flag once per epoch, and names the first diverged step of it."""
+    from optimate_pl.models.module import NonFiniteLossError
+    from optimate_pl.training.stages import run
+
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \((nan|inf|-inf)\) at epoch 0, step [1-9]"):
+        run(cfg_train(tmp_path, "strategy=dl", "data.subset=60", "optimizer._target_=torch.optim.SGD",
+                      "optimizer.lr=1e30", "~optimizer.weight_decay"))
