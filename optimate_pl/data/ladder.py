@@ -52,9 +52,15 @@ def _components(data: dict, key: str) -> list[np.ndarray] | None:
     return None
 
 
-def pack(folder: str | Path, dest: str | Path | None = None) -> dict:
-    """Pack an ``optimate-pl-compute`` output folder (``ipa/``, ``rpa/``) into ``dest`` (default: the package's)."""
+def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = False) -> dict:
+    """Pack an ``optimate-pl-compute`` output folder (``ipa/``, ``rpa/``) into ``dest`` (default: the package's).
+
+    A ``dest`` that already holds materials the folder lacks is refused (packing would drop them: the shipped
+    dataset replaced by a folder of two materials) unless ``replace``; restoring ``dest`` into the folder first
+    makes the new pack hold both."""
     folder, dest = Path(folder), Path(dest) if dest else builtin_dir()
+    if not (folder / "ipa").is_dir():
+        raise ValueError(f"{folder} is not an optimate-pl-compute output folder (no ipa/ in it)")
     ipa_files = {p.stem: p for p in sorted((folder / "ipa").glob("*.json"))}
     rpa_files = {p.stem: p for p in sorted((folder / "rpa").glob("*.json"))} if (folder / "rpa").exists() else {}
     rows: list[np.ndarray] = []
@@ -89,13 +95,21 @@ def pack(folder: str | Path, dest: str | Path | None = None) -> dict:
                           "spectra": index, "has_rpa": rpa is not None})
     if not materials:
         raise ValueError(f"no computed entries in {folder}/ipa")
+    packed = json.loads(gzip.decompress((dest / "materials.json.gz").read_bytes())) \
+        if (dest / "materials.json.gz").is_file() else []
+    dropped = sorted({m["mat_id"] for m in packed} - {m["mat_id"] for m in materials})
+    if dropped and not replace:
+        raise ValueError(f"{dest} holds {len(dropped)} materials that {folder} lacks (e.g. {dropped[0]}): packing "
+                         f"would drop them. Restore it into the folder first (python -m optimate_pl.data.ladder "
+                         f"restore {dest} {folder}) so that the pack holds both, or pass --replace to drop them")
     dest.mkdir(parents=True, exist_ok=True)
     with atomic_open(dest / "spectra.npz", "wb") as fh:
         np.savez_compressed(fh, rows=np.stack(rows), grid=PACK_GRID.astype(np.float32))
     with atomic_open(dest / "materials.json.gz", "wb") as fh:
         with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
             gz.write(json.dumps(materials).encode())
-    return {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows)}
+    out = {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows)}
+    return {**out, "dropped": len(dropped)} if dropped else out
 
 
 def load(src: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
@@ -215,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("pack", help="pack an optimate-pl-compute output folder into the package")
     p.add_argument("folder")
     p.add_argument("dest", nargs="?")
+    p.add_argument("--replace", action="store_true", help="drop the materials of DEST that FOLDER lacks")
     r = sub.add_parser("restore", help="a packed folder back into a compute output folder (to continue it)")
     r.add_argument("packed")
     r.add_argument("folder")
@@ -222,7 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("dest", nargs="?")
     args = ap.parse_args(argv)
     if args.cmd == "pack":
-        print(json.dumps(run_tool(lambda: pack(args.folder, args.dest), args)))
+        info = run_tool(lambda: pack(args.folder, args.dest, args.replace), args)
+        print(f"packed {info['materials']} materials ({info['rpa']} with the RPA rung) into "
+              f"{args.dest or builtin_dir()}" + (f", dropping {info['dropped']}" if info.get("dropped") else ""))
     elif args.cmd == "restore":
         print(f"restored {run_tool(lambda: restore(args.packed, args.folder), args)} materials into {args.folder}")
     else:

@@ -190,3 +190,31 @@ def test_pack_keeps_the_spectra(computed, tmp_path):
     from optimate_pl.dft.compute import Workdir
 
     assert Workdir(tmp_path / "again", "both").done(again.mat_id, retry_failed=False)
+
+
+def test_packing_never_drops_a_packed_material_unasked(computed, tmp_path):
+    """`ladder pack FOLDER` into a pack holding other materials (the shipped dataset) is refused, not a silent swap."""
+    import json
+    import shutil
+
+    from optimate_pl.data import ladder
+
+    _, out, _ = computed
+    ladder.pack(out, tmp_path / "packed")
+    other = tmp_path / "other"
+    for kind in ("ipa", "rpa"):  # a folder with one other material (the same entry under another id)
+        (other / kind).mkdir(parents=True)
+        for path in (out / kind).glob("*.json"):
+            entry = json.loads(path.read_text())
+            entry["data"]["mat_id"] = "agm-other"
+            (other / kind / "agm-other.json").write_text(json.dumps(entry))
+    before = (tmp_path / "packed" / "materials.json.gz").read_bytes()
+    with pytest.raises(ValueError, match="holds 1 materials that .*other lacks.*restore .*--replace"):
+        ladder.pack(other, tmp_path / "packed")
+    assert (tmp_path / "packed" / "materials.json.gz").read_bytes() == before  # untouched
+    assert ladder.restore(tmp_path / "packed", other) == 1  # the way the error names: both, then pack
+    assert ladder.pack(other, tmp_path / "packed")["materials"] == 2
+    assert ladder.pack(out, tmp_path / "packed", replace=True) == {"materials": 1, "rpa": 1, "rows": 4, "dropped": 1}
+    with pytest.raises(ValueError, match="not an optimate-pl-compute output folder"):
+        ladder.pack(tmp_path / "nothing", tmp_path / "packed")
+    shutil.rmtree(other)
