@@ -25,6 +25,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from optimate_pl.dft.compute import ComputeOptions, Workdir, select
 from optimate_pl.inference.inputs import iter_inputs, read_structure
+from optimate_pl.utils.tool import positive_int
 
 HERE = Path(__file__).parent
 
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input", default=str(HERE / "alexandria_le6_structures.json.gz"))
     parser.add_argument("--output", default=str(HERE / "runs" / "ladder"),
                         help="the compute command's output folder: what is done, and the costs to fit")
-    parser.add_argument("--sites", type=int, default=4)
-    parser.add_argument("--count", type=int, default=60)
+    parser.add_argument("--sites", type=positive_int, default=4)
+    parser.add_argument("--count", type=positive_int, default=60)
     args = parser.parse_args(argv)
 
     opts = ComputeOptions(input=args.input, output=args.output, max_sites=args.sites)

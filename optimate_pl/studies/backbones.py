@@ -82,19 +82,38 @@ def backbones_table(runs: list[Run]) -> pd.DataFrame:
 
 
 def backbones_figure(table: pd.DataFrame):
-    """Median test SC against training-set size, a line per backbone x strategy, the seeds' range as error bars."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    """Median test SC of every cell, the seeds' range as error bars: against the training-set size (a line per
+    backbone x strategy, slightly offset so that bars do not hide each other), or, for one size, a cell per column
+    with its difference to OPTIMATE-TL and the bootstrap interval written above it."""
     styles = {"dl": "--", "tl": "-", "mf": ":"}
     markers = {"optimate": "o", "dimenet": "s", "visnet": "^"}
-    for (name, strategy), part in table.groupby(["backbone", "strategy"]):
+    groups = list(table.groupby(["backbone", "strategy"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    one_size = table.train_size.nunique() == 1
+    for k, ((name, strategy), part) in enumerate(groups):
         part = part.sort_values("train_size")
         err = np.vstack([part.sc_median - part.sc_seed_min, part.sc_seed_max - part.sc_median])
-        ax.errorbar(part.train_size, part.sc_median, yerr=err, ls=styles.get(strategy, "-"),
-                    marker=markers.get(name, "D"), capsize=3, label=f"{name} {strategy.upper()}")
-    ax.set_xscale("log")
-    ax.set_xlabel("RPA training materials")
+        x = np.full(len(part), k) if one_size else part.train_size * (1 + 0.03 * (k - len(groups) / 2))
+        seeds = int(part.seeds.min())
+        ax.errorbar(x, part.sc_median, yerr=err, ls="none" if one_size else styles.get(strategy, "-"),
+                    marker=markers.get(name, "D"), capsize=3, label=f"{name} {strategy.upper()} ({seeds} seed"
+                                                                         f"{'s' if seeds > 1 else ''})")
+        if one_size and "vs_optimate_tl" in part and np.isfinite(part.vs_optimate_tl.iloc[0]):
+            r = part.iloc[0]
+            ax.annotate(f"{r.vs_optimate_tl:+.3f}\n[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", (k, r.sc_seed_max),
+                        textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    if one_size:
+        ax.set_xticks(range(len(groups)), [f"{n}\n{s.upper()}" for (n, s), _ in groups])
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set_xlabel(f"backbone and strategy, {int(table.train_size.iloc[0])} RPA training materials "
+                      f"(above: difference to OPTIMATE-TL, 95 % paired bootstrap interval)")
+    else:
+        ax.set_xscale("log")
+        ax.set_xlabel("RPA training materials")
+    lo, hi = (table.sc_seed_min.min(), table.sc_seed_max.max())
+    ax.set_ylim(lo - 0.01, hi + 0.015)
     ax.set_ylabel("median test SC (mean over seeds; bars: seeds' range)")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 

@@ -153,12 +153,12 @@ def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candid
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..utils.tool import run_tool, tool_parser
+    from ..utils.tool import positive_int, run_tool, tool_parser
 
     p = tool_parser("python -m optimate_pl.uncertainty.next_rpa", "Rank the materials to compute in RPA next.")
     p.add_argument("--model", required=True, help="an ensemble folder, an SC model or any checkpoint")
     p.add_argument("--acquisition", required=True, choices=ACQUISITIONS)
-    p.add_argument("--top", type=int, default=100)
+    p.add_argument("--top", type=positive_int, default=100)
     p.add_argument("--candidates", default=None, help="structures to rank (default: the IPA database without RPA)")
     p.add_argument("--source", default=None, choices=["gpaw", "synthetic", "figshare"],
                    help="the candidates' database (default: the one the model was trained on, from its card)")
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                    "of ids (source=gpaw always leaves out the built-in ladder's)")
     p.add_argument("--ipa-root", default=None, help="figshare: the IPA database")
     p.add_argument("--rpa-root", default=None, help="figshare: the RPA database")
-    p.add_argument("--max-sites", type=int, default=8, help="the RPA database's limit on sites")
+    p.add_argument("--max-sites", type=positive_int, default=8, help="the RPA database's limit on sites")
     p.add_argument("--out", default="next_rpa.csv")
     args = p.parse_args(argv)
     table = run_tool(lambda: next_rpa(args.model, args.acquisition, args.out, args.top, args.candidates, args.source,

@@ -20,6 +20,20 @@ def tool_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts (``--top``, ``--max-sites``, ``--count``): a whole number of at least 1.
+
+    ``--top -5`` once ranked every candidate but five (thousands of DFT runs queued by ``ids=``), ``--top 0``
+    wrote an empty list: both are refused with the reason."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count: give 1 or more")
+    return value
+
+
 def run_tool(action: Callable[[], T], args: argparse.Namespace,
              errors: Sequence[type[BaseException]] = USER_ERRORS) -> T:
     """``action()``; an error of ``errors`` ends the tool in one line on stderr with exit code 2."""
