@@ -131,7 +131,7 @@ def test_tl_from_published_state_dict_and_small_cells(tmp_path, cache_dir, cfg_t
 
 def test_help_and_cfg_job(tmp_path, cli):
     r = cli("--help", cwd=tmp_path)
-    assert r.returncode == 0 and "strategy: dl, ipa, sc, tl" in r.stdout
+    assert r.returncode == 0 and "strategy: dl, ipa, mf, sc, tl" in r.stdout
     r = cli("strategy=dl", "data.subset=300", "--cfg", "job", cwd=tmp_path)
     assert r.returncode == 0 and "batch_size: 20" in r.stdout and "drop_last: true" in r.stdout
 
@@ -186,7 +186,8 @@ def test_seeded_cpu_runs_repeat(tmp_path, cache_dir, cfg_train):
 #: Every experiment preset (conf/experiment/) and the jobs its runs folder holds after a fast-budget run
 #: (debug=fast: one batch per stage); None: a single run or campaign, checked by its exit code and outputs.
 PRESETS = {p.stem: None for p in sorted((Path(__file__).parents[2] / "conf" / "experiment").glob("*.yaml"))}
-PRESETS.update({"efficiency": 10, "small_cells": 5, "sc_predictor": 2, "efficiency_quick": 1, "small_cells_quick": 1})
+PRESETS.update({"efficiency": 10, "small_cells": 5, "sc_predictor": 2, "efficiency_quick": 1, "small_cells_quick": 1,
+                "backbones": 3})
 #: A fast budget is also a short campaign: two rounds of one repetition instead of ten rounds of three, on the
 #: session's tiny synthetic data (scoring a full-size pool with an ensemble took most of a minute).
 #: A ``<name>_quick`` preset is ``<name>`` plus ``quick``'s trainer budget, which ``debug=fast`` replaces:
@@ -196,7 +197,9 @@ _CAMPAIGN = [f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_s
              "active_learning.repetitions=1"]
 BUDGET = {"active_learning": _CAMPAIGN, "active_learning_quick": [*_CAMPAIGN, "active_learning.acquisitions=[random]"],
           "efficiency_quick": ["study.strategies=tl", "study.subsets=100"], "small_cells_quick": ["study.max_sites=2"],
-          "uncertainty_quick": ["ensemble.size=2"]}
+          "uncertainty_quick": ["ensemble.size=2"],
+          # One cell per backbone (MF needs no start weights): the grid's other 78 runs repeat the same wiring.
+          "backbones": ["study.subsets=100", "study.seeds=0", "study.strategies=mf"]}
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
