@@ -25,16 +25,14 @@ def test_the_counter_sees_every_kind_of_host_read():
 
 
 @pytest.mark.parametrize("overrides", [["strategy=dl"], ["strategy=tl", "strategy.pretrain_epochs=1"],
-                                       ["strategy=mf"], ["strategy=dl", "model=visnet", "model.net.width=16",
-                                                         "model.net.heads=4", "model.net.out_widths=[32]"]],
-                         ids=["dl", "tl", "mf", "visnet"])
+                                       ["strategy=mf"]], ids=["dl", "tl", "mf"])
 def test_training_and_validation_steps_make_no_host_sync(overrides, tmp_path, cfg_train):
     from optimate_pl.training.stages import run
 
     run(cfg_train(tmp_path, *overrides, "data.subset=60", "test=false", "evaluate_train=false",
                   "+callbacks.host_syncs._target_=optimate_pl.training.syncs.HostSyncCounter"))
     counter = HostSyncCounter.last
-    assert counter.train_steps >= 8 and counter.val_steps >= 2
+    assert counter.train_steps >= 6 and counter.val_steps >= 2  # DL: 60 materials in batches of 20, 2 epochs
     assert counter.per_step() == {"train": 0.0, "val": 0.0}, counter.where.most_common(5)
 
 
