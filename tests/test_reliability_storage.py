@@ -24,7 +24,7 @@ from pymatgen.core import Lattice, Structure
 import optimate_pl
 from optimate_pl.utils.atomic import DiskFullError, checksum_path, file_lock, verify_file
 from optimate_pl.data import synthetic
-from optimate_pl.inference.inputs import INCOMPLETE, InputError, InputItem, featurise_items
+from optimate_pl.data.inputs import INCOMPLETE, InputError, InputItem, featurise_items
 from optimate_pl.models import Optimate
 from optimate_pl.inference.screening import OUTPUT_LOCK, load_predictions, run_prediction
 
@@ -170,7 +170,7 @@ def test_a_damaged_cache_file_is_rebuilt_under_the_lock_with_a_log_line(tmp_path
     _damage(paths["rpa"], how)
     assert verify_file(paths["rpa"]) is not None
     with caplog.at_level(logging.WARNING):
-        dm = RPADataModule(cache_dir=str(tmp_path), synthetic_sizes=TINY_SIZES, batch_size=16)
+        dm = RPADataModule(source="synthetic", cache_dir=str(tmp_path), synthetic_sizes=TINY_SIZES, batch_size=16)
         dm.setup()  # failed with PytorchStreamReader errors before, on every run until the file was deleted
     assert f"cache file {paths['rpa']} cannot be trusted" in caplog.text and "rebuilding it" in caplog.text
     assert verify_file(paths["rpa"]) is None

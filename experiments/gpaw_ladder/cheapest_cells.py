@@ -24,7 +24,7 @@ from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from optimate_pl.dft.compute import ComputeOptions, Workdir, select
-from optimate_pl.inference.inputs import iter_inputs, read_structure
+from optimate_pl.data.inputs import iter_inputs, read_structure
 from optimate_pl.utils.tool import positive_int
 
 HERE = Path(__file__).parent

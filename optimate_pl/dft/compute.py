@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..utils.atomic import atomic_write_text, file_lock
-from ..inference.inputs import InputItem, iter_inputs, read_structure
+from ..data.inputs import InputItem, iter_inputs, read_structure
 from .entries import ipa_entry, rpa_entry
 from .runner import MaterialFailed, gpaw_python, run_material
 from .settings import LadderSettings

@@ -4,7 +4,7 @@
 
     optimate-pl-predict checkpoint=PATH input=PATH [output=DIR] [rank_by=alpha_visible_mean top=20]
 
-``run_prediction`` streams any input (:mod:`optimate_pl.inference.inputs`) through ``trainer.predict`` and
+``run_prediction`` streams any input (:mod:`optimate_pl.data.inputs`) through ``trainer.predict`` and
 writes shards (:mod:`optimate_pl.inference.stream`), then, on rank 0, the merged tables: ``materials.parquet``
 and ``.csv`` (one row a material: ``id``, ``source``, formula, sites, predicted scalars),
 ``spectra/`` (a Parquet dataset: ``id``, ``source``, the spectra), ``energy.csv`` (the grid, once),
@@ -32,7 +32,7 @@ from ..models.card import ENSEMBLE_CARD
 from ..spectra.grid import ENERGY_GRID
 from ..utils.atomic import LockedError, atomic_open, atomic_write_text, file_lock
 from ..utils.parallel import secondary_rank
-from .inputs import INCOMPLETE
+from ..data.inputs import INCOMPLETE
 from .predictor import Predictor, load_model
 
 log = logging.getLogger("optimate_pl")
@@ -52,7 +52,7 @@ def _run_fingerprint(checkpoint: Path, input: Path, settings: dict[str, Any]) ->
 
 def _prepare_output(output: Path, run: dict[str, Any], resume: bool) -> None:
     """A new output folder, or the resumable state of the same prediction (else an error, nothing touched)."""
-    from .inputs import InputError
+    from ..data.inputs import InputError
 
     saved = output / "run.json"
     if saved.is_file():
@@ -117,7 +117,7 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
     Returns the summary (also in ``summary.json``). One prediction writes into ``output`` at a time
     (a lock file there): a second one into the same folder is an error naming it.
     """
-    from .inputs import InputError, iter_inputs
+    from ..data.inputs import InputError, iter_inputs
 
     s = replace(settings or PredictSettings(), **overrides)
     checkpoint, input, output = Path(checkpoint).expanduser(), Path(input).expanduser(), Path(output).expanduser()

@@ -33,7 +33,7 @@ from torch.utils.data import IterableDataset
 from ..utils.atomic import atomic_open, atomic_write_text
 from ..data.batching import batch_from_arrays
 from ..utils.parallel import exit_with_parent, usable_cores
-from .inputs import Failed, Featurised, InputItem, featurise_items, iter_inputs
+from ..data.inputs import Failed, Featurised, InputItem, featurise_items, iter_inputs
 
 log = logging.getLogger("optimate_pl")
 

@@ -64,7 +64,7 @@ def computed_ids(source: str, exclude: str | None) -> set[str]:
 
 def input_candidates(path: str, cutoff: float, skip: set[str] = frozenset()) -> tuple[list[dict[str, Any]], list]:
     """Featurised structures of any prediction input, less those in ``skip``: (identities, arrays)."""
-    from ..inference.inputs import Featurised, featurise_items, iter_inputs
+    from ..data.inputs import Featurised, featurise_items, iter_inputs
 
     ids, arrays = [], []
     items = [it for it in iter_inputs(path, recursive=True) if it.id not in skip]

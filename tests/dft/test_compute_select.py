@@ -9,7 +9,7 @@ import os
 import pytest
 
 from optimate_pl.dft.compute import ComputeOptions, Workdir, read_ids, select
-from optimate_pl.inference.inputs import InputItem
+from optimate_pl.data.inputs import InputItem
 
 
 def items():

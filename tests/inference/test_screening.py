@@ -11,7 +11,7 @@ from pymatgen.core import Lattice, Structure
 
 import optimate_pl
 from optimate_pl.data import synthetic
-from optimate_pl.inference.inputs import InputError, iter_inputs
+from optimate_pl.data.inputs import InputError, iter_inputs
 from optimate_pl.inference.screening import load_predictions, run_prediction
 
 SMALL = dict(node_widths=[16], gat_layers=[[16, 2]], out_widths=[64])

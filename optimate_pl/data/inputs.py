@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import zipfile
 import zlib
@@ -224,10 +225,88 @@ def iter_inputs(path: str | Path, recursive: bool = False) -> Iterator[InputItem
 
 
 def _disordered(item: InputItem, err: Exception) -> ValueError:
-    from ..data.featurize import StructureError
+    from .featurize import StructureError
 
     return StructureError("disordered", f"material {item.id}: {str(err).splitlines()[0]} (disordered site "
                                         f"occupancies are not supported)")
+
+
+def is_espresso_input(path: Path) -> bool:
+    """A Quantum ESPRESSO ``pw.x`` input (``*.in``/``*.pwi`` with a ``&SYSTEM`` namelist), e.g. beside a Yambo run."""
+    if path.suffix.lower() not in (".in", ".pwi"):
+        return False
+    try:
+        head = path.read_text(errors="replace")[:20000].lower()
+    except OSError:
+        return False
+    return "&system" in head and "atomic_positions" in head
+
+
+#: Quantum ESPRESSO's cubic Bravais lattices in units of alat (its documented ``ibrav`` 1, 2, 3).
+_QE_CUBIC = {1: ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+             2: ((-0.5, 0, 0.5), (0, 0.5, 0.5), (-0.5, 0.5, 0)),
+             3: ((0.5, 0.5, 0.5), (-0.5, 0.5, 0.5), (-0.5, -0.5, 0.5))}
+
+
+def _espresso_with_cell(text: str) -> str:
+    """A ``pw.x`` input with ``ibrav`` 1-3 rewritten as ``ibrav = 0`` plus its ``CELL_PARAMETERS alat``.
+
+    ASE reads only ``ibrav = 0`` and pymatgen none; test inputs (Yambo's among them) mostly give the cubic
+    lattices by number, so those three are spelled out here. Other lattices are refused with what to do.
+    """
+    import re
+
+    match = re.search(r"ibrav\s*=\s*(-?\d+)", text, flags=re.IGNORECASE)
+    ibrav = int(match.group(1)) if match else 0
+    if ibrav == 0:
+        return text
+    if ibrav not in _QE_CUBIC:
+        raise ValueError(f"ibrav={ibrav}: only ibrav 0-3 are read; give the structure as a CIF or POSCAR "
+                         f"(or the pw.x input with ibrav=0 and CELL_PARAMETERS)")
+    if not re.search(r"celldm\(1\)|\bA\s*=", text, flags=re.IGNORECASE):
+        raise ValueError(f"ibrav={ibrav} without celldm(1) or A: the lattice constant is missing")
+    text = text[:match.start()] + "ibrav = 0" + text[match.end():]
+    cell = "\n".join(" ".join(f"{x:.10f}" for x in row) for row in _QE_CUBIC[ibrav])
+    return text.rstrip() + f"\nCELL_PARAMETERS alat\n{cell}\n"
+
+
+def read_structure_file(path: str | Path):
+    """The pymatgen ``Structure`` of a CIF/POSCAR/CONTCAR/``.vasp`` file (pymatgen) or a ``pw.x`` input (ASE,
+    which resolves ``ibrav``/``celldm``); raises ``ValueError``."""
+    path = Path(path)
+    if is_espresso_input(path):
+        from ase.io import read as ase_read
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        try:
+            text = _espresso_with_cell(path.read_text(errors="replace"))
+            return AseAtomsAdaptor.get_structure(ase_read(io.StringIO(text), format="espresso-in"))
+        except Exception as err:  # ASE raises many types for malformed inputs
+            raise ValueError(f"unreadable pw.x input ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") \
+                from None
+    return read_structure(InputItem(path.name, str(path), "file", str(path)))
+
+
+def structure_beside(path: str | Path, name: str | None = None):
+    """The structure of a code's output file: ``name`` (relative to the file's folder, or absolute) where given,
+    else the one structure file in the file's folder (CIF, POSCAR/CONTCAR, ``.vasp``, or a ``pw.x`` input).
+
+    Raises ``ValueError`` naming the folder when there is none or more than one (``name`` then chooses).
+    """
+    folder = Path(path).parent
+    if name:
+        chosen = Path(name).expanduser()
+        chosen = chosen if chosen.is_absolute() else folder / chosen
+        if not chosen.is_file():
+            raise ValueError(f"structure={name}: no such file {chosen}")
+        return read_structure_file(chosen)
+    found = sorted(p for p in folder.iterdir() if p.is_file() and (is_structure_file(p) or is_espresso_input(p)))
+    if not found:
+        raise ValueError(f"no structure file beside it in {folder} (a CIF, POSCAR or pw.x input; or give structure=)")
+    if len(found) > 1:
+        raise ValueError(f"{len(found)} structure files beside it in {folder} ({', '.join(p.name for p in found[:4])}): "
+                         f"choose one with structure=<file name>")
+    return read_structure_file(found[0])
 
 
 def read_structure(item: InputItem):
@@ -289,7 +368,7 @@ class Failed:
 
 def featurise_items(items: list[InputItem], cutoff: float, min_distance: float | None) -> list[Featurised | Failed]:
     """Parse and featurise items (in a worker process); every failure becomes a :class:`Failed`, never an exception."""
-    from ..data.featurize import StructureError, graph_arrays
+    from .featurize import StructureError, graph_arrays
 
     out: list[Featurised | Failed] = []
     for item in items:
