@@ -75,7 +75,7 @@ def main() -> None:
     keep_freed_memory(int(OmegaConf.load(CONF / "train.yaml").keep_freed_memory_mb) * 2**20)
     net = model_net(args.model)
     bs, drop = (20, True) if args.model == "dl_300" else (128, False)
-    dm = IPADataModule(cache_dir=args.cache, subset=args.graphs)
+    dm = IPADataModule(source="synthetic", cache_dir=args.cache, subset=args.graphs)
     dm.setup()
     kinds = args.kinds.split(",")
     speed: dict[str, list[float]] = {k: [] for k in kinds}

@@ -103,7 +103,7 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
     from torch_geometric.loader import DataLoader
 
     _quiet_lightning()
-    dm = IPADataModule(cache_dir=cache_dir, subset=graphs)
+    dm = IPADataModule(source="synthetic", cache_dir=cache_dir, subset=graphs)
     dm.setup()
     net = TINY_NET if model_name == "tiny" else model_net(model_name)
     torch.manual_seed(0)
@@ -453,7 +453,7 @@ def training(args, cache: str, accelerator: str, precision: str, device: torch.d
             rows.append((f"train {label}: {name}", f"{speed[kind]:.0f} graphs/s",
                          f"first warm-up epoch {runs[kind][0]['warmup']:.1f} s; {mem}",
                          f"{speed[kind] / speed['reference']:.2f}x"))
-    dm = IPADataModule(cache_dir=cache, subset=args.graphs, eval_batch_size=256)
+    dm = IPADataModule(source="synthetic", cache_dir=cache, subset=args.graphs, eval_batch_size=256)
     dm.setup()
     net = model_net("ipa")
     one = eval_throughput(dm, net, device, batched=False)

@@ -262,7 +262,7 @@ def step_eval_screen(ctx: Context, row: Row) -> None:
 
     s, bench = ctx.s, _bench()
     device = torch.device("cuda" if s.mode == "gpu" else "cpu")
-    dm = IPADataModule(cache_dir=str(ctx.cache), subset=s.graphs, eval_batch_size=256,
+    dm = IPADataModule(source="synthetic", cache_dir=str(ctx.cache), subset=s.graphs, eval_batch_size=256,
                        synthetic_sizes=s.sizes)
     dm.setup()
     net = model_net("ipa")
@@ -421,7 +421,7 @@ def step_profile(ctx: Context, row: Row) -> None:
     s, gpu = ctx.s, ctx.s.mode == "gpu"
     warmup, active = 3, s.profile_steps
     tl_optimizer = load_group_config("optimizer", "adam_rpa")  # strategy=tl's
-    dm = RPADataModule(cache_dir=str(ctx.cache), subset=300, batch_size=s.profile_batch, synthetic_sizes=s.sizes,
+    dm = RPADataModule(source="synthetic", cache_dir=str(ctx.cache), subset=300, batch_size=s.profile_batch, synthetic_sizes=s.sizes,
                        device_resident="auto")
     module = SpectraModule(net=model_net("ipa"),
                            optimizer=OmegaConf.to_container(tl_optimizer))

@@ -208,7 +208,7 @@ def main() -> None:
             print(f"fp32 matmul 1024x1024 @ 1024x2048, {th} thread(s): {matmul_rate(th):.0f} GFLOP/s")
         if args.part == "matmul":
             return
-    dm = IPADataModule(cache_dir=args.cache, subset=args.graphs)
+    dm = IPADataModule(source="synthetic", cache_dir=args.cache, subset=args.graphs)
     dm.setup()
     dm.batch_size, dm.drop_last, dm.device_resident = bs, args.model == "dl_300", False
     net = model_net(args.model)

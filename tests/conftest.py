@@ -144,7 +144,7 @@ def cache_dir(tmp_path_factory):
 def tiny_rpa(cache_dir):
     from optimate_pl.data import RPADataModule
 
-    dm = RPADataModule(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, batch_size=16, eval_batch_size=32)
+    dm = RPADataModule(source="synthetic", cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, batch_size=16, eval_batch_size=32)
     dm.setup()
     return dm
 
@@ -153,7 +153,7 @@ def tiny_rpa(cache_dir):
 def tiny_ipa(cache_dir):
     from optimate_pl.data import IPADataModule
 
-    dm = IPADataModule(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, batch_size=16, eval_batch_size=32)
+    dm = IPADataModule(source="synthetic", cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, batch_size=16, eval_batch_size=32)
     dm.setup()
     return dm
 

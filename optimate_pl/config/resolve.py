@@ -209,9 +209,11 @@ def check_config(cfg: DictConfig) -> None:
     if name not in STRATEGIES:
         raise ConfigError(f"unknown strategy {name!r}; use strategy=ipa, dl, tl, sc or mf")
     if cfg.data.source not in SOURCES:
-        raise ConfigError(f"unknown data.source {cfg.data.source!r}; use data.source=gpaw, synthetic or figshare")
+        raise ConfigError(f"unknown data.source {cfg.data.source!r}; use data.source=gpaw, synthetic, figshare or files")
     if cfg.data.source == "figshare" and not cfg.data.root:
         raise ConfigError("data.source=figshare needs data.root=/path/to/database (folder of JSON files or .zip)")
+    if cfg.data.source == "files":
+        check_files_source(cfg.data, needs_ipa=name == "mf" or name == "tl" and cfg.strategy.get("checkpoint") == "auto")
     if name == "tl":
         ckpt = cfg.strategy.get("checkpoint")
         if not ckpt:
@@ -225,6 +227,19 @@ def check_config(cfg: DictConfig) -> None:
     check_compile_edges(cfg.get("compile_edges", False))
     check_trains_something(cfg)
     check_ddp_multirun(cfg)
+
+
+def check_files_source(data: DictConfig, needs_ipa: bool) -> None:
+    """``data.source=files``: the root exists, and the IPA database is there where the strategy learns from it."""
+    if not data.root:
+        raise ConfigError("data.source=files needs data.root: the folder optimate-pl-import or optimate-pl-compute "
+                          "wrote (with ipa/ and rpa/), or one rung's database folder")
+    root = Path(str(data.root)).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"data.root={root} is not a folder (data.source=files)")
+    if needs_ipa and not data.get("ipa_root") and not (root / "ipa").is_dir():
+        raise ConfigError(f"this strategy learns from the IPA rung too: {root} has no ipa/ folder; set data.ipa_root "
+                          f"(your IPA database) or import IPA spectra into {root / 'ipa'}")
 
 
 def check_compile_edges(setting: Any) -> None:

@@ -22,6 +22,7 @@ class DataSchema:
     root: Optional[str] = None
     split: Optional[str] = None
     ipa_root: Optional[str] = None
+    extra: list[str] = field(default_factory=list)
     subset: Optional[int] = None
     max_sites: Optional[int] = None
     train_on: str = "train"

@@ -137,6 +137,23 @@ def gpaw_store(kind: str, cache_dir: str | Path | None = None, cutoff: float = 5
     return figshare_store(kind, ladder.unpack(cache_dir)[kind], cache_dir, cutoff, strict, workers, source="gpaw")
 
 
+def rung_folder(root: str | Path, kind: str) -> Path:
+    """The ``kind`` database of a files root: ``root/ipa`` or ``root/rpa`` where the folder has them (the layout
+    ``optimate-pl-compute`` and ``optimate-pl-import`` write), else ``root`` itself."""
+    root = Path(root).expanduser()
+    return root / kind if (root / kind).is_dir() else root
+
+
+def files_store(kind: str, root: str | Path, cache_dir: str | Path | None = None, cutoff: float = 5.0,
+                strict: bool = False, workers: int | None = None) -> Path:
+    """One's own database (``data.source=files``) as a cached store: a folder in the authors' format, or a
+    folder holding ``ipa/`` and ``rpa/`` ones (the compute and import commands' output)."""
+    if root is None:
+        raise ValueError(f"data.source=files needs data.root: a folder with ipa/ and rpa/ (what optimate-pl-import "
+                         f"and optimate-pl-compute write) or the {kind.upper()} database folder itself")
+    return figshare_store(kind, rung_folder(root, kind), cache_dir, cutoff, strict, workers, source="files")
+
+
 def figshare_store(kind: str, root: str | Path, cache_dir: str | Path | None = None, cutoff: float = 5.0,
                    strict: bool = False, workers: int | None = None, source: str = "figshare") -> Path:
     """Read (once) and cache a real-format database folder or zip; returns the cache path."""

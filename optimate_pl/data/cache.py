@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 #: Where a database comes from: the built-in generator (not physics), the built-in GPAW-computed ladder
-#: (real physics, this project's PBE/GPAW settings), or the authors' real-format files (figshare).
-SOURCES = ("synthetic", "gpaw", "figshare")
+#: (real physics, this project's PBE/GPAW settings), the authors' real-format files (figshare), or one's own
+#: files in that format (``files``: imported with ``optimate-pl-import`` or computed with ``optimate-pl-compute``).
+SOURCES = ("synthetic", "gpaw", "figshare", "files")
 #: How every output names its data.
 SOURCE_LABELS = {"synthetic": "SYNTHETIC (generated, not physics)",
                  "gpaw": "GPAW-computed (real physics: the built-in PBE ladder of Alexandria materials)",
-                 "figshare": "the authors' databases (figshare)"}
+                 "figshare": "the authors' databases (figshare)",
+                 "files": "your own data (imported or computed files)"}
 
 
 def source_label(source: str | None) -> str:

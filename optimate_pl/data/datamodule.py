@@ -1,6 +1,7 @@
-"""LightningDataModules for the IPA and RPA databases: the built-in GPAW ladder, the synthetic generator or the
-authors' figshare databases (the command's default, ``conf/data/ipa.yaml``, is the GPAW ladder; a module built in
-Python defaults to the synthetic generator, which tests and benchmarks size freely).
+"""LightningDataModules for the IPA and RPA databases: the built-in GPAW ladder (the default, here and in
+``conf/data/ipa.yaml``), the synthetic generator, the authors' figshare databases, or one's own files
+(``data.source=files``: what ``optimate-pl-import`` or ``optimate-pl-compute`` wrote), optionally mixed with
+the built-in ladder (``data.extra=[gpaw]``).
 
 The featurised database comes from the cache (:mod:`optimate_pl.data.build`, built on first use);
 splits, subsets and small-cell selections are cheap selections on the store made in ``setup()``,
@@ -17,9 +18,10 @@ from torch.utils.data import DataLoader
 
 from . import synthetic
 from .batching import BatchLoader, collate_prebatched
-from .build import figshare_store, gpaw_store, load_store, synthetic_stores
-from .cache import SOURCES, source_label
-from .splits import PAPER_SIZES, SPLITS, apply_split, formula_split, published_split, read_split_files, training_subset
+from .build import figshare_store, files_store, gpaw_store, load_store, rung_folder, synthetic_stores
+from .cache import SOURCES, fingerprint, source_label
+from .splits import (PAPER_SIZES, SPLITS, apply_split, formula_split, grouped_split, published_split,
+                     read_split_files, training_subset)
 from .store import TARGETS, GraphDataset, GraphStore
 
 log = logging.getLogger(__name__)
@@ -30,12 +32,19 @@ class SpectraDataModule(pl.LightningDataModule):
 
     Args:
         source: ``"gpaw"`` (built-in GPAW-computed IPA/RPA ladder, real physics), ``"synthetic"`` (built-in
-            generator, not physics) or ``"figshare"`` (the authors' real databases at ``root``).
-        root: database folder or ``.zip`` (figshare only).
-        split: ``published`` (the authors' split, shipped with the package; default for figshare),
+            generator, not physics), ``"figshare"`` (the authors' real databases at ``root``) or ``"files"``
+            (one's own database in their format at ``root``: a folder with ``ipa/`` and ``rpa/``, or this rung's
+            folder).
+        root: database folder or ``.zip`` (figshare, files).
+        split: ``published`` (the authors' split, shipped with the package; default for gpaw and figshare),
             ``formula`` (recompute the authors' seeded formula-grouped split; default for synthetic
-            data) or a folder with ``ipa_{train,validation,test}_ids.txt``.
-        ipa_root: (RPA, figshare) the IPA database, for ``split=formula`` and TL's auto pretraining.
+            data), ``auto`` (published where a material is in it, else formula-grouped by a hash of the
+            formula: :func:`~optimate_pl.data.splits.grouped_split`; default for files) or a folder with
+            ``ipa_{train,validation,test}_ids.txt`` (e.g. the ``split/`` a run wrote).
+        ipa_root: (RPA) the IPA database, for ``split=formula`` and TL's auto pretraining (files: defaults
+            to ``root/ipa``).
+        extra: more databases mixed into this one: ``gpaw`` (the built-in ladder) or folders in the
+            authors' format; every material keeps where it came from (``origin`` in the outputs).
         subset: train on ``random.Random(seed).sample(train, subset)`` materials.
         max_sites: train on materials with at most this many sites (validation/test stay full).
         seed: seed of the split and of the subset draw (the authors use 0).
@@ -51,18 +60,24 @@ class SpectraDataModule(pl.LightningDataModule):
 
     kind = "ipa"
 
-    def __init__(self, source: str = "synthetic", root: str | None = None, split: str | None = None,
+    def __init__(self, source: str = "gpaw", root: str | None = None, split: str | None = None,
                  ipa_root: str | None = None, subset: int | None = None, max_sites: int | None = None,
                  seed: int = 0, batch_size: int = 128, eval_batch_size: int = 256, num_workers: int = 0,
                  drop_last: bool = False, target: str = "eps_imag", cache_dir: str | None = None,
                  strict: bool = False, cutoff: float = 5.0, synthetic_seed: int = 0,
                  synthetic_sizes: dict | None = None, device_resident: bool | str = "auto",
-                 train_on: str = "train", train_ids: str | None = None) -> None:
+                 train_on: str = "train", train_ids: str | None = None, extra: list[str] | None = None) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"unknown data.source {source!r}; choose one of {SOURCES}")
-        if source == "figshare" and not root:
-            raise ValueError("data.source=figshare needs data.root (the database folder or .zip from figshare)")
+        if source in ("figshare", "files") and not root:
+            raise ValueError(f"data.source={source} needs data.root (the database folder"
+                             + (" or .zip from figshare)" if source == "figshare" else
+                                ": what optimate-pl-import or optimate-pl-compute wrote)"))
+        self.extra = [str(e) for e in (extra or [])]
+        for e in self.extra:
+            if e != "gpaw" and not Path(e).expanduser().is_dir():
+                raise ValueError(f"data.extra: {e} is neither gpaw (the built-in ladder) nor a database folder")
         if target not in TARGETS:
             raise ValueError(f"unknown data.target {target!r}; choose {' or '.join(TARGETS)}")
         if train_ids and (subset is not None or train_on != "train"):
@@ -87,33 +102,121 @@ class SpectraDataModule(pl.LightningDataModule):
         self.store: GraphStore | None = None
         self.meta: dict = {}
         self.split_origin = ""
+        self.assignment: dict[str, str] = {}
         self.train_set = self.val_set = self.test_set = None
 
     # -- building -------------------------------------------------------------------------------
-    def cache_path(self) -> Path:
-        """Build the cache if needed and return its path (rank 0 via ``prepare_data``)."""
+    def origin_label(self) -> str:
+        """How this module's own materials are named in the per-material outputs' ``origin`` column."""
+        return f"files:{Path(str(self.root)).expanduser().name}" if self.source == "files" else self.source
+
+    def cache_path(self, kind: str | None = None) -> Path:
+        """Build the cache of this source's ``kind`` database (default: this module's) if needed; its path."""
+        kind = kind or self.kind
         if self.source == "synthetic":
             return synthetic_stores(self.cache_dir, self.synthetic_seed, self.synthetic_sizes["ipa"],
-                                    self.synthetic_sizes["rpa"], self.cutoff)[self.kind]
+                                    self.synthetic_sizes["rpa"], self.cutoff)[kind]
         if self.source == "gpaw":
-            return gpaw_store(self.kind, self.cache_dir, self.cutoff, self.strict)
-        return figshare_store(self.kind, self.root, self.cache_dir, self.cutoff, self.strict)
+            return gpaw_store(kind, self.cache_dir, self.cutoff, self.strict)
+        if not self.has_rung(kind):
+            raise ValueError(f"this needs the {kind.upper()} database of data.source={self.source}: set data.ipa_root"
+                             + (f" or give data.root a folder holding {kind}/" if self.source == "files" else ""))
+        if self.source == "files":
+            return files_store(kind, self.rung_root(kind), self.cache_dir, self.cutoff, self.strict)
+        root = self.root if kind == self.kind else self.ipa_root
+        return figshare_store(kind, root, self.cache_dir, self.cutoff, self.strict)
+
+    def rung_root(self, kind: str) -> Path | None:
+        """(files) Where this source's ``kind`` database is: ``data.ipa_root`` for IPA where given, ``root/<kind>``
+        where the root holds both rungs, else the root itself for the rung it holds (RPA when an IPA root is given
+        beside it, else this module's); ``None`` where there is none."""
+        root = Path(str(self.root)).expanduser()
+        if kind == "ipa" and self.ipa_root:
+            return Path(str(self.ipa_root)).expanduser()
+        if (root / kind).is_dir():
+            return root / kind
+        if (root / "ipa").is_dir() or (root / "rpa").is_dir():
+            return None
+        return root if kind == ("rpa" if self.ipa_root or self.kind == "rpa" else self.kind) else None
+
+    def has_rung(self, kind: str) -> bool:
+        """Whether this source has a ``kind`` database."""
+        if self.source == "files":
+            return self.rung_root(kind) is not None
+        return kind == self.kind or self.source in ("synthetic", "gpaw") or kind == "ipa" and bool(self.ipa_root)
+
+    def _extra_path(self, extra: str, kind: str) -> Path:
+        if extra == "gpaw":
+            return gpaw_store(kind, self.cache_dir, self.cutoff, self.strict)
+        return files_store(kind, extra, self.cache_dir, self.cutoff, self.strict)
 
     def prepare_data(self) -> None:
-        self.cache_path()
+        if self.has_rung(self.kind) or not self.extra:
+            self.cache_path()
+        for e in self.extra:
+            self._extra_path(e, self.kind)
+
+    def load_rung(self, kind: str | None = None) -> tuple[GraphStore, dict]:
+        """This source's ``kind`` database with ``data.extra`` mixed in; every row knows its ``origin``.
+
+        One's own files may lack a rung (e.g. VASP LOPTICS spectra are IPA only): with ``data.extra`` the rung is
+        then the extra databases' alone.
+        """
+        kind = kind or self.kind
+        if not self.extra:
+            return load_store(self.cache_path(kind))
+        parts, meta, prints = [], {}, []
+        if self.has_rung(kind):
+            own, meta = load_store(self.cache_path(kind))
+            prints.append(meta.get("fingerprint"))
+            own.origin = [self.origin_label()] * len(own)
+            parts.append(own)
+        else:
+            log.info("%s has no %s database: the %s data are data.extra's", self.root, kind.upper(), kind.upper())
+        seen = {m for p in parts for m in p.mat_id}
+        for e in self.extra:
+            other, other_meta = load_store(self._extra_path(e, kind))
+            meta = meta or other_meta
+            prints.append(other_meta.get("fingerprint"))
+            keep = [i for i, m in enumerate(other.mat_id) if m not in seen]
+            if len(keep) < len(other):
+                log.warning("data.extra=%s: %d of its %s materials are also in data.root; those entries of data.root "
+                            "are used", e, len(other) - len(keep), kind.upper())
+            if keep:
+                part = other.subset(keep)
+                part.origin = [e if e == "gpaw" else f"files:{Path(e).expanduser().name}"] * len(keep)
+                parts.append(part)
+                seen.update(part.mat_id)
+        mixed = GraphStore.concat(parts)
+        log.info("%s data: %s", kind.upper(), ", ".join(f"{n} from {o}" for o, n in _counts(mixed.origin).items()))
+        return mixed, {**meta, "source": self.source, "extra": list(self.extra), "synthetic": False,
+                       "fingerprint": fingerprint({"parts": prints})}
 
     def split_assignment(self, store: GraphStore, meta: dict) -> tuple[dict[str, str], str]:
         """``mat_id -> split`` for this database, and where it came from (for the log)."""
-        mode = self.split or ("formula" if self.source == "synthetic" else "published")
+        mode = self.split or {"synthetic": "formula", "files": "auto"}.get(self.source, "published")
         if mode == "published":
             return published_split(), "the authors' published split"
         if mode == "formula":
             return self.formula_assignment(store, meta), f"the authors' formula split, seed {self.seed}"
+        if mode == "auto":
+            return self.auto_assignment(store), (f"the published split where it has a material, else formula groups "
+                                                 f"placed by hash (seed {self.seed})")
         folder = Path(str(mode)).expanduser()
         if not folder.is_dir():
-            raise ValueError(f"data.split={mode}: use published, formula, or a folder holding "
+            raise ValueError(f"data.split={mode}: use published, formula, auto, or a folder holding "
                              f"ipa_{{train,validation,test}}_ids.txt (no such folder)")
         return read_split_files(folder), f"the split files in {folder}"
+
+    def auto_assignment(self, store: GraphStore) -> dict[str, str]:
+        """:func:`grouped_split` over every material of both rungs of this source (so that the IPA and RPA
+        modules agree, and no RPA validation/test material is an IPA training one)."""
+        ids, formulas = list(store.mat_id), list(store.formula)
+        for kind in ("ipa", "rpa"):
+            if kind != self.kind and self.has_rung(kind):
+                o, _ = self.load_rung(kind)
+                ids, formulas = ids + o.mat_id, formulas + o.formula
+        return grouped_split(ids, formulas, known=published_split(), seed=self.seed)
 
     def formula_assignment(self, store: GraphStore, meta: dict) -> dict[str, str]:
         """The authors' seeded formula split of this (IPA) database."""
@@ -122,11 +225,12 @@ class SpectraDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        store, meta = load_store(self.cache_path())
+        store, meta = self.load_rung()
         log.info("data: %s %s database", source_label(self.source), self.kind.upper())
         self.meta = meta
         assignment, origin = self.split_assignment(store, meta)
         self.split_origin = origin
+        self.assignment = {m: assignment[m] for m in store.mat_id if m in assignment}
         rows, unknown = apply_split(store.mat_id, assignment)
         sizes = tuple(len(rows[s]) for s in SPLITS)
         log.info("%s splits from %s: train %d, validation %d, test %d", self.kind.upper(), origin, *sizes)
@@ -140,8 +244,12 @@ class SpectraDataModule(pl.LightningDataModule):
                         "/".join(map(str, PAPER_SIZES[self.kind])), not_found, len(assignment), origin)
         for split in SPLITS:
             if not rows[split]:
+                hint = ("; for materials outside the authors' published split use data.source=files (or data.split=auto), "
+                        "which places them by formula" if origin.startswith("the authors' published") else
+                        "; data.split=auto gives each split a formula group where there are at least 3"
+                        if origin.startswith("the authors' formula") else "")
                 raise ValueError(f"the {split} split of {self.kind.upper()} is empty: none of the {len(store)} "
-                                 f"materials of this database is a {split} material of {origin}")
+                                 f"materials of this database is a {split} material of {origin}{hint}")
         train = rows["train"]
         if self.train_ids:
             train = self._chosen_training_rows(store, assignment, set(train))
@@ -188,7 +296,9 @@ class SpectraDataModule(pl.LightningDataModule):
         """What a model trained on this data module learns from: saved in its checkpoints and model cards."""
         if self.train_set is None:
             self.setup()
+        origins = _counts(self.store.origin) if self.store.origin else {self.origin_label(): len(self.store)}
         return {"kind": self.kind, "source": self.source, "synthetic": bool(self.meta.get("synthetic")),
+                "extra": list(self.extra), "origins": origins,
                 "root": str(self.root) if self.root else None, "fingerprint": self.meta.get("fingerprint"),
                 "cutoff": self.cutoff, "split": self.split_origin, "subset": self.subset,
                 "max_sites": self.max_sites, "seed": self.seed, "target": self.target, "train_on": self.train_on,
@@ -237,6 +347,13 @@ class SpectraDataModule(pl.LightningDataModule):
         return self.test_dataloader()
 
 
+def _counts(labels: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for o in labels:
+        out[o] = out.get(o, 0) + 1
+    return out
+
+
 class IPADataModule(SpectraDataModule):
     """The IPA database (300 meV broadening): pretraining data for transfer learning."""
 
@@ -255,8 +372,8 @@ class RPADataModule(SpectraDataModule):
         """The IPA database's formula split, which RPA materials inherit by ``mat_id``."""
         if "ipa_mat_ids" in meta:  # synthetic: the generator's IPA database
             return formula_split(meta["ipa_mat_ids"], meta["ipa_formulas"], self.seed)
-        if self.ipa_root:
-            ipa_store, _ = load_store(figshare_store("ipa", self.ipa_root, self.cache_dir, self.cutoff, self.strict))
+        if self.has_rung("ipa") and self.source in ("figshare", "files"):
+            ipa_store, _ = self.load_rung("ipa")
             return formula_split(ipa_store.mat_id, ipa_store.formula, self.seed)
         raise ValueError("data.split=formula on RPA data recomputes the IPA database's formula split: set "
                          "data.ipa_root (the IPA database), or use data.split=published")

@@ -14,7 +14,6 @@ import logging
 import numpy as np
 import torch
 
-from .build import figshare_store, gpaw_store, load_store, synthetic_stores
 from .datamodule import RPADataModule
 from .splits import apply_split, formula_split
 from .store import GraphDataset, GraphStore
@@ -50,32 +49,21 @@ class MultiFidelityDataModule(RPADataModule):
             raise ValueError("strategy=mf learns spectra of both rungs: data.target must be eps_imag")
         self.fit_set: GraphDataset | None = None
 
-    def ipa_cache_path(self):
-        """The IPA database of the same source (the figshare IPA database is ``data.ipa_root``)."""
-        if self.source == "synthetic":
-            return synthetic_stores(self.cache_dir, self.synthetic_seed, self.synthetic_sizes["ipa"],
-                                    self.synthetic_sizes["rpa"], self.cutoff)["ipa"]
-        if self.source == "gpaw":
-            return gpaw_store("ipa", self.cache_dir, self.cutoff, self.strict)
-        if not self.ipa_root:
-            raise ValueError("strategy=mf on figshare data needs data.ipa_root (the IPA database)")
-        return figshare_store("ipa", self.ipa_root, self.cache_dir, self.cutoff, self.strict)
-
     def ipa_assignment(self, ipa: GraphStore, meta: dict) -> tuple[dict[str, str], str]:
         """``mat_id -> split`` of the IPA database: the split the RPA materials inherit (formula: computed on it)."""
-        if (self.split or ("formula" if self.source == "synthetic" else "published")) == "formula":
+        if (self.split or {"synthetic": "formula", "files": "auto"}.get(self.source, "published")) == "formula":
             return formula_split(ipa.mat_id, ipa.formula, self.seed), f"the authors' formula split, seed {self.seed}"
         return self.split_assignment(ipa, meta)
 
     def prepare_data(self) -> None:
         super().prepare_data()
-        self.ipa_cache_path()
+        self.cache_path("ipa")
 
     def setup(self, stage: str | None = None) -> None:
         if self.fit_set is not None:
             return
         super().setup(stage)
-        ipa, meta = load_store(self.ipa_cache_path())
+        ipa, meta = self.load_rung("ipa")
         assignment, origin = self.ipa_assignment(ipa, meta)
         rows, _ = apply_split(ipa.mat_id, assignment)
         held_out = set(self.val_set.mat_ids) | set(self.test_set.mat_ids)

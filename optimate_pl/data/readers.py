@@ -73,8 +73,10 @@ def _get(data: dict, key: str) -> Any:
     return data[key]
 
 
-def _float(data: dict, key: str) -> float:
+def _float(data: dict, key: str, unknown_ok: bool = False) -> float:
     value = _get(data, key)
+    if value is None and unknown_ok:  # an imported spectrum whose code wrote no gap
+        return math.nan
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -129,7 +131,8 @@ def parse_entry(d: dict, kind: str) -> MaterialRecord:
         raise ValueError(f"material {mat_id}: disordered sites are not supported")
     for el in structure.composition.elements:
         element_features(el.symbol, mat_id)
-    direct, indirect = _float(data, "ipa_direct_gap"), _float(data, "ipa_indirect_gap")
+    direct = _float(data, "ipa_direct_gap", unknown_ok=True)
+    indirect = _float(data, "ipa_indirect_gap", unknown_ok=True)
     if kind == "ipa":
         spectrum, ipa = ipa_trace(data), None
     elif kind == "rpa":
@@ -142,13 +145,16 @@ def parse_entry(d: dict, kind: str) -> MaterialRecord:
     return MaterialRecord(mat_id=mat_id, formula=formula,
                           structure=structure, spectrum=spectrum.astype(np.float32),
                           ipa_spectrum=None if ipa is None else ipa.astype(np.float32),
-                          direct_gap=direct, indirect_gap=indirect)
+                          direct_gap=direct, indirect_gap=indirect,
+                          extra={"gap_unknown": data["ipa_indirect_gap"] is None})
 
 
 def filter_reason(rec: MaterialRecord) -> str | None:
     """The authors' filters (indirect gap >= 0.5 eV, direct gap <= 10 eV, one bad run); ``None`` keeps it."""
     if rec.mat_id in EXCLUDED_IDS:
         return "excluded by the authors (known bad calculation)"
+    if rec.extra.get("gap_unknown"):  # imported from a code that wrote no gap: the gap filters cannot apply
+        return None
     if math.isnan(rec.indirect_gap) or rec.indirect_gap < MIN_INDIRECT_GAP:
         return f"filter: ipa_indirect_gap {rec.indirect_gap:.3f} < {MIN_INDIRECT_GAP} eV"
     if rec.direct_gap > MAX_DIRECT_GAP:

@@ -5,6 +5,7 @@ their ``mat_id``. The authors' published IPA split ships with the package (``pub
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -33,6 +34,66 @@ def formula_split(mat_ids: Sequence[str], formulas: Sequence[str], seed: int = 0
     where.update({f: "validation" for f in unique[cut1:cut2]})
     where.update({f: "test" for f in unique[cut2:]})
     return {m: where[f] for m, f in zip(mat_ids, formulas)}
+
+
+def _hash_fraction(formula: str, seed: int) -> float:
+    """A formula's fixed place in [0, 1): the same on every machine and whatever else is in the database."""
+    digest = hashlib.sha256(f"{seed}:{formula}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64
+
+
+def grouped_split(mat_ids: Sequence[str], formulas: Sequence[str], known: Mapping[str, str] | None = None,
+                  known_formulas: Mapping[str, str] | None = None, seed: int = 0) -> dict[str, str]:
+    """A split for materials of one's own (``data.split=auto``): deterministic, grouped by formula, 80/10/10.
+
+    * a material of ``known`` (the authors' published split) keeps its split, so the built-in ladder and the
+      authors' materials never move;
+    * a new material whose formula is in ``known_formulas`` (``formula -> split`` of the known materials, e.g.
+      the built-in ladder's) goes where its polymorphs are: polymorphs never straddle train and test;
+    * any other formula gets a place in [0, 1) from a hash of (seed, formula): train below 0.8, validation
+      below 0.9, test above. Adding materials later never moves one already placed.
+
+    A handful of new formulas can leave validation or test empty; then (and only then) the new formula groups
+    are ranked by their hash and cut so that each split gets at least one (with at least 3 groups).
+    """
+    known = dict(known or {})
+    by_formula = dict(known_formulas or {})
+    for m, f in zip(mat_ids, formulas):
+        if m in known:
+            by_formula.setdefault(str(f), known[m])
+    out: dict[str, str] = {}
+    new: dict[str, list[str]] = {}
+    for m, f in zip(mat_ids, formulas):
+        f = str(f)
+        if m in known:
+            out[m] = known[m]
+        elif f in by_formula:
+            out[m] = by_formula[f]
+        else:
+            new.setdefault(f, []).append(m)
+    place = {f: _hash_fraction(f, seed) for f in new}
+    where = {f: "train" if x < 0.8 else "validation" if x < 0.9 else "test" for f, x in place.items()}
+    if len(new) >= 3 and not set(SPLITS) <= set(out.values()) | set(where.values()):
+        order = sorted(new, key=place.get)
+        n = len(order)
+        cut1 = min(max(int(0.8 * n), 1), n - 2)
+        cut2 = max(min(int(0.9 * n), n - 1), cut1 + 1)
+        where = {f: "train" if k < cut1 else "validation" if k < cut2 else "test" for k, f in enumerate(order)}
+    for f, ms in new.items():
+        out.update({m: where[f] for m in ms})
+    return out
+
+
+def write_split_files(assignment: Mapping[str, str], folder: str | Path, prefix: str = "ipa") -> Path:
+    """Write ``{prefix}_{train,validation,test}_ids.txt`` (sorted ids), which ``data.split=<folder>`` reads back."""
+    from ..utils.atomic import atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        ids = sorted(m for m, s in assignment.items() if s == split)
+        atomic_write_text("".join(f"{m}\n" for m in ids), folder / f"{prefix}_{split}_ids.txt")
+    return folder
 
 
 def read_split_files(split_dir: Any, prefix: str = "ipa") -> dict[str, str]:

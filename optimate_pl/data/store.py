@@ -48,6 +48,8 @@ class GraphStore:
     vec: Tensor | None = None
     #: [M] the rung of each row's spectrum in a store of both (0 IPA, 1 RPA: data.multifidelity); else None.
     fidelity: Tensor | None = None
+    #: where each material comes from (``gpaw``, ``figshare``, ``files:<folder>``) in a mixed store; else None.
+    origin: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.mat_id)
@@ -71,6 +73,39 @@ class GraphStore:
             vec=torch.from_numpy(np.concatenate([g[3] for g in graphs]).astype(np.float32).reshape(-1, 3))
             if graphs and all(len(g) > 3 for g in graphs) else None,
         )
+
+    @classmethod
+    def concat(cls, stores: Sequence["GraphStore"]) -> "GraphStore":
+        """The materials of ``stores`` in one store, in order (edge indices are local to each graph, so the
+        graphs are stacked as they are; the pointers are offset)."""
+        def cat_ptr(name: str) -> Tensor:
+            parts, offset = [getattr(stores[0], name)[:1]], 0
+            for s in stores:
+                ptr = getattr(s, name)
+                parts.append(ptr[1:] - ptr[0] + offset)
+                offset += int(ptr[-1] - ptr[0])
+            return torch.cat(parts)
+
+        def cat_optional(name: str) -> Tensor | None:
+            values = [getattr(s, name) for s in stores]
+            return None if any(v is None for v in values) else torch.cat(values)
+
+        return cls(x=torch.cat([s.x for s in stores]), edge_index=torch.cat([s.edge_index for s in stores], dim=1),
+                   dist=torch.cat([s.dist for s in stores]), node_ptr=cat_ptr("node_ptr"), edge_ptr=cat_ptr("edge_ptr"),
+                   spectrum=torch.cat([s.spectrum for s in stores]), nsites=torch.cat([s.nsites for s in stores]),
+                   mat_id=[m for s in stores for m in s.mat_id], formula=[f for s in stores for f in s.formula],
+                   ipa=cat_optional("ipa"), vec=cat_optional("vec"), fidelity=cat_optional("fidelity"),
+                   origin=None if any(s.origin is None for s in stores) else [o for s in stores for o in s.origin])
+
+    def subset(self, rows: Sequence[int]) -> "GraphStore":
+        """The materials ``rows`` as a store of their own."""
+        rows = list(rows)
+        out = GraphStore.from_graphs([self.arrays(i) for i in rows], self.spectrum[rows].numpy(),
+                                     [self.mat_id[i] for i in rows], [self.formula[i] for i in rows],
+                                     None if self.ipa is None else self.ipa[rows].numpy())
+        out.fidelity = None if self.fidelity is None else self.fidelity[rows]
+        out.origin = None if self.origin is None else [self.origin[i] for i in rows]
+        return out
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
         """Atomically write the store (and a metadata dict) to one file, with its checksum sidecar

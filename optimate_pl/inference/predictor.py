@@ -35,6 +35,8 @@ def model_info(weights: Weights) -> dict[str, Any]:
     trained_on = ("SYNTHETIC data (generated, not physics)" if data.get("synthetic") else
                   "real DFT data (figshare)" if source == "figshare" else
                   "real DFT data (the built-in GPAW-computed ladder)" if source == "gpaw" else
+                  "your own data (" + ", ".join(f"{n} from {o}" for o, n in (data.get("origins") or {}).items())
+                  + ")" if source == "files" else
                   "unknown data (a weight file without a model card, e.g. the authors' published weights)")
     return {"checkpoint": str(weights.path), "layout": weights.layout, "architecture": weights.net,
             "target": target_of_weights(weights),

@@ -104,6 +104,10 @@ def write_run_outputs(cfg: DictConfig, module, datamodule, metrics: dict, out: P
     from lightning.pytorch.loggers import WandbLogger
 
     rows, spec = module.test_rows, module.spec
+    store = datamodule.store
+    if store is not None and hasattr(datamodule, "origin_label"):  # where each test material comes from
+        origin = dict(zip(store.mat_id, store.origin)) if store.origin else {}
+        rows = [{**r, "origin": origin.get(r["mat_id"], datamodule.origin_label())} for r in rows]
     csv_path = write_results_csv(rows, out / "test_results.csv")
     metrics.update({f"test_rows/{k}": v for k, v in summarise_rows(rows, spec).items()})
     figure = None

@@ -21,6 +21,7 @@ from ..config import ConfigError, check_compile_edges, is_resolved, resolve_conf
 from ..models.optimate import cxx_compiler
 from ..models.weights import Weights, load_network_weights, read_weights
 from ..utils.atomic import atomic_write_text
+from ..data.splits import write_split_files
 from .outputs import evaluate_medians, write_cards, write_run_outputs
 from .resume import resolve_ckpt_path
 from .trainer import build_trainer, compile_network, finish_loggers
@@ -100,6 +101,10 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
         atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), out / "config.yaml")
+        if cfg.data.source == "files" or cfg.data.get("split") == "auto":
+            # One's own materials have no published split: keep the one used, for data.split=<run>/split.
+            write_split_files(datamodule.assignment, out / "split")
+            log.info("wrote the split to %s (reuse it with data.split=%s)", out / "split", out / "split")
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, module))
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

@@ -23,7 +23,7 @@ def test_rpa_splits_inherit_ipa_membership(tiny_ipa, tiny_rpa):
 
 
 def test_subset_max_sites_and_sc_target(cache_dir, tiny_rpa):
-    kw = dict(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES)
+    kw = dict(source="synthetic", cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES)
     dm = RPADataModule(subset=50, **kw)
     dm.setup()
     assert len(dm.train_set) == 50 and len(dm.val_set) == 20
@@ -46,10 +46,10 @@ def test_subset_max_sites_and_sc_target(cache_dir, tiny_rpa):
 def test_cache_reload_is_much_faster_than_building(tmp_path):
     sizes = {"ipa": [400, 60, 60], "rpa": [200, 40, 40]}
     t0 = time.perf_counter()
-    IPADataModule(cache_dir=str(tmp_path), synthetic_sizes=sizes).setup()
+    IPADataModule(source="synthetic", cache_dir=str(tmp_path), synthetic_sizes=sizes).setup()
     build = time.perf_counter() - t0
     t0 = time.perf_counter()
-    IPADataModule(cache_dir=str(tmp_path), synthetic_sizes=sizes).setup()
+    IPADataModule(source="synthetic", cache_dir=str(tmp_path), synthetic_sizes=sizes).setup()
     reload = time.perf_counter() - t0
     print(f"\nsynthetic 520 materials: build {build:.2f} s, cached reload {reload:.3f} s ({build / reload:.0f}x)")
     assert build / reload >= 10

@@ -58,7 +58,7 @@ def test_sc_target_module(tmp_path, cache_dir):
     from optimate_pl.data import RPADataModule
     from tests.conftest import TINY_SIZES
 
-    dm = RPADataModule(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, target="sc_rpa_ipa", batch_size=16,
+    dm = RPADataModule(source="synthetic", cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, target="sc_rpa_ipa", batch_size=16,
                        drop_last=True)
     module = SpectraModule(net={**SMALL_NET, "out_dim": 1}, target="sc_rpa_ipa")
     t = trainer(tmp_path, max_epochs=1, enable_checkpointing=False)

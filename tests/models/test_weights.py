@@ -86,7 +86,7 @@ def test_tl_starts_from_any_published_layout(tmp_path, cache_dir, name, layout, 
 
     from ..conftest import TINY_SIZES
 
-    dm = RPADataModule(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES)
+    dm = RPADataModule(source="synthetic", cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES)
     dm.setup()
     batch = dm.test_set.collate(range(len(dm.test_set)))
     with torch.no_grad():

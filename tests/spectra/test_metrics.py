@@ -66,7 +66,7 @@ def _ddp_worker(rank, world, port, results, tiny_cache):
     from optimate_pl.data import RPADataModule
     from tests.conftest import TINY_SIZES
 
-    dm = RPADataModule(cache_dir=tiny_cache, synthetic_sizes=TINY_SIZES, eval_batch_size=7)
+    dm = RPADataModule(source="synthetic", cache_dir=tiny_cache, synthetic_sizes=TINY_SIZES, eval_batch_size=7)
     dm.setup()
     out["val_ids"] = [m for b in dm.val_dataloader() for m in b.mat_id]
     results[rank] = out

@@ -68,7 +68,7 @@ def test_the_data_module_refuses_validation_test_and_repeated_materials(tiny_rpa
                          ([tiny_rpa.train_set.mat_ids[0]] * 2, "is listed twice")):
         path.write_text("\n".join(ids) + "\n")
         with pytest.raises(ValueError, match=message):
-            RPADataModule(cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, train_ids=str(path)).setup()
+            RPADataModule(source="synthetic", cache_dir=str(cache_dir), synthetic_sizes=TINY_SIZES, train_ids=str(path)).setup()
 
 
 def test_campaign_report_and_a_resumed_campaign(campaign, tmp_path, cfg_train):
