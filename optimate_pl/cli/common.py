@@ -20,7 +20,7 @@ from ..config.schema import ConfigError
 
 #: Overrides whose values are file paths: quoted before Hydra parses them, so that a path may hold
 #: characters of Hydra's grammar (Lightning's ``epoch=3-step=70.ckpt``, commas, spaces, quotes).
-PATH_KEYS = ("checkpoint", "input", "output", "scratch", "gpaw_python", "ids", "strategy.checkpoint", "ckpt_path", "data.root", "data.ipa_root",
+PATH_KEYS = ("checkpoint", "input", "output", "scratch", "structure", "gpaw_python", "ids", "strategy.checkpoint", "ckpt_path", "data.root", "data.ipa_root",
              "data.split", "data.cache_dir", "paths.root_dir", "paths.output_dir", "paths.checkpoint_dir",
              "hydra.run.dir", "hydra.sweep.dir")
 SPECIAL = set("=,[]{}()'\" \t$")
@@ -44,7 +44,8 @@ def quote_path_overrides(argv: list[str]) -> list[str]:
 USER_ERRORS = (ConfigError, FloatingPointError, FileNotFoundError, ValueError, MissingMandatoryValue)
 
 
-COMMANDS = {"train": "optimate-pl", "predict": "optimate-pl-predict", "compute": "optimate-pl-compute"}
+COMMANDS = {"train": "optimate-pl", "predict": "optimate-pl-predict", "compute": "optimate-pl-compute",
+            "import": "optimate-pl-import"}
 FLAGS_WITHOUT_RUN = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--version",
                      "--shell-completion", "-sc", "--package", "-p")
 
