@@ -8,7 +8,7 @@ QUICK ?= 0
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=12
 
-.PHONY: install system-deps run test test-fast bench syncs studies clean study-backbones study-efficiency study-small-cells study-correlations \
+.PHONY: install system-deps run test test-fast bench syncs import-speed studies clean study-backbones study-efficiency study-small-cells study-correlations \
 	study-example-spectra study-sc-predictor study-latent-map
 
 $(STAMP): pyproject.toml
@@ -121,6 +121,10 @@ bench: $(STAMP)
 ## Host synchronisations per training/validation step, per strategy and backbone (issue #36; counted on a CPU).
 syncs: $(STAMP)
 	$(BIN)/python benchmarks/host_syncs.py --out benchmarks/host_syncs.md
+
+## optimate-pl-import on 1,000 vasprun.xml files (issue #38's goal: under a minute); pause other work first.
+import-speed: $(STAMP)
+	$(BIN)/python benchmarks/import_speed.py --n 1000 --out benchmarks/import_speed_cpu_2core.md
 
 ## GPU check (issue #23, benchmarks/gpu/README.md). `make gpu-wheels` here (network): the wheels the GPU machine's
 ## Python 3.12 lacks, into $(GPU_WHEELS) (git-ignored; carry it). `make gpu-check` anywhere: installs them first

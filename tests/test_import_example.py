@@ -1,0 +1,38 @@
+"""The README's "Bring your own spectra" example, run as written: real vasprun.xml files -> TL model -> prediction."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def readme_block(first_line: str) -> str:
+    """The README's fenced code block whose first line is ``first_line``."""
+    blocks = (ROOT / "README.md").read_text().split("```")
+    for block in blocks[1::2]:
+        body = block.split("\n", 1)[1] if "\n" in block else ""
+        if body.startswith(first_line):
+            return body
+    raise AssertionError(f"the README has no code block starting with {first_line!r}")
+
+
+@pytest.mark.slow
+def test_readme_import_example_runs_as_written(tmp_path, cache_dir):
+    script = readme_block("# 1. import")
+    (tmp_path / "tests").symlink_to(ROOT / "tests")  # the example's paths are relative to the repository
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "WANDB_MODE": "offline", "OPTIMATE_PL_CACHE": str(cache_dir)}
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=900)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "imported 2 of 2 materials (2 IPA, 0 RPA entries)" in out
+    assert (tmp_path / "my_run" / "split" / "ipa_train_ids.txt").is_file()
+    assert "predicted 2 of 2 materials" in out
+    table = (tmp_path / "my_predictions" / "materials.csv").read_text()
+    assert table.splitlines()[0].startswith("id,") and "MgSe" in table and "Ge" in table
