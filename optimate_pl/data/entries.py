@@ -31,6 +31,20 @@ DIRECTIONS = ("xx", "yy", "zz")
 SAME_DIRECTION_RTOL = 1e-4
 
 
+#: Characters an entry's file name keeps as they are; any other is written as %XX (its UTF-8 bytes).
+_NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+")
+
+
+def entry_file_name(mat_id: str) -> str:
+    """``<id>.json`` with every character outside letters, digits and ``-_.+`` percent-encoded (and a leading dot):
+    one id, one name, never two ids to one file ("a b" -> ``a%20b.json``, "a_b" -> ``a_b.json``)."""
+    out = []
+    for i, c in enumerate(str(mat_id)):
+        out.append(c if c in _NAME_SAFE and not (i == 0 and c == ".") else
+                   "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogateescape")))
+    return "".join(out) + ".json"
+
+
 def _round(arr: np.ndarray) -> list[float]:
     """Each value to 5 significant digits (``float(f"{v:.5g}")``), formatted in one string operation (2x faster)."""
     values = np.asarray(arr, dtype=np.float64).tolist()

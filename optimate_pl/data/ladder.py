@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..utils.atomic import atomic_open, atomic_write_text, file_lock, remove_with_checksum, verify_file
+from .entries import entry_file_name
 from ..spectra.grid import ENERGY_GRID
 
 #: The packed grid: 0-20 eV in 50 meV steps (every 5th point of the 2001-point grid).
@@ -184,7 +185,7 @@ def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Pa
                 for m in materials:
                     if kind == "rpa" and not m["has_rpa"]:
                         continue
-                    zf.writestr(f"{m['mat_id']}.json", json.dumps(_entry(m, rows, kind)))
+                    zf.writestr(entry_file_name(m["mat_id"]), json.dumps(_entry(m, rows, kind)))
         atomic_write_text(json.dumps({"source": str(src), "materials": len(materials)}), out / "unpacked.json")
     return paths
 
@@ -199,7 +200,7 @@ def restore(src: str | Path, folder: str | Path) -> int:
     folder = Path(folder)
     for m in materials:
         for kind in ("ipa", "rpa") if m["has_rpa"] else ("ipa",):
-            atomic_write_text(json.dumps(_entry(m, rows, kind)), folder / kind / f"{m['mat_id']}.json")
+            atomic_write_text(json.dumps(_entry(m, rows, kind)), folder / kind / entry_file_name(m["mat_id"]))
     return len(materials)
 
 

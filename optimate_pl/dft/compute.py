@@ -30,6 +30,7 @@ from typing import Any, Iterable
 
 from ..utils.atomic import atomic_write_text, file_lock
 from ..data.inputs import InputItem, iter_inputs, read_structure
+from ..data.entries import entry_file_name
 from .entries import ipa_entry, rpa_entry
 from .runner import MaterialFailed, gpaw_python, run_material
 from .settings import LadderSettings
@@ -69,10 +70,6 @@ def _entry_data(item: InputItem) -> dict:
     return {}
 
 
-def _safe_name(mat_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in mat_id)
-
-
 class Workdir:
     """The output folder: which materials are done, the entries, the error table, the summary."""
 
@@ -99,12 +96,19 @@ class Workdir:
         """The entry file of ``mat_id``: ``kind`` ipa or rpa; by default the one that marks it done (the last
         written: RPA for ``level=both``)."""
         kind = kind or ("rpa" if self.level == "both" else "ipa")
-        return self.root / kind / (_safe_name(mat_id) + ".json")
+        return self.root / kind / entry_file_name(mat_id)
 
     def done(self, mat_id: str, retry_failed: bool) -> bool:
-        """Whether ``mat_id`` has its entries, or failed for a reason of its own (not to be retried)."""
-        if self.entry_path(mat_id).exists():
-            return True
+        """Whether ``mat_id`` has its entries (whole ones: a damaged file is set aside and computed again), or failed
+        for a reason of its own (not to be retried)."""
+        path = self.entry_path(mat_id)
+        if path.exists():
+            problem = damaged_entry(path)
+            if problem is None:
+                return True
+            aside = path.with_name(path.name + ".damaged")
+            path.replace(aside)
+            log.warning("%s is damaged (%s): moved to %s, computing %s again", path, problem, aside.name, mat_id)
         err = self.known.get(mat_id)
         return bool(err) and not (retry_failed and err["reason"] in TRANSIENT)
 
@@ -130,6 +134,17 @@ class Workdir:
         atomic_write_text(buf.getvalue(), self.errors_path)
 
 
+def damaged_entry(path: Path) -> str | None:
+    """Why an entry file cannot be trusted (cut short, not JSON, not an entry), or ``None`` for a whole one."""
+    try:
+        entry = json.loads(path.read_bytes())
+    except (OSError, ValueError) as err:
+        return f"{type(err).__name__}: {str(err)[:80]}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict) or "structure" not in entry:
+        return "not a database entry"
+    return None
+
+
 def read_ids(path: str | Path) -> list[str]:
     """Material ids from a text file (one a line) or a CSV with a ``mat_id`` or ``id`` column (next_rpa's list)."""
     path = Path(path).expanduser()
@@ -153,6 +168,10 @@ def select(items: Iterable[InputItem], opts: ComputeOptions, workdir: Workdir) -
     if wanted is not None:
         position = {m: i for i, m in reversed(list(enumerate(wanted)))}
         items = sorted((it for it in items if it.id in position), key=lambda it: position[it.id])
+        missing = sorted(set(wanted) - {it.id for it in items}, key=position.get)
+        if missing:
+            log.warning("ids=%s: %d of its %d ids are not in input=%s (e.g. %s)", opts.ids, len(missing), len(set(wanted)),
+                        opts.input, ", ".join(missing[:3]))
     for item in items:
         data = _entry_data(item)
         gap = data.get("band_gap_ind")
@@ -203,8 +222,7 @@ def _compute_entries(item: InputItem, opts: ComputeOptions, settings: LadderSett
 def compute(opts: ComputeOptions, settings: LadderSettings | None = None, progress: bool | None = None) -> dict:
     """Compute every selected material of ``opts.input`` into ``opts.output``; returns the summary."""
     settings = settings or LadderSettings()
-    if opts.level not in ("ipa", "both"):
-        raise ValueError(f"level must be ipa or both, got {opts.level!r}")
+    validate_options(opts)
     python, version = gpaw_python(opts.gpaw_python)
     out = Path(opts.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -304,6 +322,46 @@ def options_from_config(cfg) -> tuple[ComputeOptions, LadderSettings]:
 
     c = OmegaConf.to_container(cfg, resolve=True)
     names = {f.name for f in fields(ComputeOptions)}
-    opts = ComputeOptions(**{k: v for k, v in c.items() if k in names})
+    opts = validate_options(ComputeOptions(**{k: v for k, v in c.items() if k in names}))
     settings = LadderSettings(**(c.get("settings") or {}))
     return opts, settings
+
+
+def _whole(value: Any, name: str, low: int = 1, high: int | None = None, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        span = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name}={value!r}: give a whole number, {span}" + (" (or null)" if optional else ""))
+    return value
+
+
+def validate_options(opts: ComputeOptions) -> ComputeOptions:
+    """Every setting checked before any work, one line each: a mistake in a setting must never be recorded as the
+    failure of every material (``mpi_procs=two`` once marked a whole input ``unreadable``)."""
+    from ..utils.parallel import usable_cores
+
+    if opts.level not in ("ipa", "both"):
+        raise ValueError(f"level={opts.level!r}: use ipa or both")
+    if opts.order not in ("input", "size"):
+        raise ValueError(f"order={opts.order!r}: use input or size")
+    _whole(opts.workers, "workers")
+    _whole(opts.mpi_procs, "mpi_procs")
+    cores = usable_cores()
+    if opts.workers * opts.mpi_procs > cores:
+        raise ValueError(f"workers={opts.workers} x mpi_procs={opts.mpi_procs} needs {opts.workers * opts.mpi_procs} "
+                         f"cores; this machine gives this process {cores}")
+    _whole(opts.nice, "nice", 0, 19)
+    _whole(opts.max_sites, "max_sites", optional=True)
+    _whole(opts.limit, "limit", optional=True)
+    for name in ("time_limit_s", "min_gap_eV"):
+        value = getattr(opts, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or (name == "time_limit_s" and value <= 0)):
+            raise ValueError(f"{name}={value!r}: give a {'positive ' if name == 'time_limit_s' else ''}number (or null)")
+    if opts.chunk is not None:
+        parts = str(opts.chunk).split("/")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not int(parts[0]) < int(parts[1]):
+            raise ValueError(f"chunk={opts.chunk!r}: give i/n with whole numbers 0 <= i < n (a SLURM array task: "
+                             f"${{oc.env:SLURM_ARRAY_TASK_ID}}/n)")
+    return opts

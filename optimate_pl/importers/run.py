@@ -18,6 +18,7 @@ from functools import partial
 from glob import glob
 from pathlib import Path
 
+from ..data.entries import entry_file_name
 from ..data.inputs import structure_beside
 from ..utils.atomic import atomic_write_text
 from ..utils.parallel import parallel_map
@@ -140,7 +141,7 @@ def import_job(job: Job, code: str, opts: ImportOptions, structure: str | None, 
     """Import one material: write its entries; returns what happened (never raises for a bad file)."""
     out = Path(output)
     for rung in ("ipa", "rpa"):
-        other = _claimed_by_other(out / rung / f"{job.mat_id}.json", str(Path(job.paths[0]).resolve()))
+        other = _claimed_by_other(out / rung / entry_file_name(job.mat_id), str(Path(job.paths[0]).resolve()))
         if other:  # a second code's "Si" must not overwrite the first's
             return {"id": job.mat_id, "file": job.paths[0], "ok": False,
                     "reason": f"{out / rung / job.mat_id}.json was imported from {other}: import into another "
@@ -154,7 +155,7 @@ def import_job(job: Job, code: str, opts: ImportOptions, structure: str | None, 
     written = []
     for rung, entry in (("ipa", ipa), ("rpa", rpa)):
         if entry is not None:
-            atomic_write_text(json.dumps(entry), out / rung / f"{job.mat_id}.json")
+            atomic_write_text(json.dumps(entry), out / rung / entry_file_name(job.mat_id))
             written.append(rung)
     return {"id": job.mat_id, "file": job.paths[0], "ok": True, "rungs": written, "notes": notes,
             "formula": spectra.structure.composition.reduced_formula}

@@ -44,7 +44,7 @@ def test_grouped_split_rules():
     assert sorted(tiny.values()) == sorted(SPLITS)
 
 
-def own_database(folder: Path, n: int = 60) -> Path:
+def own_database(folder: Path, n: int) -> Path:
     """``n`` materials of the built-in ladder under ids of one's own (outside the published split), in the compute
     command's layout: ``ipa/<id>.json``, ``rpa/<id>.json``."""
     zips = ladder.unpack(folder / "unpacked")
@@ -59,17 +59,17 @@ def own_database(folder: Path, n: int = 60) -> Path:
     return folder / "db"
 
 
-def test_own_database_splits_and_mixes(tmp_path):
-    db = own_database(tmp_path)
-    kw = dict(source="files", root=str(db), cache_dir=str(tmp_path / "cache"))
+def test_own_database_splits_and_mixes(tmp_path, cache_dir):
+    db = own_database(tmp_path, n=40)
+    kw = dict(source="files", root=str(db), cache_dir=str(cache_dir))
     rpa, ipa = RPADataModule(**kw), IPADataModule(**kw)
     rpa.setup()
     ipa.setup()
     sizes = rpa.describe()["sizes"]
-    assert all(sizes[s] > 0 for s in SPLITS) and sum(sizes.values()) == 60
+    assert all(sizes[s] > 0 for s in SPLITS) and sum(sizes.values()) == 40
     assert rpa.split_origin.startswith("the published split where it has a material, else formula groups")
     assert all(ipa.assignment[m] == s for m, s in rpa.assignment.items())  # the rungs agree: no leakage in TL
-    assert rpa.describe()["origins"] == {"files:db": 60}
+    assert rpa.describe()["origins"] == {"files:db": 40}
     # The same folder as the authors' databases: their split knows none of these ids; the error says what to do.
     fig = RPADataModule(source="figshare", root=str(db / "rpa"), ipa_root=str(db / "ipa"), cache_dir=kw["cache_dir"])
     with pytest.raises(ValueError, match="use data.source=files"):
@@ -78,7 +78,7 @@ def test_own_database_splits_and_mixes(tmp_path):
     mixed = RPADataModule(**kw, extra=["gpaw"])
     mixed.setup()
     origins = mixed.describe()["origins"]
-    assert origins["files:db"] == 60 and origins["gpaw"] == ladder.describe()["with_rpa"]
+    assert origins["files:db"] == 40 and origins["gpaw"] == ladder.describe()["with_rpa"]
     assert mixed.store.origin[mixed.store.mat_id.index(sorted(rpa.assignment)[0])] == "files:db"
 
 

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from optimate_pl.dft.compute import ComputeOptions, Workdir, read_ids, select
+from optimate_pl.data.entries import entry_file_name
+from optimate_pl.dft.compute import ComputeOptions, Workdir, read_ids, select, validate_options
 from optimate_pl.data.inputs import InputItem
 
 
@@ -45,13 +46,55 @@ def test_chunks_partition_and_done_materials_are_skipped(tmp_path):
     ids = [it.id for c in chunks for it in c]
     assert sorted(ids) == ["a", "b", "c", "d", "e", "f"] and len(set(ids)) == 6
     # b finished (its RPA entry), d failed in another chunk for a reason of its own, e timed out.
-    (out / "rpa" / "b.json").write_text(json.dumps({}))
+    (out / "rpa" / "b.json").write_text(json.dumps({"structure": {}, "data": {"mat_id": "b"}}))
     (out / "errors-1-of-3.csv").write_text("id,source,reason,message,seconds\n"
                                            "d,x,not_insulator,metal,1\ne,x,time_limit,slow,900\n")
     todo, _ = select(items(), ComputeOptions("x", str(out), min_gap_eV=None), Workdir(out, "both"))
     assert [it.id for it in todo] == ["a", "c", "f"]
     todo, _ = select(items(), ComputeOptions("x", str(out), min_gap_eV=None, retry_failed=True), Workdir(out, "both"))
     assert [it.id for it in todo] == ["a", "c", "e", "f"]  # a time-out is retried on request, a metal never
+
+
+def test_damaged_entries_are_computed_again(tmp_path):
+    out = tmp_path / "out"
+    wd = Workdir(out, "both")
+    whole = json.dumps({"structure": {"lattice": {}}, "data": {"mat_id": "a"}})
+    (out / "rpa" / "a.json").write_text(whole)
+    (out / "rpa" / "b.json").write_text(whole[:20])          # cut short (a full disk, a killed copy)
+    (out / "rpa" / "c.json").write_text("[1, 2]")            # JSON, but no entry
+    (out / "rpa" / "d.json").write_bytes(b"\x00" * 64)       # zeros from a crashed file system
+    todo, _ = select(items(), ComputeOptions("x", str(out), min_gap_eV=None), wd)
+    assert [it.id for it in todo] == ["b", "c", "d", "e", "f"]
+    assert sorted(p.name for p in (out / "rpa").iterdir()) == ["a.json", "b.json.damaged", "c.json.damaged",
+                                                               "d.json.damaged"]
+
+
+def test_one_id_one_file_name():
+    ids = ["a b", "a_b", "a/b", "a%20b", ".hidden", "Fe₂O₃", "agm001234567", "x+y-z.1"]
+    names = [entry_file_name(m) for m in ids]
+    assert len(set(names)) == len(ids)                        # injective: never two ids to one file
+    assert names[0] == "a%20b.json" and names[1] == "a_b.json" and names[3] == "a%2520b.json"
+    assert names[4] == "%2Ehidden.json" and names[6] == "agm001234567.json" and names[7] == "x+y-z.1.json"
+    assert all("/" not in n and not n.startswith(".") for n in names)
+
+
+@pytest.mark.parametrize("setting, value, said", [
+    ("time_limit_s", "abc", "time_limit_s='abc': give a positive number"), ("time_limit_s", 0, "positive number"),
+    ("nice", "abc", "nice='abc': give a whole number, 0..19"), ("nice", 25, "0..19"),
+    ("workers", "abc", "workers='abc': give a whole number"), ("workers", 0, "at least 1"),
+    ("mpi_procs", "two", "mpi_procs='two'"), ("mpi_procs", 3, "needs 3 cores; this machine gives this process 2"),
+    ("chunk", "a/b", "chunk='a/b': give i/n"), ("chunk", "2/2", "0 <= i < n"), ("chunk", "1", "give i/n"),
+    ("limit", -1, "limit=-1: give a whole number, at least 1"), ("max_sites", 0, "max_sites=0"),
+    ("order", "random", "order='random': use input or size"), ("level", "rpa", "level='rpa': use ipa or both"),
+])
+def test_settings_are_refused_before_any_work(setting, value, said, monkeypatch):
+    from optimate_pl.utils import parallel
+
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    with pytest.raises(ValueError) as err:
+        validate_options(ComputeOptions("x", "y", **{setting: value}))
+    assert said in str(err.value)
+    assert validate_options(ComputeOptions("x", "y", workers=2, chunk="1/3", limit=5)).workers == 2
 
 
 def test_a_niced_worker_yields_across_sessions(tmp_path):

@@ -126,7 +126,7 @@ def test_a_backbones_weight_file_loads_without_naming_it(name, tmp_path, cfg_tra
     from optimate_pl.inference.predictor import load_model
     from optimate_pl.training.stages import run
 
-    overrides = [f"model={name}", "strategy=dl", "data.subset=100"]
+    overrides = [f"model={name}", "strategy=dl", "data.subset=30"]
     overrides += [f"model.net.{k}={v}" for k, v in SMALL[name].items() if k != "_target_"]
     metrics = run(cfg_train(tmp_path, *overrides))
     model = load_model(metrics["best_checkpoint"])
