@@ -19,6 +19,7 @@ from ..data import ladder as ladder_data
 from ..spectra.grid import ENERGY_GRID
 from ..utils.plots import plt, save_with_statement
 from .output import write_table
+from .runs import StudyInputError
 
 STATEMENT = "GPAW-computed (real physics: PBE, this project's ladder settings; not the authors' databases)"
 #: Anion families in the order a material is assigned (the first that its elements contain).
@@ -91,6 +92,9 @@ def gpaw_ladder(runs_dir: Path, out: Path) -> list[Path]:
     """The report (module docstring); ``runs_dir``: a packed dataset folder, else the built-in one."""
     src = runs_dir if (runs_dir / "materials.json.gz").is_file() else None
     t = materials_table(src)
+    if t.empty:
+        raise StudyInputError(f"no material of {src or 'the built-in dataset'} has both rungs: the ladder report "
+                              f"compares IPA and RPA (an IPA-only pack has nothing to compare)")
     written = write_table(t, out, "ladder_materials", STATEMENT)
     fam = (t.groupby("family")["sc_rpa_ipa"].agg(["count", "median", "min"]).reset_index()
            .sort_values("median").rename(columns={"count": "materials", "median": "median SC[RPA;IPA]",

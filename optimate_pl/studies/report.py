@@ -390,6 +390,19 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(args.root)
     runs = Path(args.runs) if args.runs else root / "experiments" / preset / "runs"
     out = Path(args.out) if args.out else root / "experiments" / args.study / "results"
+    def check_paths() -> None:
+        from ..utils.atomic import writable_problem
+
+        if args.runs and not runs.exists():
+            raise StudyInputError(f"--runs {runs}: no such folder")
+        if args.study == "gpaw_ladder" and args.runs and not (runs / "materials.json.gz").is_file():
+            raise StudyInputError(f"--runs {runs}: not a packed dataset folder (no materials.json.gz; "
+                                  f"python -m optimate_pl.data.ladder pack makes one)")
+        problem = writable_problem(out)
+        if problem:
+            raise StudyInputError(f"--out {out}: cannot write there ({problem})")
+
+    run_tool(check_paths, args, errors=(StudyInputError,))
     kwargs = {"small_cells_dir": root / "experiments" / "small_cells" / "runs"} if args.study == "efficiency" else \
         {"efficiency_dir": root / "experiments" / "efficiency" / "runs"} if args.study == "active_learning" else {}
     written = run_tool(lambda: fn(runs, out, **kwargs), args, errors=(StudyInputError,))

@@ -25,7 +25,10 @@ SYNC_METHODS = ("item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__int_
 def count_host_syncs(counts: collections.Counter, where: collections.Counter | None = None) -> Iterator[None]:
     """Within the block, count every call of :data:`SYNC_METHODS` (and ``.to('cpu')``, boolean-mask indexing) into
     ``counts``; ``where`` (optional) counts the calling ``file:line`` outside torch, to say what to fix."""
+    from torch.overrides import TorchFunctionMode
+
     originals = {name: getattr(torch.Tensor, name) for name in (*SYNC_METHODS, "to")}
+    own = {name for name in originals if name in torch.Tensor.__dict__}
 
     def record(name: str) -> None:
         counts[name] += 1
@@ -35,12 +38,15 @@ def count_host_syncs(counts: collections.Counter, where: collections.Counter | N
                     where[f"{frame.filename}:{frame.lineno} ({name})"] += 1
                     break
 
+    unwrapped = {}  # our wrappers -> torch's methods: the mode below is handed the wrapper again
+
     def wrap(name):
         original = originals[name]
 
         def counted(self, *args, **kwargs):
             record(name)
             return original(self, *args, **kwargs)
+        unwrapped[counted] = original
         return counted
 
     def to(self, *args, **kwargs):
@@ -51,25 +57,33 @@ def count_host_syncs(counts: collections.Counter, where: collections.Counter | N
             record("to(cpu)")
         return originals["to"](self, *args, **kwargs)
 
-    getitem = torch.Tensor.__getitem__
-    originals["__getitem__"] = getitem
+    class MaskIndex(TorchFunctionMode):
+        """A boolean mask gives a data-dependent shape: the host must learn the count (a sync on a GPU). Seen
+        through a torch function mode: assigning ``Tensor.__getitem__`` on the class, even once, gives every
+        tensor a sequence slot for the rest of the process (then ``torch.tensor([0-d tensors])`` fails)."""
 
-    def masked(self, index):
-        # A boolean mask gives a data-dependent shape: the host must learn the count (a sync on a GPU).
-        parts = index if isinstance(index, tuple) else (index,)
-        if any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
-            record("mask index")
-        return getitem(self, index)
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.Tensor.__getitem__ and len(args) > 1:
+                parts = args[1] if isinstance(args[1], tuple) else (args[1],)
+                if any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
+                    record("mask index")
+            return unwrapped.get(func, func)(*args, **(kwargs or {}))
 
     try:
         for name in SYNC_METHODS:
             setattr(torch.Tensor, name, wrap(name))
         torch.Tensor.to = to
-        torch.Tensor.__getitem__ = masked
-        yield
+        unwrapped[to] = originals["to"]
+        with MaskIndex():
+            yield
     finally:
+        # Put the class back as it was: a method torch.Tensor inherits (all of these, from the C base) is deleted
+        # again, not set over the inherited one.
         for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
+            if name in own:
+                setattr(torch.Tensor, name, original)
+            else:
+                delattr(torch.Tensor, name)
 
 
 class HostSyncCounter(pl.Callback):

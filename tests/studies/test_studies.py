@@ -125,3 +125,30 @@ def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
     assert r.returncode == 0, r.stderr[-3000:]
     with sqlite3.connect(sweep / "optuna.db") as db:
         assert db.execute("select count(*) from trials").fetchone()[0] == 4
+
+
+def test_study_tool_inputs_are_checked_before_any_work(tmp_path, capsys):
+    """A missing or wrong --runs and an unwritable --out end in one line (exit 2), never a report of other data."""
+    from optimate_pl.data import ladder
+
+    def said(*argv) -> str:
+        with pytest.raises(SystemExit) as stop:
+            report.main(list(argv))
+        assert stop.value.code == 2
+        return capsys.readouterr().err
+
+    assert "--runs " + str(tmp_path / "nowhere") + ": no such folder" in said(
+        "gpaw_ladder", "--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
+    assert "not a packed dataset folder (no materials.json.gz" in said("gpaw_ladder", "--runs", str(tmp_path),
+                                                                        "--out", str(tmp_path / "o"))
+    (tmp_path / "a_file").write_text("x")
+    assert "cannot write there" in said("gpaw_ladder", "--out", str(tmp_path / "a_file" / "out"))
+    # An IPA-only pack: nothing to compare, said so (was KeyError: 'family').
+    folder = tmp_path / "ipa_only"
+    ladder.restore(ladder.builtin_dir(), folder)
+    for p in sorted((folder / "ipa").glob("*.json"))[3:]:
+        p.unlink()
+    for p in (folder / "rpa").glob("*.json"):
+        p.unlink()
+    ladder.pack(folder, tmp_path / "packed")
+    assert "has both rungs" in said("gpaw_ladder", "--runs", str(tmp_path / "packed"), "--out", str(tmp_path / "o"))

@@ -22,6 +22,10 @@ def test_the_counter_sees_every_kind_of_host_read():
         t[1:3]             # plain slicing: not counted
     assert counts == {"item": 1, "__bool__": 1, "mask index": 1, "tolist": 1, "to(cpu)": 1}
     assert torch.Tensor.item is not None and t.sum().item() == 15.0  # restored afterwards
+    # ... exactly: no method left on the class itself (a __getitem__ set back there made 0-d tensors sequences,
+    # and torch.tensor([0-d tensors]) in a later test failed with "len() of a 0-d tensor").
+    assert not {"item", "to", "__getitem__", "__bool__"} & set(torch.Tensor.__dict__)
+    assert torch.tensor([torch.tensor(2.0)] * 3).tolist() == [2.0, 2.0, 2.0]
 
 
 #: ViSNet (equivariant) at a tiny width: its layers, like OPTIMATE's, make no host read (DimeNet++ builds its
