@@ -36,7 +36,7 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/python -m optimate_pl strategy=tl data.subset=300
 
-## The test suite (273 tests on 2 xdist workers: 20.5 min idle in a checkout on 2026-12-05, 8.3-10.6 min with 239 in 2026-11-28's fresh clones; test-fast: the 217 without subprocesses).
+## The test suite (313 tests on 2 xdist workers: 22 min idle in a checkout on 2026-12-06; test-fast: the 258 without subprocesses).
 test: $(STAMP)
 	$(PYTEST)
 
