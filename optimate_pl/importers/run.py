@@ -4,7 +4,9 @@ Output, the same layout as ``optimate-pl-compute`` (so ``data.source=files data.
 ``<output>/ipa/<id>.json`` and ``<output>/rpa/<id>.json`` (the authors' database formats), ``errors.csv``
 (one line per material not imported: its id, file and the reason) and ``summary.json``. A material's id is
 its folder relative to the input (``runs/Si/vasprun.xml`` -> ``Si``; ``a/b/`` -> ``a-b``), or the file's stem
-for files side by side in one folder. Importing again overwrites the entries of the materials it imports.
+for files side by side in one folder. Importing again overwrites the entries of the materials it imports (never
+an entry imported from another file: ``id_prefix`` tells two codes' materials apart); ``summary.json`` lists every
+import into the folder and ``errors.csv`` keeps a failure until that material is imported.
 """
 from __future__ import annotations
 
@@ -175,18 +177,37 @@ def import_files(code: str, input: str, output: str, opts: ImportOptions, struct
     results = parallel_map(partial(import_job, code=code, opts=opts, structure=structure, vasp_kind=vasp_kind,
                                    output=str(out)), jobs, workers, desc=f"importing {code}")
     failed = [r for r in results if not r["ok"]]
+    done = [r for r in results if r["ok"]]
+    _write_errors(out / "errors.csv", failed, {r["id"] for r in results})
+    for r in failed:
+        log.warning("%s (%s): not imported: %s", r["id"], r["file"], r["reason"])
+    this = {"code": code, "input": str(input), "options": asdict(opts), "materials": len(jobs),
+            "imported": len(done), "not_imported": len(failed),
+            "ipa_entries": sum("ipa" in r["rungs"] for r in done), "rpa_entries": sum("rpa" in r["rungs"] for r in done),
+            "wall_s": round(time.perf_counter() - t0, 2), "imported_ids": [r["id"] for r in done],
+            "notes": {r["id"]: r["notes"] for r in done if r["notes"]}}
+    # The folder's summary keeps every import into it (several codes may share one database folder).
+    previous = []
+    try:
+        previous = json.loads((out / "summary.json").read_text()).get("imports", [])
+    except (OSError, ValueError, AttributeError):
+        pass
+    folder = {"ipa_entries": len(list((out / "ipa").glob("*.json"))),
+              "rpa_entries": len(list((out / "rpa").glob("*.json"))) if (out / "rpa").is_dir() else 0}
+    atomic_write_text(json.dumps({**this, "folder": folder, "imports": [*previous, {k: v for k, v in this.items()
+                                                                                   if k != "notes"}]}, indent=2) + "\n",
+                      out / "summary.json")
+    return this
+
+
+def _write_errors(path: Path, failed: list[dict], seen: set[str]) -> None:
+    """``errors.csv`` of the folder: this import's failures, and earlier imports' for materials not tried again."""
+    rows = {}
+    if path.is_file():
+        rows = {r["id"]: r for r in csv.DictReader(path.open(newline="")) if r.get("id") not in seen}
+    rows.update({r["id"]: {k: r[k] for k in ("id", "file", "reason")} for r in failed})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["id", "file", "reason"])
     writer.writeheader()
-    writer.writerows({k: r[k] for k in ("id", "file", "reason")} for r in failed)
-    atomic_write_text(buf.getvalue(), out / "errors.csv")
-    for r in failed:
-        log.warning("%s (%s): not imported: %s", r["id"], r["file"], r["reason"])
-    done = [r for r in results if r["ok"]]
-    summary = {"code": code, "input": str(input), "options": asdict(opts), "materials": len(jobs),
-               "imported": len(done), "not_imported": len(failed),
-               "ipa_entries": sum("ipa" in r["rungs"] for r in done), "rpa_entries": sum("rpa" in r["rungs"] for r in done),
-               "wall_s": round(time.perf_counter() - t0, 2), "imported_ids": [r["id"] for r in done],
-               "notes": {r["id"]: r["notes"] for r in done if r["notes"]}}
-    atomic_write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
-    return summary
+    writer.writerows(rows.values())
+    atomic_write_text(buf.getvalue(), path)

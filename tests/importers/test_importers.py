@@ -137,6 +137,11 @@ def test_one_id_from_two_codes(tmp_path):
     assert entry(tmp_path, "rpa", "Si")["formula"] == "Si"  # the first import's entry is kept
     summary = import_files("yambo", str(FILES / "yambo"), str(tmp_path), opts, id_prefix="yambo-")
     assert summary["imported_ids"] == ["yambo-Si"]
+    # The folder's record keeps every import; a failure stays listed until that material is imported.
+    folder = json.loads((tmp_path / "summary.json").read_text())
+    assert [i["code"] for i in folder["imports"]] == ["gpaw", "yambo", "yambo"]
+    assert folder["folder"] == {"ipa_entries": 3, "rpa_entries": 3}
+    assert "Si," in (tmp_path / "errors.csv").read_text()     # yambo's Si, refused above, not tried again
 
 
 @pytest.mark.slow
