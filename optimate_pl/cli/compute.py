@@ -13,7 +13,7 @@ from .common import USER_ERRORS, fail, precheck, quote_path_overrides
 @hydra.main(version_base="1.3", config_path="pkg://optimate_pl.conf", config_name="compute")
 def _compute_app(cfg: DictConfig) -> None:
     from ..utils.atomic import LockedError
-    from ..dft.compute import compute, options_from_config
+    from ..dft.compute import Interrupted, compute, options_from_config
     from ..dft.runner import GPAWNotFound
 
     logging.getLogger("optimate_pl").setLevel(logging.INFO)
@@ -23,6 +23,10 @@ def _compute_app(cfg: DictConfig) -> None:
     except (*USER_ERRORS, GPAWNotFound, LockedError) as err:
         fail(err, bool(cfg.get("verbose_errors")))
         return
+    except KeyboardInterrupt as stop:  # Ctrl-C: one line, the shell's code for an interrupt
+        print(stop.args[0] if isinstance(stop, Interrupted) else
+              "interrupted before any material ran: run the same command to start again", file=sys.stderr)
+        sys.exit(130)
     run, folder = summary["this_run"], summary["folder"]
     print(f"computed {run['computed']} materials ({run['failed']} not computed) in {run['wall_s']:.0f} s; "
           f"{cfg.output} holds {folder['ipa_entries']} IPA and {folder['rpa_entries']} RPA entries"

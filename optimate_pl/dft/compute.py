@@ -32,7 +32,7 @@ from ..utils.atomic import atomic_write_text, file_lock
 from ..data.inputs import InputItem, iter_inputs, read_structure
 from ..data.entries import entry_file_name
 from .entries import ipa_entry, rpa_entry
-from .runner import MaterialFailed, gpaw_python, run_material
+from .runner import MaterialFailed, gpaw_python, run_material, stop_workers
 from .settings import LadderSettings
 
 log = logging.getLogger(__name__)
@@ -259,35 +259,63 @@ def _run(todo: list[InputItem], opts: ComputeOptions, settings: LadderSettings, 
             running[pool.submit(_compute_one, item, opts, settings, python)] = item
             if len(running) >= opts.workers:
                 break
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                item = running.pop(fut)
+        try:
+            _drain(running, pending, pool, opts, settings, python, workdir, stats, bar)
+        except KeyboardInterrupt:
+            # Ctrl-C: only this thread hears it. Stop the workers now (not after their time limit), keep what
+            # finished, record nothing against the stopped materials (a later run computes them).
+            stopped = stop_workers()
+            for fut, item in running.items():
                 try:
-                    entries, result, seconds = fut.result()
-                except MaterialFailed as err:
-                    workdir.record_failure(item, err.reason, str(err), getattr(err, "seconds", 0.0))
-                    stats["failed"] += 1
-                    log.info("%s: not computed (%s: %s)", item.id, err.reason, err)
-                except ValueError as err:  # unreadable input structure
-                    workdir.record_failure(item, "unreadable", str(err), getattr(err, "seconds", 0.0))
-                    stats["failed"] += 1
-                else:
-                    workdir.write_entries(item.id, entries)
-                    stats["computed"] += 1
-                    stats["seconds"].append((len(result.positions), result.core_seconds, result.times))
-                    if not bar.disable:
-                        bar.set_postfix_str(f"{item.id} {result.core_seconds:.0f}s")
-                    else:
-                        log.info("%s: %d sites, %.1f core-s (%s)", item.id, len(result.positions), result.core_seconds,
-                                 ", ".join(f"{k} {v:.1f}" for k, v in result.times.items() if k not in ("total", "wall")))
-                bar.update()
-                nxt = next(pending, None)
-                if nxt is not None:
-                    running[pool.submit(_compute_one, nxt, opts, settings, python)] = nxt
+                    entries, _, _ = fut.result(timeout=60)
+                except BaseException:  # stopped mid-way (WorkerStopped) or failed: not this run's to record
+                    continue
+                workdir.write_entries(item.id, entries)
+                stats["computed"] += 1
+            bar.close()
+            raise Interrupted(stats["computed"], stopped) from None
     bar.close()
     stats["wall"] = time.perf_counter() - t_start
     return stats
+
+
+class Interrupted(KeyboardInterrupt):
+    """The command was interrupted (Ctrl-C): the workers are stopped, what finished is written."""
+
+    def __init__(self, computed: int, stopped: int) -> None:
+        super().__init__(f"interrupted: {computed} materials computed and written by this run, {stopped} running "
+                         f"stopped (computed again by the next run); run the same command to continue")
+
+
+def _drain(running: dict, pending, pool, opts: ComputeOptions, settings: LadderSettings, python: str,
+           workdir: Workdir, stats: dict, bar) -> None:
+    """Collect finished materials and start the next ones until none is left."""
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            item = running.pop(fut)
+            try:
+                entries, result, seconds = fut.result()
+            except MaterialFailed as err:
+                workdir.record_failure(item, err.reason, str(err), getattr(err, "seconds", 0.0))
+                stats["failed"] += 1
+                log.info("%s: not computed (%s: %s)", item.id, err.reason, err)
+            except ValueError as err:  # unreadable input structure
+                workdir.record_failure(item, "unreadable", str(err), getattr(err, "seconds", 0.0))
+                stats["failed"] += 1
+            else:
+                workdir.write_entries(item.id, entries)
+                stats["computed"] += 1
+                stats["seconds"].append((len(result.positions), result.core_seconds, result.times))
+                if not bar.disable:
+                    bar.set_postfix_str(f"{item.id} {result.core_seconds:.0f}s")
+                else:
+                    log.info("%s: %d sites, %.1f core-s (%s)", item.id, len(result.positions), result.core_seconds,
+                             ", ".join(f"{k} {v:.1f}" for k, v in result.times.items() if k not in ("total", "wall")))
+            bar.update()
+            nxt = next(pending, None)
+            if nxt is not None:
+                running[pool.submit(_compute_one, nxt, opts, settings, python)] = nxt
 
 
 def _summary(out: Path, opts: ComputeOptions, settings: LadderSettings, version: str, stats: dict,

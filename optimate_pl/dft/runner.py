@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -150,6 +151,29 @@ def _worker_setup(nice: int) -> None:
 #: Seconds between the checks of a worker's time limit.
 POLL_S = 1.0
 
+#: The worker processes running now (their process groups), so that a Ctrl-C of the command stops them all: the
+#: workers run in the threads of the compute command, and only its main thread sees the KeyboardInterrupt.
+_RUNNING: set[int] = set()
+_STOPPED: set[int] = set()
+_LOCK = threading.Lock()
+
+
+class WorkerStopped(RuntimeError):
+    """The worker was stopped by :func:`stop_workers` (the command was interrupted): nothing to record."""
+
+
+def stop_workers() -> int:
+    """Kill every running worker's process group; returns how many there were."""
+    with _LOCK:
+        pids = list(_RUNNING)
+        _STOPPED.update(pids)
+    for pid in pids:
+        try:
+            os.killpg(pid, 9)
+        except ProcessLookupError:
+            pass
+    return len(pids)
+
 
 def _stopped(pid: int) -> bool:
     """Whether the process is stopped (SIGSTOP/SIGTSTP: state T or t in /proc); False where /proc is absent."""
@@ -211,6 +235,8 @@ def run_material(structure, settings: LadderSettings, level: str = "both", *, py
             # start_new_session: a time-out kills the worker's whole process group, nothing lingers
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                     preexec_fn=partial(_worker_setup, nice), start_new_session=True)
+            with _LOCK:
+                _RUNNING.add(proc.pid)
             try:
                 _, err = communicate_within(proc, time_limit)
             except subprocess.TimeoutExpired:
@@ -220,6 +246,13 @@ def run_material(structure, settings: LadderSettings, level: str = "both", *, py
             except BaseException:  # Ctrl-C or SIGTERM of the command: take the worker down with it
                 os.killpg(proc.pid, 9)
                 raise
+            finally:
+                with _LOCK:
+                    _RUNNING.discard(proc.pid)
+                    stopped = proc.pid in _STOPPED
+                    _STOPPED.discard(proc.pid)
+            if stopped:
+                raise WorkerStopped("stopped with the command")
         finally:
             wall = time.perf_counter() - t0
         if proc.returncode == NOT_AN_INSULATOR:
@@ -251,5 +284,5 @@ def which_gpaw_python() -> str | None:
         return None
 
 
-__all__ = ["GPAWNotFound", "MaterialFailed", "RungResult", "gpaw_python", "run_material", "to_grid",
-           "which_gpaw_python"]
+__all__ = ["GPAWNotFound", "MaterialFailed", "RungResult", "WorkerStopped", "gpaw_python", "run_material",
+           "stop_workers", "to_grid", "which_gpaw_python"]

@@ -120,6 +120,13 @@ def test_compute_writes_database_files_the_readers_take(computed, nacl_rungs):
     assert again["this_run"]["computed"] == 0 and again["this_run"]["failed"] == 0
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
@@ -156,6 +163,35 @@ def test_killed_compute_resumes_and_leaves_no_worker(tmp_path):
     assert len(list(out.glob("rpa/*.json"))) == 3
     assert {p.name: p.stat().st_mtime_ns for p in first} == mtimes  # finished materials were not recomputed
     assert f"computed {3 - len(first)} materials" in done.stdout
+
+
+def test_ctrl_c_stops_the_workers_at_once_and_records_nothing(tmp_path):
+    """SIGINT (Ctrl-C) of the command: its GPAW workers stop within seconds (they once ran on to their time limit,
+    an hour), one line and exit code 130, no traceback, the stopped material not recorded as failed."""
+    src = tmp_path / "in"
+    src.mkdir()
+    nacl().to(filename=str(src / "NaCl.cif"))
+    out = tmp_path / "out"
+    cmd = [str(Path(sys.executable).with_name("optimate-pl-compute")), f"input={src}", f"output={out}", "nice=0",
+           *(f"settings.{k}={v}" for k, v in LOW.as_dict().items())]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    deadline = time.time() + 60
+    while time.time() < deadline and not workers:  # a GPAW worker (not the probe of GPAW before it) is running
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                   text=True).stdout.split()]
+        workers = [c for c in children if b"gpaw_worker" in _cmdline(c)]
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside GPAW's ground state
+    assert workers, "no GPAW worker started within a minute"
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - t0 < 15 and proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted: 0 materials computed") and "Traceback" not in err
+    time.sleep(0.5)
+    assert not [w for w in workers if _alive(w)], "a GPAW worker outlived the interrupted command"
+    assert not (out / "errors.csv").exists() or "NaCl" not in (out / "errors.csv").read_text()
 
 
 def test_bad_level_and_missing_structure_fail_clearly(tmp_path):
