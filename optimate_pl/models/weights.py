@@ -84,6 +84,9 @@ def safe_load(path: str | Path) -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}") from None
+    except Exception as err:  # a text or other file: torch's unpickler fails in many ways (KeyError, IndexError)
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch weight file "
+                              f"({type(err).__name__}: {str(err)[:80]})") from None
 
 
 def _strip(sd: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -54,6 +54,11 @@ def test_weights_of_no_known_layout_name_the_file_and_keys(tmp_path):
     path.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         read_weights(path)
+    # Text given as strategy.checkpoint (a config, a note): torch's unpickler failed with KeyError / IndexError.
+    for text in ("hello\n", "strategy: tl\nlr: 1e-3\n", "\x80\x02}q\x00."):
+        path.write_text(text, encoding="latin-1")
+        with pytest.raises(CheckpointError, match="other_model.pt"):
+            read_weights(path)
 
 
 def test_non_finite_weights_are_refused_for_prediction_and_tl(tmp_path, cli):
