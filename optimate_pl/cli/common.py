@@ -118,6 +118,7 @@ def precheck(config_name: str, argv: list[str]) -> None:
             check_predict_paths(cfg)
         if config_name == "compute" and not Path(str(cfg.input)).expanduser().exists():
             raise ConfigError(f"input={cfg.input}: no such file or folder")
+        check_launcher(cfg, multirun or str(OmegaConf.select(cfg, "hydra.mode", default="")).endswith("MULTIRUN"))
         run_dir = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
     except (HydraException, OmegaConfBaseException, ConfigError) as err:
         fail(ConfigError(_one_line(err)) if not isinstance(err, ConfigError) else err, verbose)
@@ -127,6 +128,35 @@ def precheck(config_name: str, argv: list[str]) -> None:
         fail(ConfigError(f"cannot write the output folder {run_dir}: {problem}; choose another with "
                          f"{'hydra.sweep.dir' if multirun else ('output' if config_name != 'train' else 'hydra.run.dir')}=..."),
              verbose)
+
+
+def check_launcher(cfg: DictConfig, multirun: bool) -> None:
+    """A SLURM launcher needs SLURM here and a sweep to launch: without either it once ended in a 46-line
+    traceback (no sbatch) or trained on this machine without a word (no -m)."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    if "slurm" not in target.lower():
+        return
+    if not shutil.which("sbatch"):
+        raise ConfigError("the SLURM launcher submits jobs with sbatch, which is not on this machine's PATH: run on the "
+                          "cluster's login node, or leave out launcher= to run here")
+    if not multirun:
+        raise ConfigError("the SLURM launcher submits the jobs of a sweep: add -m (or a sweep=...); for one run, "
+                          "submit the command itself with sbatch (README: Running on a SLURM cluster)")
+    import subprocess
+
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+        said = (ping.stdout + ping.stderr).strip()
+        down = ping.returncode != 0 or "DOWN" in said
+    except (OSError, subprocess.TimeoutExpired) as err:
+        said, down = str(err), True
+    if down:
+        raise ConfigError(f"SLURM's controller does not answer here (scontrol ping: {said.splitlines()[0] if said else '?'}): "
+                          f"no job could be submitted")
 
 
 def check_predict_paths(cfg: DictConfig) -> None:

@@ -280,3 +280,23 @@ def test_the_readme_main_command_learns_the_builtin_gpaw_ladder_by_default(tmp_p
     assert card["data"]["sizes"]["train"] == 300 and card["data"]["sizes"]["test"] >= 30
     assert 0.0 < metrics["test/ipa_sc_median"] < 1.0 and 0.0 < metrics["test/sc_median"] <= 1.0
     assert list((tmp_path / "checkpoints").glob("ipa-gpaw-*.ckpt"))
+
+
+def test_the_slurm_launcher_is_refused_where_it_cannot_submit(monkeypatch):
+    """launcher=slurm_cpu: without a sweep it trained here without a word; without SLURM it ended in a traceback."""
+    import shutil
+
+    from hydra import compose, initialize_config_module
+
+    from optimate_pl.cli.common import check_launcher
+    from optimate_pl.config import ConfigError
+
+    with initialize_config_module("optimate_pl.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["launcher=slurm_cpu"], return_hydra_config=True)
+        plain = compose("train", overrides=[], return_hydra_config=True)
+    check_launcher(plain, multirun=False)  # no SLURM launcher: nothing to check
+    with pytest.raises(ConfigError, match="submits the jobs of a sweep: add -m"):
+        check_launcher(cfg, multirun=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="sbatch, which is not on this machine's PATH"):
+        check_launcher(cfg, multirun=True)
