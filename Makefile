@@ -36,7 +36,7 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/python -m optimate_pl strategy=tl data.subset=300
 
-## The test suite (313 tests on 2 xdist workers: 22 min idle in a checkout on 2026-12-06; test-fast: the 258 without subprocesses).
+## The test suite (315 tests on 2 xdist workers: 22-24 min idle in a checkout on 2026-12-06; test-fast: the 260 without subprocesses).
 test: $(STAMP)
 	$(PYTEST)
 
