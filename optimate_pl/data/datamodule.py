@@ -10,6 +10,7 @@ and the loaders serve them as batches gathered from the store (:mod:`optimate_pl
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from . import synthetic
 from .batching import BatchLoader, collate_prebatched
-from .build import figshare_store, files_store, gpaw_store, load_store, rung_folder, synthetic_stores
+from .build import figshare_store, files_store, gpaw_store, load_store, synthetic_stores
 from .cache import SOURCES, fingerprint, source_label
 from .splits import (PAPER_SIZES, SPLITS, apply_split, formula_split, grouped_split, published_split,
                      read_split_files, training_subset)
@@ -188,7 +189,7 @@ class SpectraDataModule(pl.LightningDataModule):
                 parts.append(part)
                 seen.update(part.mat_id)
         mixed = GraphStore.concat(parts)
-        log.info("%s data: %s", kind.upper(), ", ".join(f"{n} from {o}" for o, n in _counts(mixed.origin).items()))
+        log.info("%s data: %s", kind.upper(), ", ".join(f"{n} from {o}" for o, n in Counter(mixed.origin).items()))
         return mixed, {**meta, "source": self.source, "extra": list(self.extra), "synthetic": False,
                        "fingerprint": fingerprint({"parts": prints})}
 
@@ -296,7 +297,7 @@ class SpectraDataModule(pl.LightningDataModule):
         """What a model trained on this data module learns from: saved in its checkpoints and model cards."""
         if self.train_set is None:
             self.setup()
-        origins = _counts(self.store.origin) if self.store.origin else {self.origin_label(): len(self.store)}
+        origins = dict(Counter(self.store.origin)) if self.store.origin else {self.origin_label(): len(self.store)}
         return {"kind": self.kind, "source": self.source, "synthetic": bool(self.meta.get("synthetic")),
                 "extra": list(self.extra), "origins": origins,
                 "root": str(self.root) if self.root else None, "fingerprint": self.meta.get("fingerprint"),
@@ -345,13 +346,6 @@ class SpectraDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
-
-
-def _counts(labels: list[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for o in labels:
-        out[o] = out.get(o, 0) + 1
-    return out
 
 
 class IPADataModule(SpectraDataModule):
