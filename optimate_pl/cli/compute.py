@@ -12,7 +12,7 @@ from .common import USER_ERRORS, fail, precheck, quote_path_overrides
 
 @hydra.main(version_base="1.3", config_path="pkg://optimate_pl.conf", config_name="compute")
 def _compute_app(cfg: DictConfig) -> None:
-    from ..utils.atomic import LockedError
+    from ..utils.atomic import DiskFullError, LockedError
     from ..dft.compute import Interrupted, compute, options_from_config
     from ..dft.runner import GPAWNotFound
 
@@ -20,7 +20,7 @@ def _compute_app(cfg: DictConfig) -> None:
     try:
         opts, settings = options_from_config(cfg)
         summary = compute(opts, settings)
-    except (*USER_ERRORS, GPAWNotFound, LockedError) as err:
+    except (*USER_ERRORS, GPAWNotFound, LockedError, DiskFullError) as err:
         fail(err, bool(cfg.get("verbose_errors")))
         return
     except KeyboardInterrupt as stop:  # Ctrl-C: one line, the shell's code for an interrupt

@@ -26,6 +26,8 @@ from .splits import (PAPER_SIZES, SPLITS, apply_split, formula_split, grouped_sp
 from .store import TARGETS, GraphDataset, GraphStore
 
 log = logging.getLogger(__name__)
+#: Fewer training materials than this left by data.max_sites get a warning (the smallest published size is 100).
+SMALL_TRAINING_SET = 100
 
 
 class SpectraDataModule(pl.LightningDataModule):
@@ -260,9 +262,14 @@ class SpectraDataModule(pl.LightningDataModule):
             train = sorted(rows["train"] + rows["validation"] + rows["test"])
             log.warning("data.train_on=all: training on all %d materials, validation and test included", len(train))
         if self.max_sites is not None:
+            before = len(train)
             train = [i for i in train if int(store.nsites[i]) <= self.max_sites]
             if not train:
                 raise ValueError(f"no training material has at most data.max_sites={self.max_sites} sites")
+            if len(train) < min(SMALL_TRAINING_SET, before):
+                log.warning("data.max_sites=%d keeps %d of the %d training materials: a network sized for the whole "
+                            "set (model=dl_auto and strategy=dl choose by data.subset, unset here) may overfit; "
+                            "consider model=dl_100", self.max_sites, len(train), before)
         if self.subset is not None:
             ids = [store.mat_id[i] for i in train]
             row = {m: i for m, i in zip(ids, train)}

@@ -16,6 +16,8 @@ significant digits (far below any code's convergence error), which keeps the fil
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,3 +121,14 @@ def rpa_database_entry(structure: Structure, mat_id: str, rpa: tuple[np.ndarray,
     if finished:
         d["rpa_similarity"] = None if rpa_similarity is None else float(rpa_similarity)
     return ComputedStructureEntry(structure, energy=0.0, data=d, parameters=parameters, entry_id=mat_id).as_dict()
+
+
+def damaged_entry(path: Path) -> str | None:
+    """Why an entry file cannot be trusted (cut short, not JSON, not an entry), or ``None`` for a whole one."""
+    try:
+        entry = json.loads(path.read_bytes())
+    except (OSError, ValueError) as err:
+        return f"{type(err).__name__}: {str(err)[:80]}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict) or "structure" not in entry:
+        return "not a database entry"
+    return None

@@ -25,6 +25,8 @@ truncated ``.zip``) never stops the stream: what was read is yielded, then one i
 """
 from __future__ import annotations
 
+import logging
+
 import bz2
 import gzip
 import io
@@ -200,8 +202,12 @@ def iter_inputs(path: str | Path, recursive: bool = False) -> Iterator[InputItem
         files, root = [path], path.parent
     else:
         files, root = _files(path, recursive), path
+        sub = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")] if not recursive else []
+        if files and sub:
+            logging.getLogger(__name__).warning(
+                "input=%s: %d subfolder(s) not searched (e.g. %s); add recursive=true to read them too",
+                printable(str(path)), len(sub), printable(sub[0].name))
         if not files:
-            sub = [p for p in path.iterdir() if p.is_dir()]
             hint = (f"; subfolders were not searched (add recursive=true to search {len(sub)} subfolder(s))"
                     if sub and not recursive else "")
             raise InputError(f"no structure found in {printable(str(path))}: no CIF/POSCAR/CONTCAR/.vasp, "

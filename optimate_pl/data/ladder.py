@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..utils.atomic import atomic_open, atomic_write_text, file_lock, remove_with_checksum, verify_file
-from .entries import entry_file_name
+from .entries import damaged_entry, entry_file_name
 from ..spectra.grid import ENERGY_GRID
 
 #: The packed grid: 0-20 eV in 50 meV steps (every 5th point of the 2001-point grid).
@@ -60,6 +60,9 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
     dataset replaced by a folder of two materials) unless ``replace``; restoring ``dest`` into the folder first
     makes the new pack hold both."""
     folder, dest = Path(folder), Path(dest) if dest else builtin_dir()
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"{dest} is a file: the destination of a pack is a folder (it gets materials.json.gz and "
+                         f"spectra.npz)")
     if not (folder / "ipa").is_dir():
         raise ValueError(f"{folder} is not an optimate-pl-compute output folder (no ipa/ in it)")
     ipa_files = {p.stem: p for p in sorted((folder / "ipa").glob("*.json"))}
@@ -67,9 +70,9 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
     rows: list[np.ndarray] = []
     materials = []
     for stem, path in ipa_files.items():
-        entry = json.loads(path.read_text())
+        entry = _read_entry(path)
         data = dict(entry["data"])
-        rpa = json.loads(rpa_files[stem].read_text()) if stem in rpa_files else None
+        rpa = _read_entry(rpa_files[stem]) if stem in rpa_files else None
         source = dict(data)
         if rpa is not None:
             source.update({k: v for k, v in rpa["data"].items() if k in SPECTRA})
@@ -111,6 +114,19 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
             gz.write(json.dumps(materials).encode())
     out = {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows)}
     return {**out, "dropped": len(dropped)} if dropped else out
+
+
+def _read_entry(path: Path) -> dict:
+    """One entry file of a compute output folder, or a one-line error naming it (nothing is packed then)."""
+    try:
+        entry = json.loads(path.read_bytes())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a whole entry ({type(err).__name__}: {str(err)[:80]}); compute it again "
+                         f"(optimate-pl-compute sets a damaged entry aside) or move it out of the folder") from None
+    missing = [k for k in ("data", "structure", "parameters") if not isinstance(entry, dict) or k not in entry]
+    if missing or "mat_id" not in entry["data"]:
+        raise ValueError(f"{path}: not an entry of optimate-pl-compute (no {', '.join(missing) or 'data.mat_id'})")
+    return entry
 
 
 def load(src: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
@@ -190,18 +206,25 @@ def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Pa
     return paths
 
 
-def restore(src: str | Path, folder: str | Path) -> int:
+def restore(src: str | Path, folder: str | Path) -> dict[str, int]:
     """Write a packed dataset back as an ``optimate-pl-compute`` output folder (``ipa/``, ``rpa/`` entries).
 
     A compute run pointed at ``folder`` then takes these materials as done and goes on with the rest: how
-    a long computation continues on another machine from its committed packed progress. Returns the count.
+    a long computation continues on another machine from its committed packed progress. An entry the folder
+    already holds whole is kept, not replaced. Returns the materials and the entries restored and kept.
     """
     materials, rows = load(src)
     folder = Path(folder)
+    counts = {"restored": 0, "kept": 0}
     for m in materials:
         for kind in ("ipa", "rpa") if m["has_rpa"] else ("ipa",):
-            atomic_write_text(json.dumps(_entry(m, rows, kind)), folder / kind / entry_file_name(m["mat_id"]))
-    return len(materials)
+            path = folder / kind / entry_file_name(m["mat_id"])
+            if path.exists() and damaged_entry(path) is None:
+                counts["kept"] += 1  # the folder's own entry (perhaps a newer calculation) is never replaced
+                continue
+            atomic_write_text(json.dumps(_entry(m, rows, kind)), path)
+            counts["restored"] += 1
+    return {"materials": len(materials), **counts}
 
 
 def describe(src: str | Path | None = None) -> dict[str, Any]:
@@ -242,7 +265,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"packed {info['materials']} materials ({info['rpa']} with the RPA rung) into "
               f"{args.dest or builtin_dir()}" + (f", dropping {info['dropped']}" if info.get("dropped") else ""))
     elif args.cmd == "restore":
-        print(f"restored {run_tool(lambda: restore(args.packed, args.folder), args)} materials into {args.folder}")
+        info = run_tool(lambda: restore(args.packed, args.folder), args)
+        print(f"restored {info['materials']} materials into {args.folder}: {info['restored']} entries written"
+              + (f", {info['kept']} already there kept as they are" if info["kept"] else ""))
     else:
         print(json.dumps(run_tool(lambda: describe(args.dest), args), indent=2))
 

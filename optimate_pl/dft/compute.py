@@ -17,6 +17,7 @@ smallest cells first. Each worker is one serial GPAW process on one core.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -28,9 +29,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..utils.atomic import atomic_write_text, file_lock
+from ..utils.atomic import DiskFullError, atomic_write_text, file_lock, require_free_space
 from ..data.inputs import InputItem, iter_inputs, read_structure
-from ..data.entries import entry_file_name
+from ..data.entries import damaged_entry, entry_file_name
 from .entries import ipa_entry, rpa_entry
 from .runner import MaterialFailed, gpaw_python, run_material, stop_workers
 from .settings import LadderSettings
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 ERROR_COLUMNS = ("id", "source", "reason", "message", "seconds")
 #: Failures worth another try on a later run only when asked (retry_failed=true); the others are the material's.
 TRANSIENT = frozenset({"time_limit", "gpaw_error"})
+#: Free space checked before each material starts, so that a full disk stops the run before a calculation, not after
+#: it (its result then lost): the entries (~40-70 kB each) and the worker's scratch (the ``nscf.gpw`` file with
+#: wave functions, up to a few hundred MB for a 6-site cell at the default cutoff).
+OUTPUT_SPACE = 16 << 20
+SCRATCH_SPACE = 512 << 20
 
 
 @dataclass
@@ -134,23 +140,18 @@ class Workdir:
         atomic_write_text(buf.getvalue(), self.errors_path)
 
 
-def damaged_entry(path: Path) -> str | None:
-    """Why an entry file cannot be trusted (cut short, not JSON, not an entry), or ``None`` for a whole one."""
-    try:
-        entry = json.loads(path.read_bytes())
-    except (OSError, ValueError) as err:
-        return f"{type(err).__name__}: {str(err)[:80]}"
-    if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict) or "structure" not in entry:
-        return "not a database entry"
-    return None
-
-
 def read_ids(path: str | Path) -> list[str]:
-    """Material ids from a text file (one a line) or a CSV with a ``mat_id`` or ``id`` column (next_rpa's list)."""
+    """Material ids from a text file (one a line) or a CSV with a ``mat_id`` or ``id`` column (next_rpa's list),
+    either of them gzipped (``.gz``)."""
+    import gzip
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"ids={path}: no such file")
-    text = path.read_text()
+    try:
+        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise ValueError(f"ids={path}: not a readable text or .gz file ({type(err).__name__}: {err})") from None
     first = text.splitlines()[0] if text.strip() else ""
     if "," in first:
         rows = list(csv.DictReader(io.StringIO(text)))
@@ -179,6 +180,9 @@ def select(items: Iterable[InputItem], opts: ComputeOptions, workdir: Workdir) -
             dropped.append((item, "small_gap", f"band_gap_ind {gap} eV < {opts.min_gap_eV} eV in the input"))
             continue
         nsites = data.get("nsites")
+        if not isinstance(nsites, int) and (opts.order == "size" or opts.max_sites is not None) \
+                and item.kind == "file":
+            nsites = _file_sites(item)  # a CIF/POSCAR says its size only when read (cheap next to its DFT)
         if opts.max_sites is not None and isinstance(nsites, int) and nsites > opts.max_sites:
             continue
         todo.append((item, nsites if isinstance(nsites, int) else 10**6))
@@ -194,6 +198,23 @@ def select(items: Iterable[InputItem], opts: ComputeOptions, workdir: Workdir) -
         todo = todo[i::n]
     todo = [it for it in todo if not workdir.done(it.id, opts.retry_failed)]
     return todo, dropped
+
+
+def _file_sites(item: InputItem) -> int | None:
+    """The number of sites of a structure file, or None when it cannot be read (its run then records why)."""
+    try:
+        return len(read_structure(item))
+    except Exception:  # noqa: BLE001 - the material's own failure is recorded when it is computed
+        return None
+
+
+def check_space(opts: ComputeOptions) -> None:
+    """Stop before a material when its output or scratch folder lacks the space for it (one line)."""
+    import tempfile
+
+    require_free_space(opts.output, OUTPUT_SPACE, "the entries of the next material")
+    require_free_space(opts.scratch or tempfile.gettempdir(), SCRATCH_SPACE,
+                       "the GPAW scratch files of the next material (set scratch=... for another folder)")
 
 
 def _compute_one(item: InputItem, opts: ComputeOptions, settings: LadderSettings, python: str):
@@ -226,10 +247,16 @@ def compute(opts: ComputeOptions, settings: LadderSettings | None = None, progre
     python, version = gpaw_python(opts.gpaw_python)
     out = Path(opts.output)
     out.mkdir(parents=True, exist_ok=True)
-    # One command per output folder at a time (a second one would compute the same materials).
+    # One command per output folder at a time (a second one would compute the same materials): a whole-folder run
+    # holds the folder's lock alone; the chunks of an array job share it, each holding its own chunk's lock too.
     suffix = "" if not opts.chunk else "-" + str(opts.chunk).replace("/", "-of-")
-    with file_lock(out / f".compute{suffix}.lock", blocking=False,
-                   what=f"output folder {out}" + (f" (chunk {opts.chunk})" if opts.chunk else "")):
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(file_lock(out / ".compute.lock", blocking=False, shared=bool(opts.chunk),
+                                      what=f"output folder {out}"))
+        if opts.chunk:
+            locks.enter_context(file_lock(out / f".compute{suffix}.lock", blocking=False,
+                                          what=f"output folder {out} (chunk {opts.chunk})"))
+        check_space(opts)
         workdir = Workdir(out, opts.level, opts.chunk)
         todo, dropped = select(iter_inputs(opts.input, opts.recursive), opts, workdir)
         for item, reason, message in dropped:
@@ -289,7 +316,9 @@ class Interrupted(KeyboardInterrupt):
 
 def _drain(running: dict, pending, pool, opts: ComputeOptions, settings: LadderSettings, python: str,
            workdir: Workdir, stats: dict, bar) -> None:
-    """Collect finished materials and start the next ones until none is left."""
+    """Collect finished materials and start the next ones until none is left (or the disk is nearly full: then the
+    running ones finish and the run stops, naming the folder)."""
+    short_of_space: DiskFullError | None = None
     while running:
         finished, _ = wait(running, return_when=FIRST_COMPLETED)
         for fut in finished:
@@ -313,9 +342,21 @@ def _drain(running: dict, pending, pool, opts: ComputeOptions, settings: LadderS
                     log.info("%s: %d sites, %.1f core-s (%s)", item.id, len(result.positions), result.core_seconds,
                              ", ".join(f"{k} {v:.1f}" for k, v in result.times.items() if k not in ("total", "wall")))
             bar.update()
+            if short_of_space is not None:
+                continue  # no new material: the running ones finish and are written, then the run stops
+            try:
+                check_space(opts)
+            except DiskFullError as err:
+                short_of_space = err
+                if running:
+                    log.warning("the disk is nearly full: %d running material(s) finish and are written, then the run "
+                                "stops", len(running))
+                continue
             nxt = next(pending, None)
             if nxt is not None:
                 running[pool.submit(_compute_one, nxt, opts, settings, python)] = nxt
+    if short_of_space is not None:
+        raise short_of_space
 
 
 def _summary(out: Path, opts: ComputeOptions, settings: LadderSettings, version: str, stats: dict,

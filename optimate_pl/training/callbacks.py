@@ -2,6 +2,7 @@
 checkpoints written atomically (a full disk or a crash never leaves a truncated ``.ckpt``)."""
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import shlex
@@ -16,6 +17,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from ..utils.atomic import atomic_torch_save
 
 log = logging.getLogger("optimate_pl")
+
+#: True while a TL run pretrains its own IPA model (``strategy.checkpoint=auto``, training.pretrain): an
+#: interruption is then resumed by running the TL command again (the pretraining picks up its last.ckpt), not
+#: by adding ``ckpt_path`` (the IPA checkpoint does not fit the TL run).
+AUTOMATIC_PRETRAINING: contextvars.ContextVar[bool] = contextvars.ContextVar("automatic_pretraining", default=False)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -68,8 +74,13 @@ class SaveOnInterrupt(pl.Callback):
         self.saved = self.path
         if trainer.is_global_zero:
             args = [a for a in self.command if not a.startswith(("ckpt_path=", "hydra.run.dir="))]
-            resume = shlex.join(["python", "-m", "optimate_pl", *args, f"ckpt_path={self.path}",
-                                 f"hydra.run.dir={self.path.parent.parent}"])
+            if AUTOMATIC_PRETRAINING.get():
+                resume = (shlex.join(["python", "-m", "optimate_pl", *args]) if self.command else "the same call") + \
+                    "   (the same command: its IPA pretraining goes on from this checkpoint)"
+                what += " during the automatic IPA pretraining"
+            else:
+                resume = shlex.join(["python", "-m", "optimate_pl", *args, f"ckpt_path={self.path}",
+                                     f"hydra.run.dir={self.path.parent.parent}"])
             log.warning("%s at epoch %d (step %d): wrote the resumable checkpoint %s\nresume with: %s", what,
                         trainer.current_epoch, trainer.global_step, self.path, resume)
             if slurm_job():

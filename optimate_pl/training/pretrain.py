@@ -51,12 +51,26 @@ def ipa_pretraining_config(cfg: DictConfig) -> DictConfig:
                           "trainer.check_val_every_n_epoch": min(int(epochs), int(every))})
     # A debugging run (debug=fast, overfit, limit_*_batches) pretrains in the same mode: one batch, not 500
     # epochs. Its checkpoint's name includes that setting, so it never stands in for a real pretraining.
-    for key in DEBUG_TRAINER_KEYS:
-        value = cfg.trainer.get(key)
-        if value not in (None, False, 0, 1.0) or (key == "fast_dev_run" and value):
-            overrides[f"trainer.{key}"] = value
+    overrides.update({f"trainer.{key}": value for key, value in debug_mode(cfg.trainer)})
     # The precision is the TL run's resolved one: the checkpoint's name then says which precision trained it.
     return derive_config(cfg, overrides, strategy="ipa", keep_budget=False)
+
+
+def debug_mode(trainer: Any) -> tuple:
+    """The debugging settings of a trainer config (``debug=fast``/``overfit``, ``limit_*_batches``) as (key, value)
+    pairs; () for a real run."""
+    out = []
+    for key in DEBUG_TRAINER_KEYS:
+        value = trainer.get(key) if trainer is not None else None
+        if value is None or value is False:
+            continue
+        # Lightning reads an int as a number of batches and a float as a fraction: limit_train_batches=1 is one
+        # batch (debugging), 1.0 all of them.
+        neutral = value == 0 if key in ("fast_dev_run", "overfit_batches") else \
+            isinstance(value, float) and value == 1.0
+        if not neutral:
+            out.append((key, value))
+    return tuple(out)
 
 
 def ipa_checkpoint_path(cfg: DictConfig, ipa_cfg: DictConfig | None = None) -> Path:
@@ -94,6 +108,7 @@ def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
     Two runs that need the same checkpoint pretrain it once: the second waits on a lock. The file is
     verified against its checksum sidecar before reuse; a damaged one is pretrained again (logged).
     """
+    from .callbacks import AUTOMATIC_PRETRAINING
     from .train import train
 
     ipa_cfg = ipa_pretraining_config(cfg)
@@ -107,12 +122,23 @@ def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
             log.warning("the automatic IPA checkpoint %s cannot be trusted (%s): pretraining it again", target,
                         problem)
             remove_with_checksum(target)
-        ipa_cfg = derive_config(ipa_cfg, {"paths.output_dir": str(target.parent / f"{target.stem}-run")})
-        log.info("strategy=tl checkpoint=auto: no IPA checkpoint at %s yet -> pretraining on IPA first "
-                 "(%s, output in %s)", target, "debug: one batch" if ipa_cfg.trainer.get("fast_dev_run") else
-                 f"{OmegaConf.select(ipa_cfg, 'trainer.max_epochs')} epochs",
-                 ipa_cfg.paths.output_dir)
-        result = train(ipa_cfg)
+        run_dir = target.parent / f"{target.stem}-run"
+        interrupted = run_dir / "checkpoints" / "last.ckpt"
+        ipa_cfg = derive_config(ipa_cfg, {"paths.output_dir": str(run_dir)})
+        if interrupted.is_file() and _resumable(interrupted):
+            # A pretraining stopped by Ctrl-C or SIGTERM (SaveOnInterrupt) goes on where it stopped. The folder is
+            # named by everything that shapes the model, so its last.ckpt is this very pretraining's.
+            ipa_cfg = derive_config(ipa_cfg, {"ckpt_path": str(interrupted)})
+            log.info("strategy=tl checkpoint=auto: resuming the interrupted IPA pretraining from %s", interrupted)
+        else:
+            log.info("strategy=tl checkpoint=auto: no IPA checkpoint at %s yet -> pretraining on IPA first "
+                     "(%s, output in %s)", target, "debug: one batch" if ipa_cfg.trainer.get("fast_dev_run") else
+                     f"{OmegaConf.select(ipa_cfg, 'trainer.max_epochs')} epochs", ipa_cfg.paths.output_dir)
+        token = AUTOMATIC_PRETRAINING.set(True)
+        try:
+            result = train(ipa_cfg)
+        finally:
+            AUTOMATIC_PRETRAINING.reset(token)
         best = result.get("best_checkpoint")
         if not best:
             raise RuntimeError("IPA pretraining produced no checkpoint")
@@ -124,6 +150,20 @@ def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
             write_card(target, card)
     log.info("IPA checkpoint ready: %s", target)
     return target
+
+
+def _resumable(path: Path) -> bool:
+    """Whether an interrupted pretraining's ``last.ckpt`` loads (a damaged one is set aside: pretrain anew)."""
+    from ..models.weights import CheckpointError, safe_load
+
+    try:
+        ok = isinstance(safe_load(path), dict)
+    except (CheckpointError, OSError, RuntimeError, EOFError) as err:
+        log.warning("the interrupted IPA pretraining's %s does not load (%s): pretraining anew", path, err)
+        ok = False
+    if not ok:
+        path.replace(path.with_name(path.name + ".damaged"))
+    return ok
 
 
 def _checkpoint_problem(path: Path) -> str | None:

@@ -11,6 +11,7 @@ from ..config import ConfigError
 from ..models.backbones import architecture
 from ..models.module import SpectraModule
 from ..models.weights import CheckpointError, safe_load
+from .pretrain import debug_mode
 
 log = logging.getLogger("optimate_pl")
 
@@ -47,6 +48,17 @@ def _warn_on_precision(saved: str | None, now: str, path: Path) -> None:
                     saved)
 
 
+def _run_debug_mode(ckpt: Path) -> tuple | None:
+    """The debugging settings of the run that wrote ``ckpt`` (from its folder's config.yaml), None if unknown."""
+    from omegaconf import OmegaConf
+
+    config = ckpt.parent.parent / "config.yaml"
+    try:
+        return debug_mode(OmegaConf.load(config).get("trainer"))
+    except Exception:  # noqa: BLE001 - no or unreadable config: the hyperparameter comparison still decides
+        return None
+
+
 def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
     """The checkpoint to resume (``ckpt_path``): a path, or ``last`` (this task's newest ``last.ckpt``).
 
@@ -61,6 +73,14 @@ def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
         found = sorted(Path(cfg.paths.root_dir, "outputs", cfg.task_name).glob("*/checkpoints/last.ckpt"),
                        key=lambda p: p.stat().st_mtime, reverse=True)
         candidates = ([own] if own.is_file() else []) + [p for p in found if p != own]
+        # A debugging run (debug=fast/overfit, limit_*_batches) never stands in for a real one, nor the reverse.
+        mode = debug_mode(cfg.trainer)
+        other = [p for p in candidates if _run_debug_mode(p) not in (None, mode)]
+        if other and len(other) == len(candidates):
+            raise ConfigError(f"ckpt_path=last: the newest last.ckpt of task {cfg.task_name}, {other[0]}, is a "
+                              f"{'debugging' if _run_debug_mode(other[0]) else 'real'} run's and this run is "
+                              f"{'one' if mode else 'not'}: give the path explicitly to resume it anyway")
+        candidates = [p for p in candidates if p not in other]
         if not candidates:
             raise ConfigError(f"ckpt_path=last: no last.ckpt found for task {cfg.task_name} under "
                               f"{Path(cfg.paths.root_dir, 'outputs', cfg.task_name)}; give the path explicitly")
@@ -75,7 +95,9 @@ def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
                                   f"strategy.checkpoint={path}")
         diffs = resume_mismatches(saved["hyper_parameters"], dict(module.hparams))
         if not diffs:
-            log.info("resuming from %s (epoch %d, step %d)", path, saved.get("epoch", -1), saved.get("global_step", -1))
+            log.log(logging.WARNING if ckpt == "last" else logging.INFO, "resuming from %s (epoch %d, step %d)%s",
+                    path, saved.get("epoch", -1), saved.get("global_step", -1),
+                    f": ckpt_path=last took the run in {path.parent.parent}" if ckpt == "last" else "")
             _warn_on_precision(saved.get("precision"), str(cfg.trainer.get("precision")), path)
             return str(path)
         first_refusal = first_refusal or (path, diffs)

@@ -19,7 +19,7 @@ from ..config import ConfigError, derive_config, resolve_config
 from ..data.cache import default_cache_dir
 from ..models.weights import Weights
 from ..utils.atomic import writable_problem
-from .pretrain import ensure_ipa_checkpoint, ipa_checkpoint_path
+from .pretrain import _checkpoint_problem, ensure_ipa_checkpoint, ipa_checkpoint_path
 
 
 def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
@@ -43,6 +43,8 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
         if given is not None:
             init = given  # its target and architecture were checked by resolve
         elif not cfg.get("ckpt_path"):
+            if _checkpoint_problem(ipa_checkpoint_path(cfg)) is not None:
+                check_training_data(cfg)  # a data mistake is said before minutes of pretraining, not after
             init = ensure_ipa_checkpoint(cfg)
         else:  # resuming: the IPA checkpoint only names the architecture, when it is there
             path = ipa_checkpoint_path(cfg)
@@ -59,6 +61,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                           "optimate_pl.cli.train.run(cfg), what `python -m optimate_pl` does")
     cfg, init = prepare(cfg)
     return train(cfg, init_weights=init)
+
+
+def check_training_data(cfg: DictConfig) -> None:
+    """Set up the run's data module (the cache built once, reused by the run): a subset larger than the training
+    set, an empty filter or a missing file then fails in one line before any pretraining."""
+    import hydra
+
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup()
 
 
 def check_writable(cfg: DictConfig) -> None:

@@ -255,13 +255,16 @@ class LockedError(RuntimeError):
 
 
 @contextlib.contextmanager
-def file_lock(path: str | Path, blocking: bool = True, what: str | None = None) -> Iterator[None]:
+def file_lock(path: str | Path, blocking: bool = True, what: str | None = None,
+              shared: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (a ``.lock`` file beside what it guards) while in the block.
 
     Two processes building the same cache or checkpoint then do the work once: the second waits
     here and finds the result when it gets the lock. POSIX ``flock``: released by the OS if the
     holder dies, so a crash never leaves a stale lock. Where ``fcntl`` is missing it does nothing.
     ``blocking=False`` raises :class:`LockedError` (naming ``what``, default the path) instead of waiting.
+    ``shared=True`` takes a shared lock: many holders at once (the chunks of one array job), none beside an
+    exclusive holder (a whole-folder run).
     """
     try:
         import fcntl
@@ -272,13 +275,30 @@ def file_lock(path: str | Path, blocking: bool = True, what: str | None = None) 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            fcntl.flock(fh.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             raise LockedError(f"{what or path} is in use by another process (lock {path})") from None
         try:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def require_free_space(folder: str | Path, needed: int, what: str) -> None:
+    """Raise :class:`DiskFullError` (one line: the folder, what is free, what ``what`` needs) when the file system
+    of ``folder`` has fewer than ``needed`` bytes free: checked before expensive work whose result would be lost
+    to a full disk (a DFT calculation), not after it."""
+    folder = Path(folder)
+    for candidate in (folder, *folder.parents):
+        try:
+            free = shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+        if free < needed:
+            raise DiskFullError(f"no space for {what}: the folder {folder} has {human_bytes(free)} free, "
+                                f"{human_bytes(needed)} needed. Free some space there or choose another folder, then "
+                                f"run the command again")
+        return
 
 
 def writable_problem(path: str | Path) -> str | None:

@@ -147,3 +147,113 @@ def test_the_time_limit_counts_running_time_not_pauses():
     assert time.monotonic() - t0 < 2.9
     running.kill()
     running.communicate()
+
+
+POSCAR = "{name}\n1.0\n{a} 0 0\n0 {a} 0\n0 0 {a}\n{species}\n{counts}\nDirect\n{coords}"
+
+
+def poscar(path, n: int) -> None:
+    """A cubic POSCAR of ``n`` sites (Na and Cl alternating along the diagonal)."""
+    coords = "\n".join(f"{i / n:.3f} {i / n:.3f} {i / n:.3f}" for i in range(n)) + "\n"
+    na, cl = (n + 1) // 2, n // 2
+    path.write_text(POSCAR.format(name=path.stem, a=3.0 * n, species="Na Cl" if cl else "Na",
+                                  counts=f"{na} {cl}" if cl else f"{na}", coords=coords))
+
+
+def test_size_order_reads_structure_files_and_ids_files_may_be_gzipped(tmp_path):
+    """order=size and max_sites once ignored POSCAR/CIF input (their size is known only when read)."""
+    import gzip
+
+    from optimate_pl.data.inputs import iter_inputs
+
+    for name, n in (("big", 4), ("one", 1), ("three", 3), ("two", 2)):
+        poscar(tmp_path / f"{name}.vasp", n)
+    wd = Workdir(tmp_path / "out", "both")
+    todo, _ = select(iter_inputs(tmp_path), ComputeOptions(str(tmp_path), "out", order="size"), wd)
+    assert [it.id for it in todo] == ["one.vasp", "two.vasp", "three.vasp", "big.vasp"]
+    todo, _ = select(iter_inputs(tmp_path), ComputeOptions(str(tmp_path), "out", max_sites=2), wd)
+    assert [it.id for it in todo] == ["one.vasp", "two.vasp"]
+    (tmp_path / "ids.txt.gz").write_bytes(gzip.compress(b"three.vasp\nbig.vasp\n"))
+    (tmp_path / "rank.csv.gz").write_bytes(gzip.compress(b"rank,mat_id\n1,two.vasp\n"))
+    assert read_ids(tmp_path / "ids.txt.gz") == ["three.vasp", "big.vasp"]
+    assert read_ids(tmp_path / "rank.csv.gz") == ["two.vasp"]
+    (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(b"a\nb\n" * 100)[:20])
+    with pytest.raises(ValueError, match=r"ids=.*cut.txt.gz: not a readable text or .gz file \(EOFError"):
+        read_ids(tmp_path / "cut.txt.gz")
+
+
+def test_subfolders_not_searched_are_named(tmp_path, caplog):
+    from optimate_pl.data.inputs import iter_inputs
+
+    poscar(tmp_path / "top.vasp", 2)
+    for sub in ("batch1", "batch2"):
+        (tmp_path / sub).mkdir()
+        poscar(tmp_path / sub / "inner.vasp", 2)
+    with caplog.at_level("WARNING"):
+        assert [it.id for it in iter_inputs(tmp_path)] == ["top.vasp"]
+    assert "2 subfolder(s) not searched (e.g. batch1); add recursive=true" in caplog.text
+    caplog.clear()
+    assert len(list(iter_inputs(tmp_path, recursive=True))) == 3 and "not searched" not in caplog.text
+
+
+class _Result:
+    positions = [[0, 0, 0]]
+    core_seconds, times = 1.0, {"total": 1.0}
+
+
+def _fake_compute(monkeypatch, free):
+    """compute() with the DFT replaced by a stub and the disk's free bytes given by ``free()``."""
+    import shutil
+    from collections import namedtuple
+
+    from optimate_pl.dft import compute as mod
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(mod, "gpaw_python", lambda _: ("python", "stub"))
+    monkeypatch.setattr(mod, "_compute_entries", lambda item, *a: (
+        {"ipa": {"structure": {}, "data": {"mat_id": item.id}}, "rpa": {"structure": {}, "data": {"mat_id": item.id}}},
+        _Result()))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, free()))
+    return mod
+
+
+def test_a_nearly_full_disk_stops_the_run_before_a_material_not_after(tmp_path, monkeypatch):
+    from optimate_pl.utils.atomic import DiskFullError
+
+    checks = iter([1 << 40] * 2 + [1 << 20] * 100)  # enough at the start (output, scratch), not after material a
+    mod = _fake_compute(monkeypatch, lambda: next(checks))
+    out = tmp_path / "out"
+    with pytest.raises(DiskFullError, match=rf"no space for the entries of the next material: the folder {out} has "
+                                            r"1.0 MiB free, 16.0 MiB needed"):
+        mod.compute(_opts(tmp_path, out), progress=False)
+    assert sorted(p.name for p in (out / "rpa").iterdir()) == ["a.json"]  # the finished one written, b not started
+    mod = _fake_compute(monkeypatch, lambda: 1 << 20)
+    with pytest.raises(DiskFullError, match="needed. Free some space there or choose another folder, then run the command again"):
+        mod.compute(_opts(tmp_path, out), progress=False)
+
+
+def _opts(tmp_path, out):
+    import json as _json
+
+    src = tmp_path / "in.json"
+    src.write_text(_json.dumps([{"structure": {}, "data": {"mat_id": m, "nsites": 1}} for m in "abc"]))
+    return ComputeOptions(str(src), str(out), min_gap_eV=None)
+
+
+def test_chunks_share_the_folder_but_not_with_a_whole_folder_run(tmp_path, monkeypatch):
+    """A chunk run once took only its own lock: a whole-folder run beside the array job computed the same materials."""
+    from optimate_pl.utils.atomic import LockedError, file_lock
+
+    mod = _fake_compute(monkeypatch, lambda: 1 << 40)
+    out = tmp_path / "out"
+    out.mkdir()
+    with file_lock(out / ".compute.lock", shared=True), file_lock(out / ".compute-0-of-2.lock"):  # chunk 0 running
+        assert mod.compute(ComputeOptions(**{**vars(_opts(tmp_path, out)), "chunk": "1/2"}),
+                           progress=False)["this_run"]["computed"] == 1  # another chunk: fine
+        with pytest.raises(LockedError, match=f"output folder {out} \\(chunk 0/2\\) is in use"):
+            mod.compute(ComputeOptions(**{**vars(_opts(tmp_path, out)), "chunk": "0/2"}), progress=False)
+        with pytest.raises(LockedError, match=f"output folder {out} is in use by another process"):
+            mod.compute(_opts(tmp_path, out), progress=False)
+    with file_lock(out / ".compute.lock"):  # a whole-folder run
+        with pytest.raises(LockedError, match=f"output folder {out} is in use"):
+            mod.compute(ComputeOptions(**{**vars(_opts(tmp_path, out)), "chunk": "0/2"}), progress=False)

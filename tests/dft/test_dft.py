@@ -219,7 +219,7 @@ def test_pack_keeps_the_spectra(computed, tmp_path):
         assert np.abs(back.spectrum - orig.spectrum).max() < 1e-3 * orig.spectrum.max()
     assert ladder.unpack(tmp_path / "cache", tmp_path / "packed") == paths  # cached, not rewritten
     # Restored into a fresh folder, the packed progress counts as done for the compute command.
-    assert ladder.restore(tmp_path / "packed", tmp_path / "again") == 1
+    assert ladder.restore(tmp_path / "packed", tmp_path / "again") == {"materials": 1, "restored": 2, "kept": 0}
     again = read_database(tmp_path / "again" / "rpa", "rpa", workers=1).records[0]
     assert np.abs(again.spectrum - read_database(out / "rpa", "rpa", workers=1).records[0].spectrum).max() < 1e-3 * \
         again.spectrum.max()
@@ -248,7 +248,7 @@ def test_packing_never_drops_a_packed_material_unasked(computed, tmp_path):
     with pytest.raises(ValueError, match="holds 1 materials that .*other lacks.*restore .*--replace"):
         ladder.pack(other, tmp_path / "packed")
     assert (tmp_path / "packed" / "materials.json.gz").read_bytes() == before  # untouched
-    assert ladder.restore(tmp_path / "packed", other) == 1  # the way the error names: both, then pack
+    assert ladder.restore(tmp_path / "packed", other)["restored"] == 2  # the way the error names: both, then pack
     assert ladder.pack(other, tmp_path / "packed")["materials"] == 2
     assert ladder.pack(out, tmp_path / "packed", replace=True) == {"materials": 1, "rpa": 1, "rows": 4, "dropped": 1}
     with pytest.raises(ValueError, match="not an optimate-pl-compute output folder"):

@@ -1,0 +1,76 @@
+"""The ladder tool's pack and restore under mistakes (no GPAW needed): a damaged entry named, a file as the destination
+refused, a restore that never replaces the folder's own entries, the command's messages."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from optimate_pl.data import ladder
+from optimate_pl.data.entries import entry_file_name
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """A compute output folder of three shipped materials (two with the RPA rung), written from the built-in pack."""
+    materials, rows = ladder.load()
+    with_rpa = [m for m in materials if m["has_rpa"]][:2]
+    ipa_only = dict(with_rpa[0], mat_id="agm-ipa-only", has_rpa=False)
+    ipa_only["data"] = dict(with_rpa[0]["data"], mat_id="agm-ipa-only")
+    out = tmp_path_factory.mktemp("ladder") / "run"
+    for m in [*with_rpa, ipa_only]:
+        for kind in ("ipa", "rpa") if m["has_rpa"] else ("ipa",):
+            (out / kind).mkdir(parents=True, exist_ok=True)
+            (out / kind / entry_file_name(m["mat_id"])).write_text(json.dumps(ladder._entry(m, rows, kind)))
+    return out
+
+
+def test_pack_names_a_damaged_entry_and_refuses_a_file_as_destination(folder, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    victim = next((bad / "rpa").glob("*.json"))
+    victim.write_bytes(victim.read_bytes()[:100])  # cut short
+    with pytest.raises(ValueError, match=rf"{victim.name}: not a whole entry \(JSONDecodeError"):
+        ladder.pack(bad, tmp_path / "packed")
+    assert not (tmp_path / "packed").exists()  # nothing half-packed
+    victim.write_text(json.dumps({"data": {"mat_id": "x"}}))
+    with pytest.raises(ValueError, match="not an entry of optimate-pl-compute \\(no structure, parameters\\)"):
+        ladder.pack(bad, tmp_path / "packed")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ValueError, match="a_file is a file: the destination of a pack is a folder"):
+        ladder.pack(folder, tmp_path / "a_file")
+    info = ladder.pack(folder, tmp_path / "packed")
+    assert (info["materials"], info["rpa"]) == (3, 2)
+
+
+def test_restore_keeps_the_folders_own_entries(folder, tmp_path):
+    ladder.pack(folder, tmp_path / "packed")
+    target = tmp_path / "target"
+    assert ladder.restore(tmp_path / "packed", target) == {"materials": 3, "restored": 5, "kept": 0}
+    own = target / "ipa" / "agm-ipa-only.json"
+    newer = json.loads(own.read_text())
+    newer["data"]["note"] = "recomputed with other settings"
+    own.write_text(json.dumps(newer))
+    damaged = next((target / "rpa").glob("*.json"))
+    damaged.write_text("{")
+    assert ladder.restore(tmp_path / "packed", target) == {"materials": 3, "restored": 1, "kept": 4}
+    assert json.loads(own.read_text())["data"]["note"] == "recomputed with other settings"  # never replaced
+    assert json.loads(damaged.read_text())["data"]["mat_id"]  # the damaged one written whole again
+    # The materials packed survive a gzip round trip of the pack (what the command describes).
+    assert len(json.loads(gzip.decompress((tmp_path / "packed" / "materials.json.gz").read_bytes()))) == 3
+
+
+def test_the_command_says_what_it_did(folder, tmp_path, capsys):
+    ladder.main(["pack", str(folder), str(tmp_path / "packed")])
+    assert f"packed 3 materials (2 with the RPA rung) into {tmp_path / 'packed'}" in capsys.readouterr().out
+    ladder.main(["restore", str(tmp_path / "packed"), str(folder)])
+    assert f"restored 3 materials into {folder}: 0 entries written, 5 already there kept as they are" in \
+        capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        ladder.main(["pack", str(folder), str(tmp_path / "packed" / "materials.json.gz")])
+    assert stop.value.code != 0
+    assert "is a file: the destination of a pack is a folder" in capsys.readouterr().err
