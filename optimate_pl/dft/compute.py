@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 ERROR_COLUMNS = ("id", "source", "reason", "message", "seconds")
 #: Failures worth another try on a later run only when asked (retry_failed=true); the others are the material's.
 TRANSIENT = frozenset({"time_limit", "gpaw_error"})
+#: Materials left out by a setting of the run (max_sites, min_gap_eV), not by their own physics: never taken as done,
+#: so that a run with other settings computes them (each run's filters decide again, before any DFT).
+BY_SETTINGS = frozenset({"too_large", "small_gap"})
 #: Free space checked before each material starts, so that a full disk stops the run before a calculation, not after
 #: it (its result then lost): the entries (~40-70 kB each) and the worker's scratch (the ``nscf.gpw`` file with
 #: wave functions, up to a few hundred MB for a 6-site cell at the default cutoff).
@@ -116,7 +119,7 @@ class Workdir:
             path.replace(aside)
             log.warning("%s is damaged (%s): moved to %s, computing %s again", path, problem, aside.name, mat_id)
         err = self.known.get(mat_id)
-        return bool(err) and not (retry_failed and err["reason"] in TRANSIENT)
+        return bool(err) and err["reason"] not in BY_SETTINGS and not (retry_failed and err["reason"] in TRANSIENT)
 
     def write_entries(self, mat_id: str, entries: dict[str, dict]) -> None:
         # IPA before RPA: the RPA file is what marks a level=both material as done.

@@ -257,3 +257,18 @@ def test_chunks_share_the_folder_but_not_with_a_whole_folder_run(tmp_path, monke
     with file_lock(out / ".compute.lock"):  # a whole-folder run
         with pytest.raises(LockedError, match=f"output folder {out} is in use"):
             mod.compute(ComputeOptions(**{**vars(_opts(tmp_path, out)), "chunk": "0/2"}), progress=False)
+
+
+def test_materials_left_out_by_a_setting_are_computed_when_it_changes(tmp_path):
+    """max_sites and min_gap_eV once recorded their materials as failed for good: a run with other settings (and
+    retry_failed=true) computed nothing."""
+    out = tmp_path / "out"
+    wd = Workdir(out, "both")
+    _, dropped = select(items(), ComputeOptions("x", str(out)), wd)
+    for item, reason, message in dropped:
+        wd.record_failure(item, reason, message, 0.0)
+    wd.record_failure(items()[0], "too_large", "4 sites > max_sites=3", 0.0)
+    wd.record_failure(items()[4], "not_insulator", "a metal", 10.0)
+    again = Workdir(out, "both")
+    todo, _ = select(items(), ComputeOptions("x", str(out), min_gap_eV=None, max_sites=6), again)
+    assert [it.id for it in todo] == ["a", "b", "c", "d", "f"]  # c (gap) and a (size) again; e is a metal
