@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..utils.atomic import file_lock, remove_with_checksum, verify_file
 from . import featurize, readers, synthetic
@@ -59,6 +60,7 @@ def featurize_records(records: Sequence[MaterialRecord], cutoff: float = 5.0, wo
     ipa = np.stack([r.ipa_spectrum for r in keep]) if keep[0].ipa_spectrum is not None else None
     store = GraphStore.from_graphs(graphs, np.stack([r.spectrum for r in keep]), [r.mat_id for r in keep],
                                    [r.formula for r in keep], ipa)
+    store.volume = torch.tensor([r.structure.volume / len(r.structure) for r in keep], dtype=torch.float32)
     return store, skipped
 
 
@@ -119,6 +121,7 @@ def _build_synthetic(paths: dict[str, Path], key: str, seed: int, ipa_sizes: Seq
     rpa_store = GraphStore.from_graphs([ipa_store.arrays(i) for i in rows], np.stack([r.spectrum for r in db.rpa]),
                                        [r.mat_id for r in db.rpa], [r.formula for r in db.rpa],
                                        np.stack([r.ipa_spectrum for r in db.rpa]))
+    rpa_store.volume = ipa_store.volume[rows]
     meta = {"source": "synthetic", "fingerprint": key, "synthetic": True, "skipped": [], "filtered": 0}
     ipa_store.save(paths["ipa"], {**meta, "kind": "ipa"})
     # The RPA split is inherited from the IPA split, so the RPA store carries the IPA formulas.

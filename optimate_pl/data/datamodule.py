@@ -311,7 +311,16 @@ class SpectraDataModule(pl.LightningDataModule):
                 "cutoff": self.cutoff, "split": self.split_origin, "subset": self.subset,
                 "max_sites": self.max_sites, "seed": self.seed, "target": self.target, "train_on": self.train_on,
                 "train_ids": str(self.train_ids) if self.train_ids else None,
-                "sizes": {"train": len(self.train_set), "validation": len(self.val_set), "test": len(self.test_set)}}
+                "sizes": {"train": len(self.train_set), "validation": len(self.val_set), "test": len(self.test_set)},
+                "domain": self.domain()}
+
+    def domain(self) -> dict:
+        """The training materials' elements, sites per cell and volume per site (:mod:`optimate_pl.data.domain`)."""
+        from .domain import training_domain
+
+        rows = self.train_set.rows.tolist()
+        volumes = None if self.store.volume is None else self.store.volume[rows].tolist()
+        return training_domain([self.store.formula[i] for i in rows], self.store.nsites[rows].tolist(), volumes)
 
     # -- loaders --------------------------------------------------------------------------------
     def _device(self) -> torch.device:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: featurisation workers n
     from torch_geometric.data import Data
 
 #: Bumped whenever the graph construction changes; part of every cache fingerprint.
-FEATURIZER_VERSION = "3"  # 3: edge vectors (the geometric backbones need directions)
+FEATURIZER_VERSION = "4"  # 3: edge vectors (the geometric backbones need directions); 4: volume per site
 
 NUM_NODE_FEATURES = 13
 NUM_EDGE_FEATURES = 51

@@ -360,6 +360,7 @@ class Featurised:
     source: str
     formula: str
     arrays: tuple[np.ndarray, ...]  # (x, edge_index, dist, vec): data.featurize.graph_arrays
+    volume_per_site: float = float("nan")  # Å³, for the model's domain (data.domain)
 
 
 @dataclass
@@ -384,7 +385,8 @@ def featurise_items(items: list[InputItem], cutoff: float, min_distance: float |
         try:
             structure = read_structure(item)
             arrays = graph_arrays(structure, cutoff, item.id, min_distance=min_distance, require_edges=True)
-            out.append(Featurised(item.id, item.source, structure.composition.reduced_formula, arrays))
+            out.append(Featurised(item.id, item.source, structure.composition.reduced_formula, arrays,
+                                  structure.volume / len(structure)))
         except StructureError as err:
             out.append(Failed(item.id, item.source, err.reason, str(err)))
         except Exception as err:  # one bad input never stops the run

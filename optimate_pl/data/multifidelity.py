@@ -32,6 +32,8 @@ def merge_rungs(ipa: GraphStore, ipa_rows: list[int], rpa: GraphStore, rpa_rows:
     store = GraphStore.from_graphs(graphs, spectra, [ipa.mat_id[i] for i in ipa_rows] + [rpa.mat_id[i] for i in rpa_rows],
                                    [ipa.formula[i] for i in ipa_rows] + [rpa.formula[i] for i in rpa_rows])
     store.fidelity = torch.cat([torch.full((len(ipa_rows),), IPA), torch.full((len(rpa_rows),), RPA)])
+    if ipa.volume is not None and rpa.volume is not None:
+        store.volume = torch.cat([ipa.volume[ipa_rows], rpa.volume[rpa_rows]])
     return store
 
 

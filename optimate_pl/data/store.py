@@ -50,6 +50,8 @@ class GraphStore:
     fidelity: Tensor | None = None
     #: where each material comes from (``gpaw``, ``figshare``, ``files:<folder>``) in a mixed store; else None.
     origin: list[str] | None = None
+    #: [M] the cell's volume per site (Å³), for the model's domain (data.domain); None in a store without it.
+    volume: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.mat_id)
@@ -95,6 +97,7 @@ class GraphStore:
                    spectrum=torch.cat([s.spectrum for s in stores]), nsites=torch.cat([s.nsites for s in stores]),
                    mat_id=[m for s in stores for m in s.mat_id], formula=[f for s in stores for f in s.formula],
                    ipa=cat_optional("ipa"), vec=cat_optional("vec"), fidelity=cat_optional("fidelity"),
+                   volume=cat_optional("volume"),
                    origin=None if any(s.origin is None for s in stores) else [o for s in stores for o in s.origin])
 
     def subset(self, rows: Sequence[int]) -> "GraphStore":
@@ -105,6 +108,7 @@ class GraphStore:
                                      None if self.ipa is None else self.ipa[rows].numpy())
         out.fidelity = None if self.fidelity is None else self.fidelity[rows]
         out.origin = None if self.origin is None else [self.origin[i] for i in rows]
+        out.volume = None if self.volume is None else self.volume[rows]
         return out
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:

@@ -42,7 +42,7 @@ def model_info(weights: Weights) -> dict[str, Any]:
             "target": target_of_weights(weights),
             "data_source": source, "synthetic": bool(data.get("synthetic")), "trained_on": trained_on,
             "cutoff": float(data.get("cutoff") or 5.0), "split": data.get("split"),
-            "fingerprint": data.get("fingerprint")}
+            "fingerprint": data.get("fingerprint"), "domain": data.get("domain")}
 
 
 class Predictor(torch.nn.Module):
@@ -97,17 +97,20 @@ class Predictor(torch.nn.Module):
         return self.net(batch).float() if len(self.nets) == 1 else self.members(batch).mean(0)
 
     @torch.no_grad()
-    def uncertainty(self, batch) -> dict[str, torch.Tensor]:
+    def uncertainty(self, batch, preds: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """An ensemble's ``mean``, ``std``, calibrated band ``lower``/``upper`` [B, points] and
-        ``expected_sc_error`` [B]."""
+        ``expected_sc_error`` [B]; ``preds``: the members' predictions of ``batch`` when the caller has them."""
         from ..spectra.calibration import band, expected_sc_error
 
         if not self.is_ensemble or self.calibration is None:
             raise ValueError("uncertainty needs a calibrated ensemble: train one with ensemble.size=5 and load its "
                              "folder (a single model has no spread to calibrate)")
-        preds = self.members(batch)
+        preds = self.members(batch) if preds is None else preds
         mean, std = preds.mean(0), preds.std(0, unbiased=False)
         lower, upper = band(mean, std, self.calibration)
+        # Im ε is never negative: the band of mean ± k·std is cut at 0 (it reached -0.6). Its coverage of true
+        # spectra, all >= 0, is unchanged by the cut.
+        lower, upper = torch.clamp(lower, min=0.0), torch.clamp(upper, min=0.0)
         return {"mean": mean, "std": std, "lower": lower, "upper": upper,
                 "expected_sc_error": expected_sc_error(mean, std, self.calibration)}
 

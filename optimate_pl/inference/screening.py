@@ -209,6 +209,7 @@ def finalize(output: Path, info: dict[str, Any], s: PredictSettings | None = Non
     materials = pd.concat([pd.read_parquet(p) for p in shards], ignore_index=True) if shards else pd.DataFrame()
     if len(materials):
         materials.insert(4, "model_trained_on", "SYNTHETIC" if info["synthetic"] else info["data_source"])
+        materials.insert(5, "outside_domain", _outside_domain(materials, info.get("domain")))
     if len(materials):
         with atomic_open(output / "materials.parquet", "wb") as fh:
             materials.to_parquet(fh, index=False)
@@ -247,6 +248,16 @@ def finalize(output: Path, info: dict[str, Any], s: PredictSettings | None = Non
         summary["incomplete_inputs"] = dict(zip(cut.source, cut.detail))
         for detail in cut.detail:
             log.warning("not everything was read: %s", detail)
+    if info.get("domain") and len(materials):
+        flagged = materials[materials.outside_domain != ""]
+        summary["outside_domain"] = {"count": int(len(flagged)), "domain": info["domain"],
+                                     "examples": dict(zip(flagged.id.head(5), flagged.outside_domain.head(5)))}
+        if len(flagged):
+            log.warning("%d of %d structures lie outside what the model was trained on (column outside_domain; e.g. "
+                        "%s: %s): read their predictions with care", len(flagged), len(materials), flagged.id.iloc[0],
+                        flagged.outside_domain.iloc[0])
+    elif len(materials):
+        summary["outside_domain"] = None  # a weight file without a recorded domain (e.g. the authors' published ones)
     duplicated = int(materials.id.duplicated().sum()) if len(materials) else 0
     if duplicated:
         summary["duplicate_ids"] = duplicated
@@ -255,6 +266,14 @@ def finalize(output: Path, info: dict[str, Any], s: PredictSettings | None = Non
     atomic_write_text(json.dumps(summary, indent=2, default=str), output / "summary.json")
     print_summary(summary)
     return summary
+
+
+def _outside_domain(materials, domain: dict | None) -> list[str]:
+    """Per material, how it lies outside the model's training domain ("" inside; all "" without a domain)."""
+    from ..data.domain import outside
+
+    volumes = materials["volume_per_site"] if "volume_per_site" in materials else [None] * len(materials)
+    return [outside(domain, f, int(n), v) for f, n, v in zip(materials.formula, materials.nsites, volumes)]
 
 
 def write_spectra_csv(parts: Sequence[Path], path: Path, spectrum: str = "eps_imag") -> Path:
@@ -309,6 +328,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_column("count", justify="right")
     table.add_row("read", str(summary["n_inputs"]))
     table.add_row("predicted", str(summary["n_predicted"]))
+    if (summary.get("outside_domain") or {}).get("count"):
+        table.add_row("predicted, outside the training domain", str(summary["outside_domain"]["count"]))
     for reason, n in sorted(summary["skipped_by_reason"].items(), key=lambda kv: -kv[1]):
         table.add_row(f"skipped: {reason.replace('_', ' ')}", str(n))
     if summary.get("incomplete_inputs"):

@@ -147,6 +147,7 @@ class StructureStream(IterableDataset):
         batch.mat_id = [f.id for f in items]
         batch.source = [f.source for f in items]
         batch.formula = [f.formula for f in items]
+        batch.volume_per_site = [f.volume_per_site for f in items]
         batch.chunk, batch.chunk_end, batch.failures, batch.n_items = k, end, failures, n_items
         return batch
 
@@ -188,12 +189,19 @@ class PredictionModule(pl.LightningModule):
         log.warning(why)
 
     def _forward(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The prediction [B, out] and, for a calibrated ensemble, its band."""
-        if self.predictor.is_ensemble and self.predictor.calibration is not None:
-            u = self.predictor.uncertainty(batch)
-            return u["mean"], {"eps_imag_lower": u["lower"], "eps_imag_upper": u["upper"],
-                               "expected_sc_error": u["expected_sc_error"]}
-        return self.predictor(batch), {}
+        """The prediction [B, out] and, for an ensemble, the members' spread of every scalar (``<scalar>_std``)
+        and, calibrated, the spectrum's band."""
+        from ..spectra import optics
+
+        if not self.predictor.is_ensemble:
+            return self.predictor(batch), {}
+        preds = self.predictor.members(batch)
+        spread = {} if self.predictor.is_sc_model else optics.scalar_spread(preds)
+        if self.predictor.calibration is None:
+            return preds.mean(0), spread
+        u = self.predictor.uncertainty(batch, preds)
+        return u["mean"], {"eps_imag_lower": u["lower"], "eps_imag_upper": u["upper"],
+                           "expected_sc_error": u["expected_sc_error"], **spread}
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor] | None:
         from ..spectra import optics
@@ -212,7 +220,9 @@ class PredictionModule(pl.LightningModule):
             pred, band = self._forward(batch)
         if self.predictor.is_sc_model:
             return {"sc_rpa_ipa": pred[:, 0].cpu()}
-        derived = optics.derive(pred)
+        # The derived spectra and scalars from the prediction without its below-gap noise (optics.denoised); the
+        # prediction itself is kept as the network gave it.
+        derived = optics.derive(optics.denoised(pred))
         out = {"eps_imag": pred, **band, **derived, **optics.scalars(pred, derived)}
         return {k: v.float().cpu() for k, v in out.items() if v.dim() == 1 or k in self.store_spectra}
 
@@ -248,7 +258,8 @@ class ShardWriter(BasePredictionWriter):
         if prediction is not None:
             scalars = {k: v.numpy() for k, v in prediction.items() if v.dim() == 1}
             for i, mid in enumerate(batch.mat_id):
-                row = {"id": mid, "source": batch.source[i], "formula": batch.formula[i], "nsites": int(batch.nsites[i])}
+                row = {"id": mid, "source": batch.source[i], "formula": batch.formula[i], "nsites": int(batch.nsites[i]),
+                       "volume_per_site": float(batch.volume_per_site[i])}
                 row.update({k: float(v[i]) for k, v in scalars.items()})
                 buf.rows.append(row)
             for name in self.store_spectra:

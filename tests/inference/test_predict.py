@@ -67,6 +67,37 @@ def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path, predict_cli, structu
     np.testing.assert_allclose(spectra.set_index("id").loc["nacl.cif"].to_numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_structures_outside_the_training_domain_are_flagged(tiny_rpa, tmp_path, structures, caplog):
+    """MgF2 and SnO2 (6 sites) on a model of 1-5-site cells were predicted without a word; now every structure is
+    judged against the model card's domain, in the table and the summary."""
+    pl.seed_everything(0)
+    domain = {"elements": ["As", "Cl", "Ga", "Na"], "sites": [2, 2], "volume_per_site": [20.0, 25.0]}
+    module = SpectraModule(net=NET, data={"source": "synthetic", "synthetic": True, "cutoff": 5.0, "domain": domain})
+    t = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                   enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0)
+    t.fit(module, datamodule=tiny_rpa)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    nacl, gaas = structures()
+    nacl.to(filename=str(folder / "nacl.cif"))
+    gaas.to(filename=str(folder / "gaas.cif"))
+    Structure(Lattice.cubic(4.2), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(folder / "kcl.cif"))
+    big = nacl.copy()
+    big.make_supercell([2, 1, 1])
+    big.to(filename=str(folder / "nacl_x2.cif"))
+    squeezed = nacl.copy()
+    squeezed.scale_lattice(nacl.volume * 0.5)
+    squeezed.to(filename=str(folder / "nacl_squeezed.cif"))
+    with caplog.at_level("WARNING"):
+        summary = run_prediction(t.checkpoint_callback.best_model_path, folder, tmp_path / "out", **QUICK)
+    flags = pd.read_csv(tmp_path / "out" / "materials.csv", keep_default_na=False).set_index("id").outside_domain
+    assert flags["nacl.cif"] == "" and flags["gaas.cif"] == ""
+    assert flags["kcl.cif"] == "element never in training: K; 37.0 Å³ per site (training: 20.0-25.0)"
+    assert flags["nacl_x2.cif"] == "4 sites (training cells: 2-2)"
+    assert flags["nacl_squeezed.cif"] == "11.2 Å³ per site (training: 20.0-25.0)"
+    assert summary["outside_domain"]["count"] == 3 and "3 of 5 structures lie outside" in caplog.text
+
+
 def test_sc_model_predicts_one_number_a_material(tmp_path, structures):
     torch.manual_seed(0)
     path = tmp_path / "sc_published.pt"

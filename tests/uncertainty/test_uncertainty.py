@@ -74,7 +74,9 @@ def test_an_ensemble_of_tiny_members_predicts_a_mean_and_a_band(ensemble, struct
     out = model.predict_structures(list(structures()), uncertainty=True)
     assert out["mean"].shape == out["std"].shape == out["lower"].shape == (2, 2001)
     assert out["expected_sc_error"].shape == (2,) and (out["expected_sc_error"] > 0).all()
-    assert (out["lower"] <= out["mean"]).all() and (out["mean"] <= out["upper"]).all()
+    # The band is cut at 0 (Im ε >= 0); a tiny member's mean may dip below 0, the band's edges never do.
+    assert (out["lower"] >= 0).all() and (out["lower"] <= np.maximum(out["mean"], 0)).all()
+    assert (out["mean"] <= out["upper"]).all() and (out["lower"] < out["upper"]).any()
     members = [optimate_pl.load_model(folder / m["checkpoint"]).predict_structures(list(structures()))
                for m in card["members"]]
     assert not np.allclose(members[0], members[1])  # the seeds made different members
@@ -96,7 +98,29 @@ def test_ensemble_predictions_carry_the_band_into_tables_and_figures(ensemble, t
     assert "expected_sc_error" in materials and (materials.expected_sc_error > 0).all()
     _, _, lower = load_predictions(tmp_path / "out", "eps_imag_lower")
     _, _, mean = load_predictions(tmp_path / "out")
-    assert (lower <= mean + 1e-6).all() and (tmp_path / "out" / "predictions.png").stat().st_size > 0
+    assert (lower <= np.maximum(mean, 0) + 1e-6).all() and (tmp_path / "out" / "predictions.png").stat().st_size > 0
+    assert (lower >= 0).all()  # Im ε is never negative: the band once reached -0.6
+    # Each derived scalar carries the members' spread (an onset is NaN where no member sees one).
+    for key in ("onset_eV_std", "eps_static_std", "alpha_visible_mean_std", "peak_energy_eV_std", "onset_fraction"):
+        assert key in materials, key
+    # Two epochs on toy data: every prediction stays below optics.ONSET_FLOOR, flat as far as optics can tell, so no
+    # member sees an onset and nothing is absorbed (the raw 1 %-of-the-maximum rule gave onsets near 0 eV here).
+    assert (mean.max(axis=1) < 0.1).all() and materials.onset_eV.isna().all()
+    assert (materials.onset_fraction == 0).all() and (materials.alpha_visible_mean == 0).all()
+
+
+def test_members_that_agree_have_no_spread_and_disagreeing_onsets_are_counted():
+    from optimate_pl.spectra import optics
+    from optimate_pl.spectra.grid import ENERGY_GRID as W
+
+    one = torch.tensor(np.where(W >= 3.0, 2.0, 0.0))
+    same = optics.scalar_spread(torch.stack([one, one])[:, None])
+    assert all(float(v[0]) == 0.0 for k, v in same.items() if k.endswith("_std")) and float(same["onset_fraction"]) == 1
+    other = torch.tensor(np.where(W >= 4.0, 2.0, 0.0))
+    flat = torch.full_like(one, 0.02)  # no onset in the window
+    spread = optics.scalar_spread(torch.stack([one, other, flat])[:, None])
+    assert float(spread["onset_eV_std"][0]) == pytest.approx(0.5, abs=0.01)  # onsets 3 and 4 eV
+    assert float(spread["onset_fraction"][0]) == pytest.approx(2 / 3)
 
 
 def test_members_as_separate_jobs_then_assembled(tmp_path, cache_dir, cfg_train):
