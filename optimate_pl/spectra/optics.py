@@ -32,7 +32,8 @@ HC_EV_CM = 1.23984198e-4
 VISIBLE_EV = (1.6, 3.3)
 #: The absorption onset: the lowest energy from which ε2 stays at or above this fraction of its maximum ...
 ONSET_FRACTION = 0.01
-#: ... and at or above this absolute level (a predicted spectrum's below-gap noise: see ONSET_FLOOR's note) ...
+#: ... and at or above this absolute level: 2.5x the largest below-gap prediction of the median test material
+#: (experiments/optics_noise) ...
 ONSET_FLOOR = 0.1
 #: ... over at least this span (eV): a wiggle of the prediction below the gap is no onset.
 ONSET_SPAN_EV = 0.5
