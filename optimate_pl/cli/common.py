@@ -193,9 +193,9 @@ def configure_process(cfg: DictConfig) -> None:
         lg.handlers.clear()
     if not cfg.get("verbose_errors"):
         logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    from ..utils.parallel import cores_busy_message
+    from ..utils.parallel import fit_threads_to_free_cores
 
-    busy = cores_busy_message()
+    busy = fit_threads_to_free_cores()
     if busy:
         logging.getLogger("optimate_pl").warning(busy)
 

@@ -18,3 +18,32 @@ def test_no_warning_on_an_idle_machine_one_thread_spare_cores_or_a_finished_job(
     assert busy_cores_warning(threads=2, cores=2, others=0, load=1.6) is None
     # A process passing through right now on an otherwise idle machine (load still low): no warning.
     assert busy_cores_warning(threads=2, cores=2, others=1, load=0.2) is None
+
+
+def test_torch_runs_on_the_free_cores_unless_the_user_chose(monkeypatch):
+    """On a busy machine two threads per process ran 5-10x slower than one: the count now follows the free cores."""
+    import torch
+
+    from optimate_pl.utils import parallel
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 4)
+    monkeypatch.setattr(parallel, "_others_running", lambda samples=5: 3)
+    monkeypatch.setattr(parallel.os, "getloadavg", lambda: (3.2, 3.0, 3.0))
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(parallel, "secondary_rank", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    try:
+        torch.set_num_threads(4)
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        said = parallel.fit_threads_to_free_cores()
+        assert torch.get_num_threads() == 1 and "using 1 torch thread(s) instead of 4" in said
+        torch.set_num_threads(4)
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the user's choice is kept, and warned about
+        said = parallel.fit_threads_to_free_cores()
+        assert torch.get_num_threads() == 4 and "OMP_NUM_THREADS=1" in said
+        monkeypatch.setattr(parallel, "_others_running", lambda samples=5: 0)
+        monkeypatch.setattr(parallel.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+        assert parallel.fit_threads_to_free_cores() is None and torch.get_num_threads() == 4  # idle: untouched
+    finally:
+        torch.set_num_threads(before)
