@@ -32,11 +32,16 @@ def derive_config(cfg: DictConfig, overrides: dict[str, Any] | None = None, *, s
 
     ``strategy``: a run of that strategy from ``cfg``'s own nodes: the same data settings, paths,
     accelerator, devices, precision and seed; the strategy's optimiser, scheduler, batch size and target;
-    its epochs unless ``keep_budget``; a CSV logger only; no resume, ensemble or campaign.
+    its epochs unless ``keep_budget``; a CSV logger (and W&B, as its own run in the parent's group, where the parent
+    logs to W&B); no resume, ensemble or campaign.
     ``model``: that model config instead of ``cfg``'s. ``overrides``: dotted keys and their values
     (:data:`REMOVE` deletes a key), applied last.
     """
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    # W&B: a derived run (TL's IPA pretraining, a campaign's SC model) is its own run in the parent's group, named
+    # after the parent; resolved here, before task_name changes under the interpolations.
+    wandb = OmegaConf.select(cfg, "logger.wandb", default=None)
+    wandb = OmegaConf.to_container(wandb, resolve=True) if wandb is not None else None
     with open_dict(out):
         if strategy is not None:
             group = load_group_config("strategy", strategy)
@@ -47,6 +52,8 @@ def derive_config(cfg: DictConfig, overrides: dict[str, Any] | None = None, *, s
             out.task_name = strategy
             out.data.update(group.get("data", {}))
             out.logger = {"csv": load_group_config("logger", "csv").csv}
+            if wandb is not None:
+                out.logger.wandb = {**wandb, "name": f"{wandb.get('name')}-{strategy}", "save_dir": "${paths.output_dir}"}
             out.ckpt_path = None
             out.pop("active_learning", None)
             out.ensemble = {"size": 1, "member": None}

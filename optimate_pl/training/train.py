@@ -19,12 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, check_compile_edges, is_resolved, resolve_config
 from ..models.optimate import cxx_compiler
+from ..models.card import read_card
 from ..models.weights import Weights, load_network_weights, read_weights
 from ..utils.atomic import atomic_write_text
 from ..data.splits import write_split_files
 from .outputs import evaluate_medians, write_cards, write_run_outputs
 from .resume import resolve_ckpt_path
-from .trainer import build_trainer, compile_network, finish_loggers
+from .trainer import build_trainer, compile_network, finish_loggers, log_best_model
 
 log = logging.getLogger("optimate_pl")
 
@@ -134,6 +135,7 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     if trainer.is_global_zero:
         atomic_write_text(json.dumps(metrics, indent=2), out / "metrics.json")
         write_cards(ckpt_cb, module, metrics)
+        log_best_model(loggers, best, read_card(best) if best else None)
     finish_loggers(loggers)
     objective = cfg.get("optimized_metric")
     metrics["objective"] = metrics.get(objective) if objective else None

@@ -43,6 +43,9 @@ def build_callbacks_and_loggers(cfg: DictConfig) -> tuple[list, list]:
         callbacks.append(EpochLog())
     callbacks.append(SaveOnInterrupt(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", command_line()))
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    if loggers and not any(isinstance(c, pl.callbacks.LearningRateMonitor) for c in callbacks):
+        # The plateau scheduler lowers the learning rate: dashboards show when (Lightning refuses it without a logger).
+        callbacks.append(pl.callbacks.LearningRateMonitor(logging_interval="epoch"))
     return callbacks, loggers
 
 
@@ -59,6 +62,28 @@ def prepare_wandb(cfg: DictConfig) -> None:
             and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
         log.info("logger=wandb: no WANDB_API_KEY, logging offline (sync later with `wandb sync`)")
         os.environ["WANDB_MODE"] = "offline"
+
+
+def log_best_model(loggers: list, checkpoint: str | None, card: dict | None) -> None:
+    """The best checkpoint (and its model card) as a W&B artifact ``model-<run id>`` with the alias ``best``.
+    Offline it is kept in the run's folder and uploaded by ``wandb sync``; a failure is a warning, never an error."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    runs = [lg for lg in loggers if isinstance(lg, WandbLogger)]
+    if not runs or not checkpoint or not Path(checkpoint).is_file():
+        return
+    try:
+        import wandb
+
+        run = runs[0].experiment
+        artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=card or {})
+        artifact.add_file(str(checkpoint), name="best.ckpt")
+        card_file = Path(str(checkpoint) + ".card.json")
+        if card_file.is_file():
+            artifact.add_file(str(card_file), name="best.ckpt.card.json")
+        run.log_artifact(artifact, aliases=["best"])
+    except Exception as err:  # noqa: BLE001 - a dashboard extra must never fail a finished run
+        log.warning("could not log the best model to W&B (%s: %s)", type(err).__name__, err)
 
 
 def finish_loggers(loggers: list) -> None:

@@ -150,6 +150,23 @@ def test_wandb_offline_run_holds_the_metrics(tmp_path, cache_dir, cfg_train):
         time.sleep(0.5)
     for key in keys:
         assert key in blob, key
+    assert b"lr-Adam" in blob  # the learning rate, per epoch (LearningRateMonitor)
+    run_id = runs[0].name.rsplit("-", 1)[-1].encode()
+    assert b"model-" + run_id in blob and b"best.ckpt" in blob  # the best model logged as an artifact, offline
+
+
+def test_wandb_tl_pretraining_is_its_own_run_in_the_same_group(tmp_path, cache_dir, cfg_train):
+    from omegaconf import OmegaConf
+
+    from optimate_pl.config import resolve_config
+    from optimate_pl.training.pretrain import ipa_pretraining_config
+
+    cfg = resolve_config(cfg_train(tmp_path, "strategy=tl", "data.subset=40", "logger=wandb",
+                                   "logger.wandb.group=study-1"))
+    ipa = ipa_pretraining_config(cfg)
+    assert OmegaConf.select(ipa, "logger.wandb.group") == "study-1"
+    assert OmegaConf.select(ipa, "logger.wandb.name") == OmegaConf.select(cfg, "logger.wandb.name") + "-ipa"
+    assert "csv" in ipa.logger
 
 
 @pytest.mark.slow
