@@ -8,7 +8,7 @@ QUICK ?= 0
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=12
 
-.PHONY: install system-deps run test test-fast bench syncs import-speed studies clean study-backbones study-efficiency study-small-cells study-correlations \
+.PHONY: install system-deps run test test-fast docs docs-serve bench syncs import-speed studies clean study-backbones study-efficiency study-small-cells study-correlations \
 	study-example-spectra study-sc-predictor study-latent-map
 
 $(STAMP): pyproject.toml
@@ -31,6 +31,9 @@ system-deps:
 	then echo "slurm and munge already installed"; \
 	else apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 		slurmctld slurmd slurm-client munge; fi
+	@# chromium: the docs test takes screenshots of the built site in a headless browser
+	@if command -v chromium >/dev/null; then echo "chromium already installed"; \
+	else apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; fi
 
 ## The main job on the built-in GPAW ladder (real physics): TL at 300 materials (pretrains IPA first if needed).
 run: $(STAMP)
@@ -42,6 +45,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow"
+
+## The documentation site into site/ (mkdocs, warnings as errors); `make docs-serve` serves it at :8000.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	$(BIN)/mkdocs serve
 
 clean:
 	rm -rf $(VENV) outputs multirun checkpoints

@@ -1,4 +1,4 @@
-"""The README's "Bring your own spectra" example, run as written: real vasprun.xml files -> TL model -> prediction."""
+"""The "Bring your own spectra" guide's example (docs/guides/own-data.md), run as written: real vasprun.xml files -> TL model -> prediction."""
 from __future__ import annotations
 
 import os
@@ -8,22 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs_blocks import code_block
+
 ROOT = Path(__file__).parents[1]
-
-
-def readme_block(first_line: str) -> str:
-    """The README's fenced code block whose first line is ``first_line``."""
-    blocks = (ROOT / "README.md").read_text().split("```")
-    for block in blocks[1::2]:
-        body = block.split("\n", 1)[1] if "\n" in block else ""
-        if body.startswith(first_line):
-            return body
-    raise AssertionError(f"the README has no code block starting with {first_line!r}")
 
 
 @pytest.mark.slow
 def test_readme_import_example_runs_as_written(tmp_path, cache_dir):
-    script = readme_block("# 1. import")
+    script = code_block("# 1. import")
     (tmp_path / "tests").symlink_to(ROOT / "tests")  # the example's paths are relative to the repository
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "WANDB_MODE": "offline", "OPTIMATE_PL_CACHE": str(cache_dir)}

@@ -14,6 +14,7 @@ from optimate_pl.data.batching import batch_from_arrays
 from optimate_pl.data.featurize import graph_arrays
 from optimate_pl.models.backbones import architecture, make_network
 from optimate_pl.models.triplets import triplets
+from tests.docs_blocks import code_block
 
 SMALL = {"dimenet": dict(_target_="optimate_pl.models.dimenet.DimeNetCrystal", hidden=16, width=16, blocks=1,
                          int_emb=8, basis_emb=4, out_emb=16, out_widths=[32]),
@@ -136,27 +137,15 @@ def test_a_backbones_weight_file_loads_without_naming_it(name, tmp_path, cfg_tra
         assert np.asarray(preds).shape[-1] == 2001
 
 
-def readme_block(first_line: str) -> str:
-    """The README's fenced code block that starts with ``first_line`` (its worked example of a backbone)."""
-    from pathlib import Path
-
-    text = (Path(__file__).parents[2] / "README.md").read_text()
-    for block in text.split("```")[1::2]:
-        body = block.split("\n", 1)[1]
-        if body.startswith(first_line):
-            return body
-    raise AssertionError(f"the README has no code block starting with {first_line!r}")
-
-
 @pytest.fixture()
 def toy_backbone(tmp_path, monkeypatch):
-    """The README's own backbone in its two files: ``my_backbone.py`` on the path, ``model/schnetlike.yaml`` on
+    """The backbones guide's own backbone in its two files: ``my_backbone.py`` on the path, ``model/schnetlike.yaml`` on
     Hydra's search path (so the worked example cannot rot)."""
     code = tmp_path / "code"
     code.mkdir()
-    (code / "my_backbone.py").write_text(readme_block("# my_backbone.py"))
+    (code / "my_backbone.py").write_text(code_block("# my_backbone.py"))
     (tmp_path / "conf" / "model").mkdir(parents=True)
-    (tmp_path / "conf" / "model" / "schnetlike.yaml").write_text(readme_block("# my_conf/model/schnetlike.yaml"))
+    (tmp_path / "conf" / "model" / "schnetlike.yaml").write_text(code_block("# my_conf/model/schnetlike.yaml"))
     monkeypatch.syspath_prepend(str(code))
     yield f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
     sys.modules.pop("my_backbone", None)
