@@ -145,7 +145,7 @@ def check_launcher(cfg: DictConfig, multirun: bool) -> None:
                           "cluster's login node, or leave out launcher= to run here")
     if not multirun:
         raise ConfigError("the SLURM launcher submits the jobs of a sweep: add -m (or a sweep=...); for one run, "
-                          "submit the command itself with sbatch (README: Running on a SLURM cluster)")
+                          "submit the command itself with sbatch (docs/guides/slurm.md)")
     import subprocess
 
     try:

@@ -8,7 +8,7 @@ the names (``mlp_att``, ``mlp1``) that the prediction and latent-space tools rea
 
 To add a backbone, subclass :class:`GraphNetwork`, build the encoder in ``__init__``, call
 :meth:`GraphNetwork.build_readout` last, and implement :meth:`GraphNetwork.encode`; then point a
-``conf/model/<name>.yaml`` at the class (README, *Backbones*).
+``conf/model/<name>.yaml`` at the class (docs/guides/backbones.md).
 """
 from __future__ import annotations
 
