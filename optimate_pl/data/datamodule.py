@@ -30,6 +30,16 @@ log = logging.getLogger(__name__)
 SMALL_TRAINING_SET = 100
 
 
+def written_here(root: str | Path | None) -> bool:
+    """Whether ``root`` (a database folder or one rung's folder) was written by ``optimate-pl-compute`` or
+    ``optimate-pl-import`` (their ``summary.json``/``errors.csv`` beside the rungs), not downloaded from the authors."""
+    if not root:
+        return False
+    path = Path(str(root)).expanduser()
+    return any((folder / name).is_file() for folder in (path, path.parent) for name in ("summary.json", "errors.csv")
+               if (folder / "ipa").is_dir())
+
+
 class SpectraDataModule(pl.LightningDataModule):
     """Shared logic of :class:`IPADataModule` and :class:`RPADataModule`.
 
@@ -110,8 +120,12 @@ class SpectraDataModule(pl.LightningDataModule):
 
     # -- building -------------------------------------------------------------------------------
     def origin_label(self) -> str:
-        """How this module's own materials are named in the per-material outputs' ``origin`` column."""
-        return f"files:{Path(str(self.root)).expanduser().name}" if self.source == "files" else self.source
+        """How this module's own materials are named in the per-material outputs' ``origin`` column (and in the model
+        card): ``files:<folder>`` for one's own files, also when they are read as ``data.source=figshare``."""
+        own = self.source == "files" or (self.source == "figshare" and written_here(self.root))
+        path = Path(str(self.root)).expanduser()
+        name = path.parent.name if path.name in ("ipa", "rpa") else path.name  # the database, not its rung folder
+        return f"files:{name}" if own else self.source
 
     def cache_path(self, kind: str | None = None) -> Path:
         """Build the cache of this source's ``kind`` database (default: this module's) if needed; its path."""
@@ -305,6 +319,10 @@ class SpectraDataModule(pl.LightningDataModule):
         if self.train_set is None:
             self.setup()
         origins = dict(Counter(self.store.origin)) if self.store.origin else {self.origin_label(): len(self.store)}
+        if self.source == "figshare" and written_here(self.root):
+            log.warning("data.root=%s was written by optimate-pl-compute/import, not downloaded from the authors: it "
+                        "is labelled as your own data (data.source=files reads it as such, with its own split)",
+                        self.root)
         return {"kind": self.kind, "source": self.source, "synthetic": bool(self.meta.get("synthetic")),
                 "extra": list(self.extra), "origins": origins,
                 "root": str(self.root) if self.root else None, "fingerprint": self.meta.get("fingerprint"),

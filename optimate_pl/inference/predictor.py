@@ -28,19 +28,29 @@ from ..spectra.grid import ENERGY_GRID
 log = logging.getLogger("optimate_pl")
 
 
+def trained_on(data: dict[str, Any]) -> tuple[str, str]:
+    """``(source, words)``: the data a model card's ``data`` says the model learned from. Entries written by
+    optimate-pl-compute or -import count as one's own data also when read as ``data.source=figshare`` (they were
+    once labelled "the authors' databases")."""
+    source = data.get("source") or "unknown"
+    if source == "figshare" and any(str(o).startswith("files:") for o in data.get("origins") or {}):
+        source = "files"
+    words = ("SYNTHETIC data (generated, not physics)" if data.get("synthetic") else
+             "real DFT data (figshare)" if source == "figshare" else
+             "real DFT data (the built-in GPAW-computed ladder)" if source == "gpaw" else
+             "your own data (" + ", ".join(f"{n} from {o}" for o, n in (data.get("origins") or {}).items())
+             + ")" if source == "files" else
+             "unknown data (a weight file without a model card, e.g. the authors' published weights)")
+    return source, words
+
+
 def model_info(weights: Weights) -> dict[str, Any]:
     """What a weight file says about itself: target, the data it was trained on, its cutoff."""
     data = weights.hparams.get("data") or (read_card(weights.path) or {}).get("data") or {}
-    source = data.get("source") or "unknown"
-    trained_on = ("SYNTHETIC data (generated, not physics)" if data.get("synthetic") else
-                  "real DFT data (figshare)" if source == "figshare" else
-                  "real DFT data (the built-in GPAW-computed ladder)" if source == "gpaw" else
-                  "your own data (" + ", ".join(f"{n} from {o}" for o, n in (data.get("origins") or {}).items())
-                  + ")" if source == "files" else
-                  "unknown data (a weight file without a model card, e.g. the authors' published weights)")
+    source, words = trained_on(data)
     return {"checkpoint": str(weights.path), "layout": weights.layout, "architecture": weights.net,
             "target": target_of_weights(weights),
-            "data_source": source, "synthetic": bool(data.get("synthetic")), "trained_on": trained_on,
+            "data_source": source, "synthetic": bool(data.get("synthetic")), "trained_on": words,
             "cutoff": float(data.get("cutoff") or 5.0), "split": data.get("split"),
             "fingerprint": data.get("fingerprint"), "domain": data.get("domain")}
 

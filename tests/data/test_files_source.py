@@ -119,3 +119,22 @@ def test_files_source_config_errors(tmp_path, cfg_train):
     cfg = cfg_train(tmp_path, "strategy=dl", "data.source=files", f"data.root={tmp_path / 'nowhere'}")
     with pytest.raises(ConfigError, match="is not a folder"):
         resolve_config(cfg)
+
+
+def test_own_entries_read_as_the_authors_format_are_labelled_own_data(tmp_path, cache_dir, caplog):
+    """A compute output folder (built-in ladder entries restored there, as a long computation continues) read with
+    data.source=figshare was labelled "the authors' databases (figshare)" in the model card."""
+    from optimate_pl.inference.predictor import trained_on
+
+    folder = tmp_path / "my_ladder"
+    ladder.restore(ladder.builtin_dir(), folder)
+    (folder / "summary.json").write_text(json.dumps({"level": "both", "this_run": {}}))  # what compute writes
+    dm = RPADataModule(source="figshare", root=str(folder / "rpa"), ipa_root=str(folder / "ipa"),
+                       cache_dir=str(cache_dir))
+    dm.setup()
+    with caplog.at_level("WARNING"):
+        data = dm.describe()
+    assert data["origins"] == {"files:my_ladder": len(dm.store)}
+    assert "written by optimate-pl-compute/import" in caplog.text
+    assert trained_on(data) == ("files", f"your own data ({len(dm.store)} from files:my_ladder)")
+    assert trained_on({"source": "figshare", "origins": {"figshare": 5}}) == ("figshare", "real DFT data (figshare)")
