@@ -244,6 +244,13 @@ def describe(src: str | Path | None = None) -> dict[str, Any]:
             "core_hours": round(sum(m["parameters"]["core_seconds"]["total"] for m in materials) / 3600, 2)}
 
 
+def local_field_shortfall(materials: list[dict], min_G: int) -> list[str]:
+    """The materials whose RPA rung was computed with fewer local-field G-vectors than ``min_G`` (recorded as
+    ``rpa_n_G``): the ones to recompute with the floor (c-BN and BeO had 1: RPA = IPA)."""
+    return sorted(m["mat_id"] for m in materials if m.get("has_rpa")
+                  and ((m.get("rpa_parameters") or {}).get("rpa_n_G") or min_G) < min_G)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m optimate_pl.data.ladder pack FOLDER [DEST]`` | ``restore PACKED FOLDER`` | ``describe [DEST]``."""
     from ..utils.tool import run_tool, tool_parser

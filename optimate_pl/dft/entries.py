@@ -31,7 +31,7 @@ def _parameters(settings: LadderSettings, result: RungResult, level: str) -> dic
               "bands_reach_eV": info.get("bands_reach_eV"), "pw_conv_cutoff": settings.pw_cutoff_eV,
               "core_seconds": {k: round(v, 2) for k, v in result.times.items()}}
     if level == "both":
-        params.update({"rpa_G_eV": settings.response_cutoff_eV, "rpa_n_G": info.get("n_G"),
+        params.update({"rpa_G_eV": info.get("response_cutoff_eV", settings.response_cutoff_eV), "rpa_n_G": info.get("n_G"),
                        "rpa_broad": settings.broadening_eV})
     return params
 

@@ -86,6 +86,23 @@ def _empty_bands(volume: float, energy: float) -> int:
     return int(math.ceil(volume * kf**3 / (6 * math.pi**2)))
 
 
+def local_field_cutoff(cell: np.ndarray, cutoff_eV: float, min_G: int) -> float:
+    """The local-field cutoff (eV) that keeps at least ``min_G`` G-vectors (|G|²/2 <= cutoff, q -> 0) in the cell
+    ``cell`` (rows: lattice vectors in Å), and never less than ``cutoff_eV``.
+
+    A fixed cutoff keeps few G-vectors in a small cell with short lattice vectors (1 for c-BN at 30 eV: no local
+    fields at all, the RPA rung equal to the IPA one); the floor makes every cell's basis at least ``min_G``.
+    Shells of equal |G| come whole, so the count can exceed ``min_G``."""
+    hartree, bohr = 27.211386245988, 0.529177210903
+    recip = 2 * np.pi * np.linalg.inv(np.asarray(cell, dtype=float)).T * bohr  # rows: reciprocal vectors, 1/bohr
+    n = 8
+    grid = np.stack(np.meshgrid(*[np.arange(-n, n + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    energies = np.sort(0.5 * np.sum((grid @ recip) ** 2, axis=1)) * hartree  # eV, |G|²/2 of each G
+    if min_G <= 1:
+        return float(cutoff_eV)
+    return float(max(cutoff_eV, energies[min_G - 1] * (1 + 1e-6)))
+
+
 def compute(task: dict, workdir: str) -> dict:
     """Run the ground state, the empty-band step and the response; return arrays and timings."""
     from ase import Atoms
@@ -134,7 +151,8 @@ def compute(task: dict, workdir: str) -> dict:
 
     t0 = time.process_time()
     # IPA alone needs only the head of chi0: a response cutoff that keeps G = 0 alone.
-    ecut = s["response_cutoff_eV"] if task["level"] == "both" else 1e-3
+    ecut = local_field_cutoff(atoms.cell[:], s["response_cutoff_eV"], int(s.get("response_min_G", 1))) \
+        if task["level"] == "both" else 1e-3
     df = _CachedDielectricFunction(gpw, frequencies={"type": "nonlinear", "domega0": s["domega0_eV"],
                                                      "omega2": s["omega2_eV"], "omegamax": None},
                                    eta=s["broadening_eV"], ecut=ecut, nbands=nconv, intraband=False,
@@ -148,7 +166,9 @@ def compute(task: dict, workdir: str) -> dict:
         if task["level"] == "both":
             # The RPA rung, and the same with only the G-vectors within half the local-field cutoff:
             # their similarity is the entry's convergence check (rpa_similarity).
-            half = np.flatnonzero(0.5 * df.G2_G * Hartree <= 0.5 * ecut)
+            # At least the first shell beyond G = 0: a basis of G = 0 alone would compare the RPA with the IPA.
+            shells = np.unique(np.round(df.G2_G, 8))
+            half = np.flatnonzero(df.G2_G <= max(0.5 * ecut / Hartree * 2, shells[min(1, len(shells) - 1)]) + 1e-9)
             rpa.append(df.collect(np.array([1.0 / np.linalg.inv(e)[0, 0] for e in e_wGG], dtype=complex)))
             rpa_half.append(df.collect(np.array([1.0 / np.linalg.inv(e[np.ix_(half, half)])[0, 0] for e in e_wGG],
                                                 dtype=complex)))
@@ -158,7 +178,7 @@ def compute(task: dict, workdir: str) -> dict:
         "n_bands": nconv, "n_occupied": nocc, "n_kpts_ibz": nkpts_ibz,
         "kpts_nscf": np.array(nscf.wfs.kd.N_c), "kpts_gs": np.array(gs.wfs.kd.N_c),
         "bands_reach_eV": float(eps_top - vbm), "n_symmetries": len(gs.wfs.kd.symmetry.op_scc),
-        "cell": atoms.cell[:], "positions": atoms.positions, "n_G": df.n_G, "times": json.dumps({**_all_ranks(times), "cpu_total": _all_ranks({"t": time.process_time()})["t"]}),
+        "cell": atoms.cell[:], "positions": atoms.positions, "n_G": df.n_G, "response_cutoff_eV": ecut, "times": json.dumps({**_all_ranks(times), "cpu_total": _all_ranks({"t": time.process_time()})["t"]}),
     }
     if task["level"] == "both":
         out["rpa"] = np.array(rpa)

@@ -272,3 +272,32 @@ def test_materials_left_out_by_a_setting_are_computed_when_it_changes(tmp_path):
     again = Workdir(out, "both")
     todo, _ = select(items(), ComputeOptions("x", str(out), min_gap_eV=None, max_sites=6), again)
     assert [it.id for it in todo] == ["a", "b", "c", "d", "f"]  # c (gap) and a (size) again; e is a metal
+
+
+def test_the_local_field_basis_has_a_floor_in_g_vectors():
+    """A 30 eV cutoff kept 1 G-vector for c-BN (no local fields: RPA = IPA). The floor raises the cutoff of small
+    cells until at least min_G G-vectors are in; the reference is the simple-cubic shell structure, whose shells
+    |G|² = (2π/a)² x 0, 1, 2, 3, 4 hold 1, 6, 12, 8, 6 vectors."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    import optimate_pl.dft as dft
+
+    spec = importlib.util.spec_from_file_location("gpaw_worker", Path(dft.__file__).parent / "gpaw_worker.py")
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)  # numpy only at import: GPAW is imported inside compute()
+    a, hartree, bohr = 3.0, 27.211386245988, 0.529177210903
+    unit = 0.5 * (2 * np.pi / a * bohr) ** 2 * hartree  # |G|²/2 of the first shell, eV (16.7 eV at a = 3 Å)
+    cell = np.eye(3) * a
+    assert worker.local_field_cutoff(cell, 5.0, 1) == 5.0                       # no floor: the cutoff as given
+    assert worker.local_field_cutoff(cell, 5.0, 7) == pytest.approx(unit, rel=1e-5)       # G = 0 and 6 neighbours
+    assert worker.local_field_cutoff(cell, 5.0, 15) == pytest.approx(2 * unit, rel=1e-5)  # the 12 of shell 2 too
+    assert worker.local_field_cutoff(cell, 5.0, 27) == pytest.approx(3 * unit, rel=1e-5)
+    assert worker.local_field_cutoff(cell, 500.0, 15) == 500.0                  # a large cutoff is never lowered
+    big = np.eye(3) * 12.0  # a large cell already holds many G-vectors at 30 eV: unchanged
+    assert worker.local_field_cutoff(big, 30.0, 15) == 30.0
+    # The convergence check compares with the G-vectors within half the cutoff: with a floor of 15 that basis
+    # holds more than G = 0 (the 7 of shell 1 here), so a basis with no local fields no longer passes unseen.
+    assert worker.local_field_cutoff(cell, 5.0, 15) / 2 >= unit * (1 - 1e-6)
