@@ -74,11 +74,15 @@ def test_gpaw_under_mpi_gives_the_serial_spectra(nacl_rungs):
 
 def test_ipa_is_rpa_without_local_field_vectors(nacl_rungs):
     """With a response cutoff that keeps G = 0 alone, the RPA rung is the IPA rung (the head of chi0)."""
-    r = run_material(nacl(), replace(LOW, response_cutoff_eV=1e-3), "both", python=GPAW, nice=0)
+    r = run_material(nacl(), replace(LOW, response_cutoff_eV=1e-3, response_min_G=1), "both", python=GPAW, nice=0)
     assert r.info["n_G"] == 1
     assert np.abs(r.rpa - r.ipa).max() < 1e-8 * np.abs(r.ipa).max()
     # The IPA rung does not depend on the local-field basis at all.
     assert np.abs(r.ipa - nacl_rungs.ipa).max() < 1e-6 * np.abs(r.ipa).max()
+    # The default floor in G-vectors: the same tiny cutoff now keeps local fields (c-BN had RPA = IPA at 30 eV).
+    floored = run_material(nacl(), replace(LOW, response_cutoff_eV=1e-3), "both", python=GPAW, nice=0)
+    assert floored.info["n_G"] >= LOW.response_min_G == 15 and floored.info["response_cutoff_eV"] > 1e-3
+    assert np.abs(floored.rpa - floored.ipa).max() > 0.01 * np.abs(floored.ipa).max()
 
 
 @pytest.fixture(scope="module")
