@@ -12,6 +12,8 @@ from .resolve import resolve_config
 #: Trainer keys that set a run's budget or debugging mode: a run of another strategy has its own.
 BUDGET_KEYS = ("max_epochs", "max_steps", "val_check_interval", "check_val_every_n_epoch", "fast_dev_run",
                "overfit_batches", "limit_train_batches", "limit_val_batches", "limit_test_batches")
+#: Trainer keys of a debugging run (their neutral values: unset, 0, and the float 1.0: all batches).
+DEBUG_TRAINER_KEYS = ("fast_dev_run", "overfit_batches", "limit_train_batches", "limit_val_batches")
 #: An override value that removes the key.
 REMOVE = object()
 
@@ -73,3 +75,20 @@ def derive_config(cfg: DictConfig, overrides: dict[str, Any] | None = None, *, s
             else:
                 OmegaConf.update(out, key, value, force_add=True)
     return resolve_config(out)
+
+
+def debug_mode(trainer: Any) -> tuple:
+    """The debugging settings of a trainer config (``debug=fast``/``overfit``, ``limit_*_batches``) as (key, value)
+    pairs; () for a real run."""
+    out = []
+    for key in DEBUG_TRAINER_KEYS:
+        value = trainer.get(key) if trainer is not None else None
+        if value is None or value is False:
+            continue
+        # Lightning reads an int as a number of batches and a float as a fraction: limit_train_batches=1 is one
+        # batch (debugging), 1.0 all of them.
+        neutral = value == 0 if key in ("fast_dev_run", "overfit_batches") else \
+            isinstance(value, float) and value == 1.0
+        if not neutral:
+            out.append((key, value))
+    return tuple(out)

@@ -15,14 +15,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..utils.atomic import atomic_open, checksum_path, file_lock, record_checksum, remove_with_checksum, verify_file
-from ..config import derive_config, load_group_config
+from ..config import debug_mode, derive_config, load_group_config
 from ..data.cache import fingerprint
 from ..models.card import read_card, write_card
 
 log = logging.getLogger("optimate_pl")
 
-#: Trainer keys of a debugging run, which its automatic pretraining keeps (their neutral values: unset, 0, 1.0).
-DEBUG_TRAINER_KEYS = ("fast_dev_run", "overfit_batches", "limit_train_batches", "limit_val_batches")
 #: Data keys that do not change what a model learns (where files live, how they are loaded).
 DATA_KEYS_WITHOUT_EFFECT = ("cache_dir", "num_workers", "eval_batch_size")
 
@@ -54,23 +52,6 @@ def ipa_pretraining_config(cfg: DictConfig) -> DictConfig:
     overrides.update({f"trainer.{key}": value for key, value in debug_mode(cfg.trainer)})
     # The precision is the TL run's resolved one: the checkpoint's name then says which precision trained it.
     return derive_config(cfg, overrides, strategy="ipa", keep_budget=False)
-
-
-def debug_mode(trainer: Any) -> tuple:
-    """The debugging settings of a trainer config (``debug=fast``/``overfit``, ``limit_*_batches``) as (key, value)
-    pairs; () for a real run."""
-    out = []
-    for key in DEBUG_TRAINER_KEYS:
-        value = trainer.get(key) if trainer is not None else None
-        if value is None or value is False:
-            continue
-        # Lightning reads an int as a number of batches and a float as a fraction: limit_train_batches=1 is one
-        # batch (debugging), 1.0 all of them.
-        neutral = value == 0 if key in ("fast_dev_run", "overfit_batches") else \
-            isinstance(value, float) and value == 1.0
-        if not neutral:
-            out.append((key, value))
-    return tuple(out)
 
 
 def ipa_checkpoint_path(cfg: DictConfig, ipa_cfg: DictConfig | None = None) -> Path:
@@ -114,7 +95,7 @@ def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
     ipa_cfg = ipa_pretraining_config(cfg)
     target = ipa_checkpoint_path(cfg, ipa_cfg)
     with file_lock(target.with_suffix(".lock")):
-        problem = _checkpoint_problem(target)
+        problem = checkpoint_problem(target)
         if problem is None:
             log.info("strategy=tl: starting from the IPA checkpoint %s", target)
             return target
@@ -166,7 +147,7 @@ def _resumable(path: Path) -> bool:
     return ok
 
 
-def _checkpoint_problem(path: Path) -> str | None:
+def checkpoint_problem(path: Path) -> str | None:
     """Why the automatic checkpoint at ``path`` cannot be reused, or ``None``.
 
     Its checksum sidecar decides; a checkpoint of an earlier version (no sidecar) is adopted when it

@@ -7,11 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ..config import ConfigError
+from ..config import ConfigError, debug_mode
 from ..models.backbones import architecture
 from ..models.module import SpectraModule
 from ..models.weights import CheckpointError, safe_load
-from .pretrain import debug_mode
 
 log = logging.getLogger("optimate_pl")
 

@@ -19,7 +19,7 @@ from ..config import ConfigError, derive_config, resolve_config
 from ..data.cache import default_cache_dir
 from ..models.weights import Weights
 from ..utils.atomic import writable_problem
-from .pretrain import _checkpoint_problem, ensure_ipa_checkpoint, ipa_checkpoint_path
+from .pretrain import checkpoint_problem, ensure_ipa_checkpoint, ipa_checkpoint_path
 
 
 def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
@@ -43,7 +43,7 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
         if given is not None:
             init = given  # its target and architecture were checked by resolve
         elif not cfg.get("ckpt_path"):
-            if _checkpoint_problem(ipa_checkpoint_path(cfg)) is not None:
+            if checkpoint_problem(ipa_checkpoint_path(cfg)) is not None:
                 check_training_data(cfg)  # a data mistake is said before minutes of pretraining, not after
             init = ensure_ipa_checkpoint(cfg)
         else:  # resuming: the IPA checkpoint only names the architecture, when it is there
