@@ -28,23 +28,32 @@ def subscripts(formula: str) -> str:
 def example_spectra(energy: np.ndarray, panels: list[dict[str, Any]], styles: dict[str, tuple[str, str, float]]) -> Any:
     """Fig. 2: test materials at the 10-90 % quantiles of SC[IPA;RPA]; IPA and RPA (DFT), DL and TL at two sizes.
 
-    ``panels``: dicts with ``quantile``, ``formula`` and ``curves`` (label -> spectrum); ``styles``:
-    label -> (colour, line style, line width).
+    ``panels``: dicts with ``quantile``, ``formula``, ``mat_id``, ``baseline`` (the material's SC[IPA;RPA], the
+    quantity of the quantiles), ``sc`` (model label -> the model's SC on it) and ``curves`` (label -> spectrum);
+    ``styles``: label -> (colour, line style, line width), line styles that differ without colour too.
+    Each panel names its material (formula and id: polymorphs share a formula) and prints each model's SC.
     """
-    fig, axes = plt.subplots(3, 3, figsize=(10, 7), sharex=True)
+    fig, axes = plt.subplots(3, 3, figsize=(10.5, 7.5), sharex=True)
     handles = {}
+    window = energy <= 10.0
     for ax, panel in zip(axes.flat, panels):
         for label, curve in panel["curves"].items():
             colour, ls, lw = styles[label]
             handles[label] = ax.plot(energy, curve, color=colour, ls=ls, lw=lw, label=label)[0]
         ax.set_xlim(0, 10)
-        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.2)
-        ax.annotate(subscripts(panel["formula"]), xy=(1, 1), xycoords="axes fraction", xytext=(-4, -4),
-                    textcoords="offset points", ha="right", va="top", fontsize=8)
-        ax.annotate(f"$Q_{{{int(round(panel['quantile'] * 100))}\\%}}$", xy=(0.04, 0.85), xycoords="axes fraction",
-                    fontsize=8)
+        # The y range of what is shown (0-10 eV), not of the whole window: no half-empty panels.
+        top = max(float(np.max(np.asarray(c)[window])) for c in panel["curves"].values())
+        ax.set_ylim(0, top * 1.35 if top > 0 else 1)
+        ax.annotate(f"{subscripts(panel['formula'])}  {panel.get('mat_id', '')}", xy=(1, 1), xycoords="axes fraction",
+                    xytext=(-4, -4), textcoords="offset points", ha="right", va="top", fontsize=7)
+        lines = [f"$Q_{{{int(round(panel['quantile'] * 100))}\%}}$: SC[IPA;RPA] {panel['baseline']:.2f}"
+                 if "baseline" in panel else f"$Q_{{{int(round(panel['quantile'] * 100))}\%}}$"]
+        lines += [f"{label} {sc:.2f}" for label, sc in (panel.get("sc") or {}).items()]
+        ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, fontsize=6, va="top", ha="left")
     fig.supxlabel("Energy (eV)")
     fig.supylabel(r"Im $\overline{\varepsilon}$")
+    fig.suptitle("Test materials at the 10-90 % quantiles of SC[IPA;RPA] (the IPA baseline); SC of each model "
+                 "in each panel", fontsize=9)
     fig.legend(handles=list(handles.values()), loc="center left", bbox_to_anchor=(0.99, 0.5), frameon=False)
     fig.tight_layout()
     return fig

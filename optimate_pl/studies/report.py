@@ -232,13 +232,17 @@ def example_spectra(runs_dir: Path, out: Path) -> list[Path]:
     chosen = [int(order[min(len(order) - 1, int(q * len(order) + 1))]) for q in QUANTILES]
     models = {f"{s.upper()} (N={n})": pick(runs, s, n) for s in ("dl", "tl") for n in (small, large)}
     preds = {label: predict(run.model(), dm.test_set, chosen) for label, run in models.items()}
-    styles = {"IPA (DFT)": ("k", "-", 0.6), "RPA (DFT)": ("k", "-", 1.4)}
-    styles.update({label: (figures.DL if label.startswith("DL") else figures.TL, "-" if f"N={small})" in label else
-                           "--", 0.7 if f"N={small})" in label else 1.1) for label in models})
+    # Four line styles that differ without colour (print, colour blindness): dotted/dash-dot DL, dashed/solid TL.
+    styles = {"IPA (DFT)": ("0.55", "-", 0.8), "RPA (DFT)": ("k", "-", 1.5)}
+    styles.update({label: (figures.DL if label.startswith("DL") else figures.TL,
+                           {("dl", True): ":", ("dl", False): "-.", ("tl", True): "--", ("tl", False): "-"}[
+                               (label[:2].lower(), f"N={small})" in label)], 1.0) for label in models})
     panels, rows = [], []
     for j, (q, k) in enumerate(zip(QUANTILES, chosen)):
         curves = {"IPA (DFT)": test["ipa"][k], "RPA (DFT)": test["y"][k], **{lab: p[j] for lab, p in preds.items()}}
-        panels.append({"quantile": q, "formula": test["formula"][k], "curves": curves})
+        scores = {lab: float(run.results.set_index("mat_id").loc[test["mat_id"][k], "sc"]) for lab, run in models.items()}
+        panels.append({"quantile": q, "formula": test["formula"][k], "mat_id": test["mat_id"][k],
+                       "baseline": float(baseline[k]), "sc": scores, "curves": curves})
         rows.append({"quantile": q, "mat_id": test["mat_id"][k], "formula": test["formula"][k],
                      "sc_ipa_rpa": baseline[k], **{f"sc {lab}": float(run.results.set_index("mat_id").loc[
                          test["mat_id"][k], "sc"]) for lab, run in models.items()}})
