@@ -74,8 +74,13 @@ def efficiency(table: pd.DataFrame, baseline: dict[str, float], small: pd.DataFr
     for ax, key, label in ((axes[0], "sc", "median SC[RPA$_{ML}$;RPA$_{DFT}$]"),
                            (axes[1], "mse", "median MSE[RPA$_{ML}$;RPA$_{DFT}$]")):
         for strategy, colour, name in (("dl", DL, "Direct learning"), ("tl", TL, "Transfer learning")):
-            sub = table[table.strategy == strategy].sort_values("train_size")
-            ax.plot(sub.train_size, sub[f"{key}_median"], marker="*", color=colour, label=name)
+            # Several seeds of a size: their mean, with a bar from the lowest to the highest seed.
+            agg = table[table.strategy == strategy].groupby("train_size")[f"{key}_median"].agg(
+                ["mean", "min", "max", "count"]).sort_index()
+            seeds = int(agg["count"].max()) if len(agg) else 1
+            ax.errorbar(agg.index, agg["mean"], yerr=[agg["mean"] - agg["min"], agg["max"] - agg["mean"]],
+                        marker="*", color=colour, capsize=2,
+                        label=name + (f" (mean of {seeds} seeds, bar: range)" if seeds > 1 else ""))
             if published is not None:
                 pub = published[strategy]
                 ax.plot(pub.train_size, pub[key], ls=":", color=colour, alpha=0.5, label=f"{name} (paper)")
