@@ -93,13 +93,13 @@ def local_field_cutoff(cell: np.ndarray, cutoff_eV: float, min_G: int) -> float:
     A fixed cutoff keeps few G-vectors in a small cell with short lattice vectors (1 for c-BN at 30 eV: no local
     fields at all, the RPA rung equal to the IPA one); the floor makes every cell's basis at least ``min_G``.
     Shells of equal |G| come whole, so the count can exceed ``min_G``."""
+    if min_G <= 1:
+        return float(cutoff_eV)
     hartree, bohr = 27.211386245988, 0.529177210903
     recip = 2 * np.pi * np.linalg.inv(np.asarray(cell, dtype=float)).T * bohr  # rows: reciprocal vectors, 1/bohr
     n = 8
     grid = np.stack(np.meshgrid(*[np.arange(-n, n + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
     energies = np.sort(0.5 * np.sum((grid @ recip) ** 2, axis=1)) * hartree  # eV, |G|²/2 of each G
-    if min_G <= 1:
-        return float(cutoff_eV)
     return float(max(cutoff_eV, energies[min_G - 1] * (1 + 1e-6)))
 
 
@@ -167,8 +167,9 @@ def compute(task: dict, workdir: str) -> dict:
             # The RPA rung, and the same with only the G-vectors within half the local-field cutoff:
             # their similarity is the entry's convergence check (rpa_similarity).
             # At least the first shell beyond G = 0: a basis of G = 0 alone would compare the RPA with the IPA.
+            # (|G|²/2 <= ecut/2 in Hartree units is |G|² <= ecut/Hartree.)
             shells = np.unique(np.round(df.G2_G, 8))
-            half = np.flatnonzero(df.G2_G <= max(0.5 * ecut / Hartree * 2, shells[min(1, len(shells) - 1)]) + 1e-9)
+            half = np.flatnonzero(df.G2_G <= max(ecut / Hartree, shells[min(1, len(shells) - 1)]) + 1e-9)
             rpa.append(df.collect(np.array([1.0 / np.linalg.inv(e)[0, 0] for e in e_wGG], dtype=complex)))
             rpa_half.append(df.collect(np.array([1.0 / np.linalg.inv(e[np.ix_(half, half)])[0, 0] for e in e_wGG],
                                                 dtype=complex)))

@@ -142,11 +142,12 @@ def onset(eps_imag: Tensor | np.ndarray) -> Tensor:
     return torch.where(sustained.any(dim=-1), energy[first], torch.full_like(energy[first], float("nan")))
 
 
-def denoised(eps_imag: Tensor | np.ndarray) -> Tensor:
+def denoised(eps_imag: Tensor | np.ndarray, start: Tensor | None = None) -> Tensor:
     """Im ε with everything below its :func:`onset` set to zero (all of it where there is none): what the derived
-    scalars are taken from, so that a prediction's below-gap noise makes no visible absorption."""
+    scalars are taken from, so that a prediction's below-gap noise makes no visible absorption. ``start``: the
+    onsets [B] when the caller has them."""
     eps_imag = torch.as_tensor(eps_imag)
-    start = onset(eps_imag).unsqueeze(-1)
+    start = (onset(eps_imag) if start is None else start).unsqueeze(-1)
     energy = _grid(eps_imag)[3]
     keep = energy >= torch.nan_to_num(start, nan=float("inf"))
     return torch.where(keep, eps_imag, torch.zeros_like(eps_imag))
@@ -162,11 +163,11 @@ def scalars(eps_imag: Tensor | np.ndarray, derived: dict[str, Tensor] | None = N
     ``derived``: :func:`derive` of the denoised spectrum, when the caller has it already.
     """
     raw = torch.as_tensor(eps_imag)
-    eps_imag = denoised(raw)
+    start = onset(raw)
+    eps_imag = denoised(raw, start)
     derived = derived if derived is not None else derive(eps_imag)
     energy = _grid(eps_imag)[3]
     peak, where = eps_imag.max(dim=-1)
-    start = onset(raw)
     visible = (energy >= VISIBLE_EV[0]) & (energy <= VISIBLE_EV[1])
     return {"onset_eV": start, "eps_static": derived["eps_real"][..., 0],
             "alpha_visible_mean": derived["alpha"][..., visible].mean(dim=-1),

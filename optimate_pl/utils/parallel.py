@@ -77,21 +77,26 @@ def cores_busy_message() -> str | None:
     """:func:`busy_cores_warning` for this process now; ``None`` where it cannot tell or it does not apply: a GPU
     run (its threads hardly matter), a rank > 0 of a multi-process run, an allocation of some of the machine's
     cores (a SLURM job or container: the machine's load is not on its cores), no /proc."""
+    return _busy_cores()[0]
+
+
+def _busy_cores() -> tuple[str | None, int]:
+    """:func:`cores_busy_message`'s message, and the other processes running now that it counted (0 unsampled)."""
     import torch
 
     if torch.cuda.is_available() or secondary_rank():
-        return None
+        return None, 0
     cores, threads = usable_cores(), torch.get_num_threads()
     if cores < (os.cpu_count() or cores):
-        return None
+        return None, 0
     try:
         load = os.getloadavg()[0]
     except OSError:
-        return None
+        return None, 0
     if busy_cores_warning(threads, cores, cores, load) is None:  # not even with every core busy: no need to sample
-        return None
+        return None, 0
     others = _others_running()
-    return None if others is None else busy_cores_warning(threads, cores, others, load)
+    return (None, 0) if others is None else (busy_cores_warning(threads, cores, others, load), others)
 
 
 def fit_threads_to_free_cores() -> str | None:
@@ -100,12 +105,11 @@ def fit_threads_to_free_cores() -> str | None:
     Returns the message logged, or ``None`` where nothing applied."""
     import torch
 
-    busy = cores_busy_message()
+    busy, others = _busy_cores()  # /proc sampled once
     if busy is None:
         return None
     if os.environ.get("OMP_NUM_THREADS"):
         return busy
-    others = _others_running() or 0
     before, threads = torch.get_num_threads(), max(1, usable_cores() - others)
     torch.set_num_threads(threads)
     return (f"{others} other process(es) are running on these {usable_cores()} cores: using {threads} torch "
