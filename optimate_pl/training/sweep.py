@@ -83,3 +83,12 @@ class WriteBestConfig(Callback):
         log.info("best parameters: %s", overrides)
         log.info("ready-to-use configs: %s", ", ".join(str(p) for p in written.values()))
         print(f"best parameters: {overrides}\nconfigs: {', '.join(str(p) for p in written.values())}")
+        sweeper = config.hydra.sweeper
+        if sweeper.get("storage") and sweeper.get("study_name"):
+            from .pruning import pruned_trials
+
+            pruned = pruned_trials(sweeper.study_name, sweeper.storage)
+            if pruned:
+                said = ", ".join(f"{n} at epoch {e}" for n, e in sorted(pruned.items()))
+                log.info("pruned trials (stopped early): %s", said)
+                print(f"pruned: {len(pruned)} trial(s) stopped early ({said})")

@@ -1,9 +1,11 @@
 """Study presets, sweeps and report steps, on tiny synthetic runs: every promised file is written."""
+import json
 import sqlite3
 
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from optimate_pl.studies import report
 
@@ -57,6 +59,15 @@ def test_presets_and_launcher_compose():
     assert "model.search.gat_layers" in dl.hydra.sweeper.params and dl.model.net.gat_layers == [[192, 4]]
     tl = hydra_cfg("strategy=tl", "sweep=tl")
     assert set(tl.hydra.sweeper.params) == {"optimizer.lr", "optimizer.weight_decay", "data.batch_size"}
+    assert tl.pruner._target_ == "optuna.pruners.MedianPruner" and tl.callbacks.pruning.monitor == "val/sc_median"
+    assert "pruner" not in hydra_cfg() and "pruning" not in hydra_cfg().callbacks  # pruning belongs to sweeps only
+    for backbone in ("dimenet", "visnet"):  # each backbone's own search space, study and folder, under any strategy
+        for strategy in ("dl", "tl", "mf"):
+            cfg = hydra_cfg(f"strategy={strategy}", f"sweep={backbone}", "data.subset=300")
+            assert cfg.model.name == backbone and cfg.hydra.sweeper.study_name == f"sweep-{strategy}-{backbone}-gpaw-300"
+            assert cfg.hydra.sweep.dir.endswith(f"multirun/sweep-{strategy}-{backbone}-gpaw-300")
+            for key in cfg.hydra.sweeper.params:  # a misspelt key would be added silently by the sweep
+                assert OmegaConf.select(cfg, key) is not None, (backbone, key)
     slurm = hydra_cfg("launcher=slurm", "strategy=dl")
     assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.gpus_per_node == 1
     assert slurm.trainer.accelerator == "gpu"
@@ -121,10 +132,24 @@ def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
     best_model = (sweep / "best_model.yaml").read_text()
     assert "gat_layers:" in best_model and "search" not in best_model
     assert "optimizer:" in (sweep / "best_overrides.yaml").read_text()
-    r = cli(*args, cwd=tmp_path, timeout=600)  # the same command continues the stored study
+    # The same command continues the stored study; a pruner that stops every trial below SC 2 (all of them) after
+    # its first validation: the two new trials stop at step 3 of 6, and the sweep says so.
+    r = cli(*args, "pruner=threshold", "pruner.lower=2.0", "pruner.n_warmup_steps=0", cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    with sqlite3.connect(sweep / "optuna.db") as db:
-        assert db.execute("select count(*) from trials").fetchone()[0] == 4
+    import optuna
+
+    trials = optuna.load_study(study_name="sweep-dl-synthetic-40", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+    for t in trials:  # each job reported to its own trial; the value stored is that job's own at its last validation
+        assert len(t.intermediate_values) >= 1
+        if t.number >= 2:  # the second command's jobs 0 and 1
+            metrics = json.loads((sweep / str(t.number - 2) / "metrics.json").read_text())
+            first = min(t.intermediate_values)  # the epoch of its first validation (the sampled batch size sets it)
+            assert t.user_attrs["pruned_at_epoch"] == first and metrics["trained_steps"] == 3
+            assert t.value == pytest.approx(metrics["val/sc_median"]) == pytest.approx(t.intermediate_values[first])
+    assert [t.number for t in trials if "pruned_at_epoch" in t.user_attrs] == [2, 3]
+    assert "pruned: 2 trial(s) stopped early (2 at epoch {}, 3 at epoch {})".format(
+        *(trials[n].user_attrs["pruned_at_epoch"] for n in (2, 3))) in r.stdout
 
 
 def test_study_tool_inputs_are_checked_before_any_work(tmp_path, capsys):

@@ -46,13 +46,16 @@ def ipa_weights(tmp_path_factory):
 
 
 def test_optuna_sweep_runs_its_trials_as_slurm_jobs(slurm_cluster, tmp_path, tiny_rpa, ipa_weights, cli):
-    """`sweep=tl launcher=slurm_cpu`: the trials are SLURM jobs (two at a time); study and results as without SLURM."""
+    """`sweep=tl launcher=slurm_cpu`: the trials are SLURM jobs (two at a time); study and results as without SLURM,
+    pruning included: each job reports to its own trial and is stopped by the pruner (here: every trial, after
+    epoch 1 of 3)."""
     import optuna
 
     r = cli("strategy=tl", "sweep=tl", "launcher=slurm_cpu", "data.subset=60", f"strategy.checkpoint={ipa_weights}",
             "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.launcher.cpus_per_task=1",
             "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=10", "trainer.max_epochs=3",
-            "trainer.check_val_every_n_epoch=1", *TINY, f"paths.root_dir={tmp_path}", cwd=tmp_path, timeout=400)
+            "trainer.check_val_every_n_epoch=1", "pruner=threshold", "pruner.lower=2.0", "pruner.n_warmup_steps=1",
+            *TINY, f"paths.root_dir={tmp_path}", cwd=tmp_path, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:] + slurm_cluster.log_tail()
     sweep = tmp_path / "multirun" / "sweep-tl-synthetic-60"
     # submitit submits a batch of trials as one job array: <array job>_<task>, one task per trial
@@ -66,6 +69,8 @@ def test_optuna_sweep_runs_its_trials_as_slurm_jobs(slurm_cluster, tmp_path, tin
     for trial in trials:  # the objective Optuna stored is the trial's own metrics.json value
         metrics = json.loads((sweep / str(trial.number) / "metrics.json").read_text())
         assert trial.value == pytest.approx(metrics["val/sc_median"], abs=0) and "test/sc_median" in metrics
+        assert sorted(trial.intermediate_values) == [0, 1] and trial.user_attrs["pruned_at_epoch"] == 1
+        assert trial.intermediate_values[1] == pytest.approx(trial.value)  # its own job's number, not the other's
     assert (sweep / "best_overrides.yaml").is_file()
     print(f"\nsweep jobs {states}: " + "; ".join(f"trial {t.number} {t.params} -> val/sc_median {t.value:.6f}"
                                              for t in trials))
