@@ -467,17 +467,21 @@ def training(args, cache: str, accelerator: str, precision: str, device: torch.d
 TINY_NET = {"node_widths": [8], "gat_layers": [[8, 1]], "out_widths": [8], "out_dim": 2001}
 
 
-def overhead(args, cache: str, accelerator: str, precision: str) -> list[tuple[str, str, str, str]]:
+def overhead(args, cache: str, accelerator: str, precision: str, fresh: bool = True,
+             sizes: dict[str, list[int]] | None = None) -> list[tuple[str, str, str, str]]:
     """Milliseconds per training step of the tiny network: ours (DataLoader, module, metrics, logging) against the
-    reference loop, at the TL and DL batch sizes; a ratio below 1 means less overhead than the plain loop."""
-    synthetic_stores(cache)
+    reference loop, at the TL and DL batch sizes; a ratio below 1 means less overhead than the plain loop.
+    ``fresh``: each run in a new process (the timings); ``False`` runs them here (the GPU check's CPU smoke test,
+    which also passes its small synthetic ``sizes``)."""
+    synthetic_stores(cache, **({"ipa_sizes": sizes["ipa"], "rpa_sizes": sizes["rpa"]} if sizes else {}))
     rows: list[tuple[str, str, str, str]] = []
+    call = _fresh if fresh else (lambda fn, *a: fn(*a))
     for bs, drop in ((128, False), (20, True)):
         runs: dict[str, list[dict[str, float]]] = {"reference": [], "ours": []}
         for r in range(args.rounds):
             for kind in (("reference", "ours") if r % 2 == 0 else ("ours", "reference")):
-                runs[kind].append(_fresh(train_throughput, kind, cache, args.graphs, "tiny", bs, args.epochs,
-                                         accelerator, precision, drop))
+                runs[kind].append(call(train_throughput, kind, cache, args.graphs, "tiny", bs, args.epochs,
+                                       accelerator, precision, drop))
         ms = {k: 1000 * sum(r["seconds"] for r in rs) / sum(r["graphs"] for r in rs) * bs for k, rs in runs.items()}
         for kind in ("reference", "ours"):
             rows.append((f"framework overhead, tiny network, batch {bs}: {kind}", f"{ms[kind]:.2f} ms/step", "",

@@ -502,6 +502,37 @@ def _annotation(event) -> bool:
     return bool(getattr(event, "is_user_annotation", False)) or event.key.startswith(("ProfilerStep", "Optimizer."))
 
 
+def step_syncs_overhead(ctx: Context, row: Row) -> None:
+    """Issue #36: host synchronisations per training and validation step (OPTIMATE DL and TL, counted by
+    ``HostSyncCounter``), and the framework's own time per step with a tiny network against the reference loop."""
+    import types
+
+    sys.path.insert(0, str(HERE))
+    import host_syncs
+
+    s, bench = ctx.s, _bench()
+    per_train = {}
+    for name in ("OPTIMATE DL", "OPTIMATE TL"):
+        counter = host_syncs.count(host_syncs.CONFIGS[name], ctx.work / f"syncs-{name.split()[-1]}", s.accelerator)
+        per = counter.per_step()
+        per_train[name] = per["train"]
+        where = "; ".join(f"{k.split('/optimate_pl/')[-1]} x{v}" for k, v in counter.where.most_common(3)) or "-"
+        row.details.append((f"host syncs per step, {name}", f"train {per['train']:.1f}, validation {per['val']:.1f}",
+                            where))
+    args = types.SimpleNamespace(graphs=max(s.graphs, 256), rounds=2 if s.fresh else 1, epochs=s.epochs)
+    ratios = {}
+    for measurement, value, _, note in bench.overhead(args, str(ctx.cache), s.accelerator, "32-true", fresh=s.fresh,
+                                                       sizes=s.sizes):
+        row.details.append((measurement, value, note))
+        if measurement.endswith(": ours"):
+            ratios[measurement.split("batch ")[1].split(":")[0]] = float(note.split("x")[0])
+    row.result = ("host syncs per training step: " + ", ".join(f"{k.split()[-1]} {v:.1f}" for k, v in per_train.items())
+                  + "; tiny-network time per step, ours / reference: "
+                  + ", ".join(f"b{bs} {r:.2f}x" for bs, r in ratios.items()))
+    met = all(v == 0 for v in per_train.values()) and all(r <= 1.0 for r in ratios.values())
+    row.goal = f"0 syncs per step and ours <= the reference: {'met' if met else 'NOT met'}"
+
+
 STEPS: dict[int, tuple[str, Callable[[Context, Row], None]]] = {
     1: ("training throughput at the authors' batch sizes (ours vs the make-bench reference loop)", step_training),
     2: ("evaluation and screening throughput (batched vs batch-1 reference)", step_eval_screen),
@@ -509,6 +540,8 @@ STEPS: dict[int, tuple[str, Callable[[Context, Row], None]]] = {
     4: ("trainer=ddp trainer.devices=1 and trainer=gpu (cpu) finish a short run", step_ddp),
     5: ("main command: python -m optimate_pl strategy=tl data.subset=300 (with pretraining)", step_main_command),
     6: ("torch profiler summary of 20 TL training steps", step_profile),
+    7: ("host syncs per step and the framework's own time per step (tiny network vs the reference loop)",
+        step_syncs_overhead),
 }
 
 
@@ -577,7 +610,7 @@ def render(rows: list[Row], info: dict[str, str], s: Settings, total: float, pro
 def check(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="gpu_check.py check", description="run the GPU checklist")
     p.add_argument("--cpu", action="store_true", help="the tiny CPU version even where a GPU is present")
-    p.add_argument("--steps", default="6,5,4,3,2,1", help="which steps, in this order, e.g. 1,6")
+    p.add_argument("--steps", default="6,7,5,4,3,2,1", help="which steps, in this order, e.g. 1,6")
     p.add_argument("--out-dir", default=str(GPU_DIR), help="where the table and the profile go")
     p.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed after)")
     p.add_argument("--compile", action="store_true", help="add step 1's whole-network torch.compile rows (minutes "

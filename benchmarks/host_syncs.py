@@ -20,14 +20,14 @@ CONFIGS = {
 }
 
 
-def count(overrides: list[str], out: Path) -> "object":
-    """The :class:`HostSyncCounter` of a 2-epoch run with ``overrides``."""
+def count(overrides: list[str], out: Path, accelerator: str = "cpu") -> "object":
+    """The :class:`HostSyncCounter` of a 2-epoch run with ``overrides`` on ``accelerator``."""
     from hydra import compose, initialize_config_module
 
     from optimate_pl.training.stages import run
     from optimate_pl.training.syncs import HostSyncCounter
 
-    base = ["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1", "trainer.accelerator=cpu",
+    base = ["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1", f"trainer.accelerator={accelerator}",
             "trainer.precision=32-true", "data.source=synthetic", "data.synthetic_sizes.ipa=[200,40,40]",
             "data.synthetic_sizes.rpa=[100,20,20]", "data.batch_size=16", "data.subset=60", "test=false",
             "evaluate_train=false", "callbacks.progress_bar=null", f"paths.output_dir={out}/run",

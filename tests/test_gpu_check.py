@@ -44,13 +44,14 @@ def test_cpu_mode_runs_every_step_with_numbers(tmp_path):
     table = (out / "cpu-smoke.md").read_text()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = _table_rows(table)
-    assert sorted(rows) == [1, 2, 3, 4, 5, 6], table
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6, 7], table
     for number, (step, result, goal, seconds, status) in rows.items():
         assert status == "ok", (number, status)
         assert re.search(r"\d", result), (number, result)
         assert float(seconds) > 0
     assert "reference" in rows[1][1] and "x" in rows[1][2]  # ratio against the goal
     assert "screen" in rows[2][1] and "bf16-mixed" in rows[3][1] and "trainer=ddp" in rows[4][1]
+    assert rows[7][1].startswith("host syncs per training step: DL 0.0, TL 0.0; tiny-network time per step")
     for key in ("torch", "python", "date", "device"):
         assert f"- {key}" in table
     profile = (out / "cpu-smoke-profile.txt").read_text()
