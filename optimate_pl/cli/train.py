@@ -34,10 +34,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="pkg://optimate_pl.conf", config_name="train")
 def _train_app(cfg: DictConfig) -> float | None:
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
+    from ..config import check_config
 
-    configure_process(cfg)
     try:
+        # The settings' mistakes first, in one line within a second: before torch and Lightning load (~10 s).
+        check_config(cfg)
+        configure_process(cfg)
         return run(cfg)["objective"]
     except USER_ERRORS as err:
         if in_optuna_sweep() and not isinstance(err, ConfigError):
@@ -45,9 +47,12 @@ def _train_app(cfg: DictConfig) -> float | None:
             # the sweeper records it as failed, with this one-line reason.
             raise TrialFailed(str(err).splitlines()[0]) from None
         fail(err, bool(cfg.get("verbose_errors")))
-    except SIGTERMException:  # the checkpoint and the resume command are written by SaveOnInterrupt
-        sys.exit(128 + signal.SIGTERM)
-    except Exception as err:  # a full disk: one line (a library may wrap its OSError; anything else is raised)
+    except Exception as err:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(err, SIGTERMException):  # the checkpoint and the resume command are written by SaveOnInterrupt
+            sys.exit(128 + signal.SIGTERM)
+        # a full disk: one line (a library may wrap its OSError; anything else is raised)
         fail_if_disk_full(err, cfg.paths.output_dir, bool(cfg.get("verbose_errors")))
 
 

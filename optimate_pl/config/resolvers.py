@@ -28,9 +28,11 @@ def or_default(value, default):
 
 def target_dim(name):
     """``${target_dim:${data.target}}`` -> 2001 (``eps_imag``) or 1 (``sc_rpa_ipa``)."""
-    from ..models.targets import target  # here: the targets import torch, the configs load without it
+    from ..models.target_names import OUT_DIMS
 
-    return target(str(name)).out_dim
+    if str(name) not in OUT_DIMS:
+        raise ValueError(f"unknown target {name!r}; choose one of {', '.join(OUT_DIMS)}")
+    return OUT_DIMS[str(name)]
 
 
 for _name, _fn in (("repeat", repeat), ("gat_stack", gat_stack), ("or_default", or_default),

@@ -129,9 +129,9 @@ def check_values(cfg: DictConfig) -> None:
     _positive(d.cutoff, "data.cutoff", "the neighbour cutoff in Å", minimum=0, integer=False, exclusive=True)
     if "ensemble" in cfg:
         _positive(cfg.ensemble.size, "ensemble.size", "the number of members")
-    from ..models.targets import TARGETS  # here: the targets module imports torch
+    from ..models.target_names import OUT_DIMS
 
-    if d.target not in TARGETS:
+    if d.target not in OUT_DIMS:
         raise ConfigError(f"data.target={d.target}: use eps_imag (spectra) or sc_rpa_ipa (the SC predictor)")
     optimizer = cfg.get("optimizer") or {}
     if "lr" in optimizer:

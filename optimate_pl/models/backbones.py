@@ -9,9 +9,10 @@ hyperparameters, so a weight file says which backbone it holds and loads without
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 #: The import path of the authors' network: what a ``net`` without ``_target_`` builds.
 OPTIMATE = "optimate_pl.models.optimate.Optimate"
@@ -30,6 +31,7 @@ def is_optimate(net: dict[str, Any] | None) -> bool:
 def make_network(net: dict[str, Any] | None) -> nn.Module:
     """The network of a ``model.net`` dict (``_target_``: a class path; none: :class:`Optimate`)."""
     import hydra.utils
+    from torch import nn
 
     from .optimate import Optimate
 

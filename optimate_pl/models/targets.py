@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..spectra.metrics import AbsoluteError, PerSampleMetric, SimilarityCoefficient, SpectralMAE, SpectralMSE
+from .target_names import OUT_DIMS
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ SIMILARITY = Target(
     validated=("ae",), means=("ae",), value_columns=True)
 
 TARGETS = {t.name: t for t in (SPECTRUM, SIMILARITY)}
+assert {t.name: t.out_dim for t in TARGETS.values()} == OUT_DIMS, "target_names.OUT_DIMS is out of date"
 
 
 def target(name: str) -> Target:

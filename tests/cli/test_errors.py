@@ -69,3 +69,18 @@ def test_commands_end_a_mistake_in_one_line_with_exit_code_2(tmp_path, cli, pred
 def test_verbose_errors_show_the_traceback(tmp_path, cli):
     r = cli("data.subset=2.5", "verbose_errors=true", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["strategy=bogus"], ["data.subsett=3"], ["data.subset=0"], ["compile_edges=maybe"],
+                                  ["strategy=tl", "strategy.checkpoint=/nope.pt"]])
+def test_a_settings_mistake_is_answered_before_torch_loads(tmp_path, args):
+    """A mistake in the settings is said within a second or two: before torch, PyG and Lightning load (~10 s)."""
+    import subprocess
+    import sys
+
+    probe = ("import atexit, runpy, sys; atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules, "
+             "file=sys.stderr)); sys.argv = ['optimate_pl', *sys.argv[1:]]; runpy.run_module('optimate_pl', "
+             "run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("error: ") == 1, r.stderr[-2000:]
+    assert "torch loaded: False" in r.stderr, r.stderr[-2000:]
