@@ -56,10 +56,9 @@ class OptunaPruning(pl.Callback):
     def __init__(self, monitor: str, pruner: Any = None) -> None:
         self.monitor, self.pruner = monitor, pruner
         self.trial = None
-        self.pruned_at: int | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.trial, self.pruned_at = None, None
+        self.trial = None
         if stage != "fit" or AUTOMATIC_PRETRAINING.get() or not trainer.is_global_zero:
             return
         from hydra.core.hydra_config import HydraConfig
@@ -98,7 +97,6 @@ class OptunaPruning(pl.Callback):
         if trainer.world_size > 1:
             prune = trainer.strategy.broadcast(prune, src=0)
         if prune:
-            self.pruned_at = int(trainer.current_epoch)
             trainer.should_stop = True
 
 
