@@ -47,12 +47,14 @@ def _train_app(cfg: DictConfig) -> float | None:
             # the sweeper records it as failed, with this one-line reason.
             raise TrialFailed(str(err).splitlines()[0]) from None
         fail(err, bool(cfg.get("verbose_errors")))
-    except Exception as err:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        if isinstance(err, SIGTERMException):  # the checkpoint and the resume command are written by SaveOnInterrupt
-            sys.exit(128 + signal.SIGTERM)
-        # a full disk: one line (a library may wrap its OSError; anything else is raised)
+    except SystemExit as err:
+        # Lightning's SIGTERMException is a SystemExit (code 0): exit 143 as a terminated process should. Looked up
+        # only where Lightning is loaded (a settings mistake exits before it is).
+        exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
+        if exceptions is not None and isinstance(err, exceptions.SIGTERMException):
+            sys.exit(128 + signal.SIGTERM)  # the checkpoint and the resume command are written by SaveOnInterrupt
+        raise
+    except Exception as err:  # a full disk: one line (a library may wrap its OSError; anything else is raised)
         fail_if_disk_full(err, cfg.paths.output_dir, bool(cfg.get("verbose_errors")))
 
 

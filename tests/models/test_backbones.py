@@ -151,7 +151,7 @@ def toy_backbone(tmp_path, monkeypatch):
     sys.modules.pop("my_backbone", None)
 
 
-@pytest.mark.parametrize("strategy", ["ipa", "dl", "tl", "sc"])
+@pytest.mark.parametrize("strategy", ["ipa", "dl", "tl", "sc", "mf"])
 def test_a_users_backbone_in_two_files_runs_every_strategy(strategy, toy_backbone, tmp_path, cfg_train):
     from optimate_pl.training.stages import run
 

@@ -27,13 +27,17 @@ def test_a_job_finds_its_own_running_trial_among_several(tmp_path):
     study, storage = _study(tmp_path)
     a, args_a = _ask(study, 3.1e-4, 64)
     b, args_b = _ask(study, 2.7e-5, 64)
-    stale, args_stale = _ask(study, 3.1e-4, 64)  # the same parameters as a, newer: the newest running one is taken
+    twin, _ = _ask(study, 3.1e-4, 64)  # a's parameters again (parallel jobs of one batch can draw equal ones)
     assert job_trial("s", storage, args_b).number == b.number
-    assert job_trial("s", storage, args_a).number == stale.number
-    study.tell(stale, 0.5)
-    assert job_trial("s", storage, args_a).number == a.number  # finished trials are never a job's
     assert job_trial("s", storage, ["optimizer.lr=0.001", "data.batch_size=64"]) is None
     assert job_trial("s", storage, [f"optimizer.lr={3.1e-4}"]) is None  # every parameter must match
+    # Two jobs with equal parameters follow one trial each (the newest first), never the same one; a third
+    # training of such a job (an ensemble's next member) finds none left to follow.
+    assert job_trial("s", storage, args_a, claim="host:1").number == twin.number
+    assert job_trial("s", storage, args_a, claim="host:2").number == a.number
+    assert job_trial("s", storage, args_a, claim="host:1") is None
+    study.tell(b, 0.5)
+    assert job_trial("s", storage, args_b) is None  # finished trials are never a job's
 
 
 def test_the_median_rule_stops_a_trial_below_the_earlier_ones(tmp_path):
