@@ -190,7 +190,8 @@ def _predict(predictor: Predictor, t0: float, checkpoint: Path, input: Path, out
                              s.recursive, forward_on_cpu=pl_trainer.strategy.root_device.type == "cpu")
     module = PredictionModule(predictor, store, compile_edges_after(s.compile_edges, stream.forward_on_cpu)
                               if all(hasattr(n, "compile_edges") for n in predictor.nets) else None)
-    pl_trainer.predict(module, dataloaders=DataLoader(stream, batch_size=None),
+    # On a GPU the featurised batches come through pinned memory, so their copies overlap the forward of the last.
+    pl_trainer.predict(module, dataloaders=DataLoader(stream, batch_size=None, pin_memory=not stream.forward_on_cpu),
                        return_predictions=False)
     pl_trainer.strategy.barrier()
     if not pl_trainer.is_global_zero:
