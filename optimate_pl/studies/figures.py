@@ -80,7 +80,7 @@ def efficiency(table: pd.DataFrame, baseline: dict[str, float], small: pd.DataFr
             seeds = int(agg["count"].max()) if len(agg) else 1
             ax.errorbar(agg.index, agg["mean"], yerr=[agg["mean"] - agg["min"], agg["max"] - agg["mean"]],
                         marker="*", color=colour, capsize=2,
-                        label=name + (f" (mean of {seeds} seeds, bar: range)" if seeds > 1 else ""))
+                        label=name + (f" (mean of {seeds} seeds, bar: range)" if seeds > 1 else " (one seed)"))
             if published is not None:
                 pub = published[strategy]
                 ax.plot(pub.train_size, pub[key], ls=":", color=colour, alpha=0.5, label=f"{name} (paper)")

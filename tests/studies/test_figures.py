@@ -45,3 +45,5 @@ def test_efficiency_draws_seeds_as_a_mean_with_its_range():
     assert list(x) == [100, 300] and y[0] == pytest.approx(0.7 + 100 / 3000 + 0.02)  # the mean of the two seeds
     assert "mean of 2 seeds, bar: range" in tl.get_label()
     assert len(tl.lines[2][0].get_segments()) == 2  # one range bar per size
+    one = figures.efficiency(table.groupby(["strategy", "train_size"], as_index=False).first(), {"sc": 0.5, "mse": 0.4})
+    assert all(c.get_label().endswith("(one seed)") for c in one.axes[0].containers)  # says it has no spread
