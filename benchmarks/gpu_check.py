@@ -516,9 +516,8 @@ def step_syncs_overhead(ctx: Context, row: Row) -> None:
         counter = host_syncs.count(host_syncs.CONFIGS[name], ctx.work / f"syncs-{name.split()[-1]}", s.accelerator)
         per = counter.per_step()
         per_train[name] = per["train"]
-        where = "; ".join(f"{k.split('/optimate_pl/')[-1]} x{v}" for k, v in counter.where.most_common(3)) or "-"
         row.details.append((f"host syncs per step, {name}", f"train {per['train']:.1f}, validation {per['val']:.1f}",
-                            where))
+                            host_syncs.where(counter)))
     args = types.SimpleNamespace(graphs=max(s.graphs, 256), rounds=2 if s.fresh else 1, epochs=s.epochs)
     ratios = {}
     for measurement, value, _, note in bench.overhead(args, str(ctx.cache), s.accelerator, "32-true", fresh=s.fresh,

@@ -38,6 +38,11 @@ def count(overrides: list[str], out: Path, accelerator: str = "cpu") -> "object"
     return HostSyncCounter.last
 
 
+def where(counter, top: int = 3) -> str:
+    """The ``top`` places that sync most, as ``module.py:line xN`` (``-`` for none)."""
+    return "; ".join(f"{k.split('/optimate_pl/')[-1]} x{v}" for k, v in counter.where.most_common(top)) or "-"
+
+
 def main(argv: list[str] | None = None) -> str:
     import tempfile
 
@@ -49,8 +54,7 @@ def main(argv: list[str] | None = None) -> str:
         for i, (name, overrides) in enumerate(CONFIGS.items()):
             c = count(overrides, Path(work) / str(i))
             per = c.per_step()
-            where = "; ".join(f"{k.split('/optimate_pl/')[-1]} x{v}" for k, v in c.where.most_common(3)) or "-"
-            lines.append(f"| {name} | {per['train']:.1f} | {per['val']:.1f} | {where} |")
+            lines.append(f"| {name} | {per['train']:.1f} | {per['val']:.1f} | {where(c)} |")
     table = "\n".join(lines)
     print(table)
     if args.out:
