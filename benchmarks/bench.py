@@ -97,7 +97,10 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
     ``ours-compiled`` (device-resident on a GPU, our DataLoader on a CPU, plus ``torch.compile``) or
     ``ours-edges`` (our DataLoader, ``compile_edges=true``: the GATv2 edge work compiled) or
     ``ours-edges-bf16`` (the same in ``bf16-mixed``, the authors' training precision, on a CPU with bf16 units) or
-    ``ours-edges-resident`` (device-resident batches with the edge work compiled: fewer kernel launches on a GPU).
+    ``ours-edges-resident`` (device-resident batches with the edge work compiled: fewer kernel launches on a GPU) or
+    ``ours-static`` (``data.static_shapes=true``: batches padded to bucket sizes; device-resident on a GPU) or
+    ``ours-static-compiled`` (the same plus ``torch.compile``: on a GPU ``mode=reduce-overhead``, each step
+    replayed as the CUDA graph recorded for its bucket shape).
     Run it in a fresh process (:func:`_fresh`): the allocator setting lasts for a process.
     """
     from torch_geometric.loader import DataLoader
@@ -116,11 +119,15 @@ def train_throughput(kind: str, cache_dir: str, graphs: int, model_name: str, ba
     else:
         keep_freed_memory(int(load_train_config().keep_freed_memory_mb) * 2**20)
         dm.batch_size, dm.drop_last = batch_size, drop_last
+        static = kind in ("ours-static", "ours-static-compiled")
         dm.device_resident = kind in ("ours-resident", "ours-edges-resident") or \
-            (kind == "ours-compiled" and accelerator == "gpu")
+            (kind in ("ours-compiled", "ours-static", "ours-static-compiled") and accelerator == "gpu")
+        dm.static_shapes = static
         module = SpectraModule(net=net)
         if kind == "ours-compiled":
             compile_network(module.model)
+        elif kind == "ours-static-compiled":
+            compile_network(module.model, static_shapes=True, device_type="cuda" if accelerator == "gpu" else "cpu")
         elif kind in ("ours-edges", "ours-edges-bf16", "ours-edges-resident"):
             module.model.compile_edges()  # compile_edges=true: only the GATv2 edge work compiled
         trainer.fit(module, train_dataloaders=dm.train_dataloader())
@@ -430,11 +437,13 @@ def training(args, cache: str, accelerator: str, precision: str, device: torch.d
                                         ("DL-300 architecture, batch 20", "dl_300", 20, True)):
         kinds = {"reference": "reference loop", "ours": "ours (DataLoader)",
                  "ours-resident": "ours (device-resident)", "ours-compiled": "ours + torch.compile",
-                 "ours-edges": "ours + compile_edges"}
+                 "ours-edges": "ours + compile_edges", "ours-static": "ours, static shapes (data.static_shapes)"}
+        if accelerator == "gpu":  # CUDA graphs; on a CPU it is the ours-compiled row plus padding
+            kinds["ours-static-compiled"] = "ours, static shapes + torch.compile reduce-overhead (CUDA graphs)"
         if accelerator == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():  # native bf16 (AVX512-BF16, AMX)
             kinds["ours-edges-bf16"] = "ours + compile_edges + bf16-mixed (the authors' training precision)"
         if args.no_compile:
-            for kind in ("ours-compiled", "ours-edges", "ours-edges-bf16"):
+            for kind in ("ours-compiled", "ours-edges", "ours-edges-bf16", "ours-static-compiled"):
                 kinds.pop(kind, None)
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         # Every run in a fresh process, in rounds of alternating order (ABCD, DCBA, ...) so that a

@@ -38,6 +38,7 @@ class DataSchema:
     cutoff: float = 5.0
     synthetic_seed: int = 0
     device_resident: Any = "auto"
+    static_shapes: bool = False
     synthetic_sizes: dict[str, list[int]] = field(default_factory=dict)
 
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from . import synthetic
 from .batching import BatchLoader, collate_prebatched
+from .padding import PadCollate, PaddedLoader
 from .build import figshare_store, files_store, gpaw_store, load_store, synthetic_stores
 from .cache import SOURCES, fingerprint, source_label
 from .splits import (PAPER_SIZES, SPLITS, apply_split, formula_split, grouped_split, published_split,
@@ -69,6 +70,9 @@ class SpectraDataModule(pl.LightningDataModule):
             model whose latent space the paper maps).
         train_ids: a file of ``mat_id`` s (one a line) to train on instead of the whole training split
             (active learning); each must be a training material, listed once.
+        static_shapes: pad every training and validation batch to the batch size and to a few fixed node and
+            edge counts (:mod:`optimate_pl.data.padding`), so that a compiled step is replayed as a CUDA graph
+            per shape; the numbers are unchanged. Test and prediction batches stay unpadded.
     """
 
     kind = "ipa"
@@ -79,7 +83,8 @@ class SpectraDataModule(pl.LightningDataModule):
                  drop_last: bool = False, target: str = "eps_imag", cache_dir: str | None = None,
                  strict: bool = False, cutoff: float = 5.0, synthetic_seed: int = 0,
                  synthetic_sizes: dict | None = None, device_resident: bool | str = "auto",
-                 train_on: str = "train", train_ids: str | None = None, extra: list[str] | None = None) -> None:
+                 train_on: str = "train", train_ids: str | None = None, extra: list[str] | None = None,
+                 static_shapes: bool = False) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"unknown data.source {source!r}; choose one of {SOURCES}")
@@ -106,6 +111,7 @@ class SpectraDataModule(pl.LightningDataModule):
         self.drop_last, self.target, self.strict, self.cutoff = drop_last, target, strict, cutoff
         self.cache_dir = cache_dir
         self.device_resident = device_resident
+        self.static_shapes = bool(static_shapes)
         self.train_on = train_on
         self.train_ids = train_ids
         self.synthetic_seed = synthetic_seed
@@ -345,7 +351,10 @@ class SpectraDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
-    def _loader(self, dataset: GraphDataset, batch_size: int, shuffle: bool, drop_last: bool = False):
+    def _loader(self, dataset: GraphDataset, batch_size: int, shuffle: bool, drop_last: bool = False,
+                pad: bool = False):
+        # data.static_shapes: this many graphs in every batch (a split smaller than a batch is one batch)
+        graphs = min(batch_size, len(dataset)) if pad and self.static_shapes else None
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized() \
             and torch.distributed.get_world_size() > 1
         resident = self.device_resident
@@ -354,7 +363,8 @@ class SpectraDataModule(pl.LightningDataModule):
         if resident:
             if distributed:
                 raise ValueError("data.device_resident=true is for single-device runs; set it to false with DDP")
-            return BatchLoader(dataset.batcher(self._device()), batch_size, shuffle, drop_last, seed=self.seed)
+            loader = BatchLoader(dataset.batcher(self._device()), batch_size, shuffle, drop_last, seed=self.seed)
+            return loader if graphs is None else PaddedLoader(loader, graphs)
 
         sampler = None
         if not shuffle and distributed:
@@ -366,14 +376,15 @@ class SpectraDataModule(pl.LightningDataModule):
         # A plain torch DataLoader: GraphDataset.__getitems__ gathers each batch in one go.
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
                           sampler=sampler, drop_last=drop_last, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, collate_fn=collate_prebatched)
+                          persistent_workers=self.num_workers > 0,
+                          collate_fn=collate_prebatched if graphs is None else PadCollate(graphs))
 
     def train_dataloader(self) -> DataLoader:
         drop = self.drop_last and len(self.train_set) > self.batch_size
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=drop)
+        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=drop, pad=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False, pad=True)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.eval_batch_size, shuffle=False)

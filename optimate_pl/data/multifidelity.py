@@ -85,4 +85,4 @@ class MultiFidelityDataModule(RPADataModule):
 
     def train_dataloader(self):
         drop = self.drop_last and len(self.fit_set) > self.batch_size
-        return self._loader(self.fit_set, self.batch_size, shuffle=True, drop_last=drop)
+        return self._loader(self.fit_set, self.batch_size, shuffle=True, drop_last=drop, pad=True)

@@ -9,7 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.padding import real_graphs
 from .backbones import make_network
+from .masking import masked_loss
+from .readout import readout
 from .targets import target as describe_target
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3, "weight_decay": 0.0}
@@ -72,7 +75,7 @@ class SpectraModule(pl.LightningModule):
         latents = self.model.latents(batch)
         if fidelity is None:  # validation, test, prediction: the RPA rung
             fidelity = torch.ones(latents.size(0), dtype=torch.long, device=latents.device)
-        return F.leaky_relu(self.model.mlp1(latents + self.fidelity(fidelity)))
+        return readout(self.model.mlp1, latents + self.fidelity(fidelity), batch)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the precision the run trains in: a resume in another one is warned about."""
@@ -81,7 +84,7 @@ class SpectraModule(pl.LightningModule):
 
     # -- steps ----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        loss = self.spec.loss(self(batch), batch.y)
+        loss = masked_loss(self.spec.loss, self(batch), batch.y, getattr(batch, "graph_mask", None))
         # The guard against divergence reads nothing on the host here (a device sync every step on a GPU): the
         # first non-finite loss and its step are kept on the device and checked before each validation and at
         # each epoch's end (check_finite_loss), so no checkpoint ever holds the diverged weights.
@@ -90,7 +93,7 @@ class SpectraModule(pl.LightningModule):
         first = self._first_bad if self._first_bad is not None else value.new_full((2,), float("nan"))
         step = value.new_full((), float(self.global_step))  # a fill kernel, not a host-to-device copy
         self._first_bad = torch.where(bad & first[0].isnan(), torch.stack([step, value]), first)
-        self.log("train/loss", loss, batch_size=batch.num_graphs, on_step=False, on_epoch=True, prog_bar=True,
+        self.log("train/loss", loss, batch_size=real_graphs(batch), on_step=False, on_epoch=True, prog_bar=True,
                  sync_dist=True)
         return loss
 
@@ -113,11 +116,12 @@ class SpectraModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         pred = self(batch).float()
-        self.log("val/loss", self.spec.loss(pred, batch.y), batch_size=batch.num_graphs, prog_bar=True,
-                 sync_dist=True)
+        mask = getattr(batch, "graph_mask", None)  # a padded batch's real materials (data.static_shapes)
+        self.log("val/loss", masked_loss(self.spec.loss, pred, batch.y, mask), batch_size=real_graphs(batch),
+                 prog_bar=True, sync_dist=True)
         for i, (key, metric) in enumerate(self.val_metrics.items()):
-            metric.update(pred, batch.y)
-            self.log(f"val/{key}_median", metric, batch_size=batch.num_graphs, prog_bar=i == 0)
+            metric.update(pred, batch.y, mask)
+            self.log(f"val/{key}_median", metric, batch_size=real_graphs(batch), prog_bar=i == 0)
 
     def test_step(self, batch, batch_idx: int) -> None:
         # The final evaluation in fp32 whatever the training precision, as the authors evaluated

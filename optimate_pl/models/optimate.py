@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import MLP, GATv2Conv
 
 from ..data.featurize import NUM_EDGE_FEATURES, NUM_NODE_FEATURES, gaussian_expand
-from .readout import attention_pool
+from .masking import masked_mlp
+from .readout import attention_pool, readout
 
 
 def gatv2_edges(x_l: Tensor, x_r: Tensor, e: Tensor, att: Tensor, src: Tensor, dst: Tensor, num_nodes: int,
@@ -150,13 +151,13 @@ class Optimate(nn.Module):
     def latents(self, batch) -> Tensor:
         """Pooled material vectors [B, heads * out of the last GAT] (softmax attention over each graph's nodes)."""
         edge_attr = batch.edge_attr if getattr(batch, "edge_attr", None) is not None else gaussian_expand(batch.dist)
-        h = self.mlp_init_node(batch.x)
+        h = masked_mlp(self.mlp_init_node, batch.x, getattr(batch, "node_mask", None))
         for gat in self.gats():
             h = self._gat(gat, h, batch.edge_index, edge_attr)  # the authors apply no activation here
         return attention_pool(h, self.mlp_att, batch)
 
     def forward(self, batch) -> Tensor:
-        return F.leaky_relu(self.mlp1(self.latents(batch)))
+        return readout(self.mlp1, self.latents(batch), batch)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -19,12 +19,27 @@ from torch import Tensor, nn
 from torch_geometric.nn import MLP
 from torch_geometric.utils import scatter, softmax
 
+from .masking import masked_mlp
+
 
 def attention_pool(h: Tensor, mlp_att: nn.Module, batch) -> Tensor:
-    """[B, width]: per channel a softmax over each graph's nodes of ``mlp_att(h)``, then the weighted sum."""
+    """[B, width]: per channel a softmax over each graph's nodes of ``mlp_att(h)``, then the weighted sum.
+
+    In a padded batch (``node_mask``; :mod:`optimate_pl.data.padding`) the pad nodes belong to an extra
+    graph after the last one, which is pooled and dropped, and ``mlp_att``'s batch norm sees the real nodes only.
+    """
     num_graphs = int(batch.num_graphs) if hasattr(batch, "num_graphs") else int(batch.batch.max()) + 1
-    weights = softmax(mlp_att(h), batch.batch, num_nodes=h.size(0), dim=0)
-    return scatter(weights * h, batch.batch, dim=0, dim_size=num_graphs, reduce="sum")
+    node_mask = getattr(batch, "node_mask", None)
+    segments = num_graphs + (node_mask is not None)  # the trash graph of a padded batch is the last segment
+    weights = softmax(masked_mlp(mlp_att, h, node_mask), batch.batch, num_nodes=segments, dim=0)
+    pooled = scatter(weights * h, batch.batch, dim=0, dim_size=segments, reduce="sum")
+    return pooled[:num_graphs]
+
+
+def readout(mlp1: nn.Module, latents: Tensor, batch) -> Tensor:
+    """The output MLP and leaky ReLU on the pooled vectors [B, width] -> [B, out_dim] (batch norm over the
+    real graphs of a padded batch)."""
+    return F.leaky_relu(masked_mlp(mlp1, latents, getattr(batch, "graph_mask", None)))
 
 
 class GraphNetwork(nn.Module):
@@ -51,7 +66,7 @@ class GraphNetwork(nn.Module):
         return attention_pool(self.encode(batch), self.mlp_att, batch)
 
     def forward(self, batch) -> Tensor:
-        return F.leaky_relu(self.mlp1(self.latents(batch)))
+        return readout(self.mlp1, self.latents(batch), batch)
 
 
 def edge_vectors(batch) -> Tensor:

@@ -63,20 +63,31 @@ class PerSampleMetric(Metric):
             raise ValueError(f"reduction must be median, mean or none, got {reduction!r}")
         self.reduction = reduction
         self.add_state("values", default=[], dist_reduce_fx="cat")
+        # Which values are materials: a padded batch's pad rows are kept here and dropped once, in compute(),
+        # so update() reads nothing on the host (data.static_shapes).
+        self.add_state("kept", default=[], dist_reduce_fx="cat")
 
     def per_sample(self, preds: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add the per-sample values of a batch (``preds`` and ``target`` of equal shape)."""
-        self.values.append(self.per_sample(preds.detach().float(), target.detach().float()))
+    def update(self, preds: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
+        """Add the per-sample values of a batch (``preds`` and ``target`` of equal shape); ``mask`` [B]: which
+        samples count (the real materials of a padded batch), default all."""
+        values = self.per_sample(preds.detach().float(), target.detach().float())
+        self.values.append(values)
+        self.kept.append(torch.ones(values.shape[0], dtype=torch.bool, device=values.device) if mask is None
+                         else mask.reshape(-1).to(torch.bool))
 
     def samples(self) -> Tensor:
-        """All per-sample values gathered so far (across processes after sync)."""
-        return dim_zero_cat(self.values) if len(self.values) else torch.empty(0)
+        """All per-sample values gathered so far (across processes after sync), pad rows dropped."""
+        if isinstance(self.values, list):
+            if not len(self.values):
+                return torch.empty(0)
+            return dim_zero_cat(self.values)[dim_zero_cat(self.kept)]
+        return self.values[self.kept]
 
     def compute(self) -> Tensor:
-        vals = dim_zero_cat(self.values) if isinstance(self.values, list) else self.values
+        vals = self.samples()
         if self.reduction == "none":
             return vals
         if self.reduction == "mean":

@@ -91,7 +91,7 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
                  weights.layout)
     trainer, loggers = build_trainer(cfg)
     if cfg.get("compile"):
-        compile_network(module.model)
+        compile_network(module.model, bool(cfg.data.get("static_shapes")), trainer.strategy.root_device.type)
     elif hasattr(module.model, "compile_edges"):  # OPTIMATE's GATv2 layers; the other backbones have none
         edges, why = compile_edges_decision(cfg.get("compile_edges", False), trainer, datamodule)
         if edges:

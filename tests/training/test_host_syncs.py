@@ -35,7 +35,8 @@ TINY_VISNET = ["strategy=dl", "model=visnet", "model.net.width=16", "model.net.h
 
 
 @pytest.mark.parametrize("overrides", [["strategy=dl"], ["strategy=tl", "strategy.pretrain_epochs=1"],
-                                       ["strategy=mf"], TINY_VISNET], ids=["dl", "tl", "mf", "visnet"])
+                                       ["strategy=mf", "data.static_shapes=true"], TINY_VISNET],
+                         ids=["dl", "tl", "mf-static-shapes", "visnet"])
 def test_training_and_validation_steps_make_no_host_sync(overrides, tmp_path, cfg_train):
     from optimate_pl.training.stages import run
 
