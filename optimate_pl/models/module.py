@@ -6,7 +6,6 @@ from typing import Any
 import hydra.utils
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.padding import real_graphs
