@@ -111,7 +111,7 @@ def test_auto_pretraining_on_the_builtin_ladder_is_named_by_its_version(tmp_path
 @pytest.mark.parametrize("strategy", ["dl", "sc"])
 def test_dl_and_sc_strategies(tmp_path, cache_dir, strategy, monkeypatch, cfg_train):
     compiled = []  # compile=true reaches the network (compiling itself is tested in test_model.py)
-    monkeypatch.setattr("optimate_pl.training.train.compile_network", compiled.append)
+    monkeypatch.setattr("optimate_pl.training.train.compile_network", lambda model, *args: compiled.append(model))
     metrics = train(cfg_train(tmp_path, f"strategy={strategy}", "data.subset=60", f"compile={strategy == 'sc'}"))
     key = "test/sc_median" if strategy == "dl" else "test/ae_median"
     assert key in metrics and metrics["objective"] is not None

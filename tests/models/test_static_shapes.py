@@ -71,12 +71,21 @@ def test_a_padded_batch_gives_the_unpadded_numbers(tiny_rpa, backbone):
     net.train(); twin.train()
     out_pad, out = net(padded), twin(plain)
     torch.testing.assert_close(out_pad[:5], out, rtol=1e-4, atol=1e-5)
-    loss_pad = masked_loss(F.l1_loss, out_pad, padded.y, padded.graph_mask)
-    loss = F.l1_loss(out, plain.y)
+    torch.testing.assert_close(masked_loss(F.l1_loss, out_pad, padded.y, padded.graph_mask), F.l1_loss(out, plain.y),
+                               rtol=1e-5, atol=1e-7)
+    # Gradients through the MSE: L1's sign(pred - y) flips where a prediction meets a zero of the spectrum to
+    # within rounding, which moves the last layer's gradient by 1e-4 between 1 and 2 threads on the plain batch alone.
+    loss_pad = masked_loss(F.mse_loss, out_pad, padded.y, padded.graph_mask)
+    loss = F.mse_loss(out, plain.y)
     torch.testing.assert_close(loss_pad, loss, rtol=1e-5, atol=1e-7)
     loss_pad.backward(); loss.backward()
+    # Tolerance on the network's gradient scale: a bias right before a batch norm has a gradient of 0 in exact
+    # arithmetic, so its float value is rounding noise of that scale, in either run alike.
+    scale = max(float(q.grad.abs().max()) for q in twin.parameters() if q.grad is not None)
     for (name, p), q in zip(net.named_parameters(), twin.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-6, msg=name)
+        assert (p.grad is None) == (q.grad is None), name
+        if q.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-4 * scale, msg=name)
     for (k, a), b in zip(_bn_stats(net).items(), _bn_stats(twin).values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=k)
 
