@@ -17,14 +17,73 @@ interaction and output blocks); only what PyG's ``forward`` does for molecules i
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from ..data.cache import default_cache_dir
 from ..data.featurize import NUM_NODE_FEATURES
+from ..utils.atomic import atomic_write_text
 from .readout import GraphNetwork, edge_vectors
 from .triplets import triplets
+
+log = logging.getLogger(__name__)
+_BESSEL: dict[tuple[int, int], list] = {}
+
+
+def _bessel_file(num_spherical: int, num_radial: int) -> Path:
+    import sympy
+    import torch_geometric
+
+    return default_cache_dir() / "dimenet" / (f"bessel_{num_spherical}x{num_radial}_pyg{torch_geometric.__version__}"
+                                              f"_sympy{sympy.__version__}.json")
+
+
+def cached_bessel_basis(original, num_spherical: int, num_radial: int) -> list:
+    """PyG's ``dimenet_utils.bessel_basis`` (``original``), kept in this process and on disk.
+
+    PyG derives DimeNet++'s spherical Bessel basis with sympy at every construction: 25 s of the 32 s that
+    building the default network (7 x 6 basis) took on a 2-core CPU, paid again by every run, prediction,
+    pretraining and ensemble member. The formulas depend on the two sizes only; they are stored as
+    ``sympy.srepr`` text under ``$OPTIMATE_PL_CACHE/dimenet/`` (keyed by the PyG and sympy versions) and read
+    back in well under a second. An unreadable file is recomputed and rewritten.
+    """
+    import sympy
+
+    key = (num_spherical, num_radial)
+    if key in _BESSEL:
+        return _BESSEL[key]
+    path = _bessel_file(*key)
+    forms = None
+    if path.exists():
+        try:
+            forms = [[sympy.sympify(text) for text in row] for row in json.loads(path.read_text())]
+        except Exception as err:  # noqa: BLE001 - a damaged cache file is rebuilt, never trusted
+            log.warning("DimeNet++ basis cache %s unreadable (%s): recomputing it", path, err)
+    if forms is None:
+        forms = original(num_spherical, num_radial)
+        with contextlib.suppress(OSError):  # a read-only cache folder only costs the time again
+            atomic_write_text(json.dumps([[sympy.srepr(f) for f in row] for row in forms]), path)
+    _BESSEL[key] = forms
+    return forms
+
+
+@contextlib.contextmanager
+def _bessel_basis_cached() -> Iterator[None]:
+    """While DimeNet++ is built, its ``SphericalBasisLayer`` takes the basis from :func:`cached_bessel_basis`."""
+    from torch_geometric.nn.models import dimenet_utils
+
+    original = dimenet_utils.bessel_basis
+    dimenet_utils.bessel_basis = lambda n, k: cached_bessel_basis(original, n, k)
+    try:
+        yield
+    finally:
+        dimenet_utils.bessel_basis = original
 
 
 class DimeNetCrystal(GraphNetwork):
@@ -49,9 +108,11 @@ class DimeNetCrystal(GraphNetwork):
         from torch_geometric.nn.models import DimeNetPlusPlus
 
         self.triplet_cutoff = float(triplet_cutoff)
-        dimenet = DimeNetPlusPlus(hidden_channels=hidden, out_channels=width, num_blocks=blocks, int_emb_size=int_emb,
-                                  basis_emb_size=basis_emb, out_emb_channels=out_emb, num_spherical=num_spherical,
-                                  num_radial=num_radial, cutoff=cutoff, output_initializer="glorot_orthogonal")
+        with _bessel_basis_cached():
+            dimenet = DimeNetPlusPlus(hidden_channels=hidden, out_channels=width, num_blocks=blocks, int_emb_size=int_emb,
+                                      basis_emb_size=basis_emb, out_emb_channels=out_emb,
+                                      num_spherical=num_spherical, num_radial=num_radial, cutoff=cutoff,
+                                      output_initializer="glorot_orthogonal")
         # Same inputs as every backbone: OPTIMATE's node features, not a lookup by atomic number.
         dimenet.emb.emb = nn.Linear(node_in, hidden, bias=False)
         self.rbf, self.sbf, self.emb = dimenet.rbf, dimenet.sbf, dimenet.emb

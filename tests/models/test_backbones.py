@@ -188,3 +188,28 @@ def test_debug_runs_pretrain_one_batch_not_the_full_budget(tmp_path, cfg_train):
     assert ipa_pretraining_config(debug).trainer.fast_dev_run is True
     assert not ipa_pretraining_config(real).trainer.get("fast_dev_run")
     assert ipa_checkpoint_path(debug) != ipa_checkpoint_path(real)
+
+
+def test_dimenets_sympy_basis_is_cached_on_disk_and_unchanged(tmp_path, monkeypatch):
+    """The spherical Bessel basis read back from the cache file gives PyG's own basis layer's numbers."""
+    from torch_geometric.nn.models.dimenet import SphericalBasisLayer
+
+    from optimate_pl.models import dimenet
+
+    monkeypatch.setenv("OPTIMATE_PL_CACHE", str(tmp_path))
+    monkeypatch.setattr(dimenet, "_BESSEL", {})
+    dist, angle, idx = torch.rand(6) * 4 + 0.5, torch.rand(6) * 3.1, torch.arange(6)
+    reference = SphericalBasisLayer(3, 3)(dist, angle, idx)  # PyG alone, no cache
+    with dimenet._bessel_basis_cached():
+        SphericalBasisLayer(3, 3)
+    files = list((tmp_path / "dimenet").glob("bessel_3x3_*.json"))
+    assert len(files) == 1
+    monkeypatch.setattr(dimenet, "_BESSEL", {})  # a new process: only the file is left
+    with dimenet._bessel_basis_cached():
+        cached = SphericalBasisLayer(3, 3)(dist, angle, idx)
+    torch.testing.assert_close(cached, reference)
+    files[0].write_text("not json")  # a damaged file is recomputed, never trusted
+    monkeypatch.setattr(dimenet, "_BESSEL", {})
+    with dimenet._bessel_basis_cached():
+        torch.testing.assert_close(SphericalBasisLayer(3, 3)(dist, angle, idx), reference)
+    assert files[0].read_text().startswith("[[")
