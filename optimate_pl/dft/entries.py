@@ -29,6 +29,7 @@ def _parameters(settings: LadderSettings, result: RungResult, level: str) -> dic
               "n_kpts_ibz": info.get("n_kpts_ibz"), "n_symmetries": info.get("n_symmetries"),
               "ipa_nbands": info.get("n_bands"), "n_occupied": info.get("n_occupied"),
               "bands_reach_eV": info.get("bands_reach_eV"), "pw_conv_cutoff": settings.pw_cutoff_eV,
+              "scf_iterations": info.get("scf_iterations"),
               "core_seconds": {k: round(v, 2) for k, v in result.times.items()}}
     if level == "both":
         params.update({"rpa_G_eV": info.get("response_cutoff_eV", settings.response_cutoff_eV), "rpa_n_G": info.get("n_G"),

@@ -270,6 +270,8 @@ def run_material(structure, settings: LadderSettings, level: str = "both", *, py
             ("n_bands", "n_occupied", "n_kpts_ibz", "kpts_nscf", "kpts_gs", "bands_reach_eV", "n_G", "n_symmetries")}
     if "response_cutoff_eV" in res:  # the cutoff used: raised by the G-vector floor in small cells
         info["response_cutoff_eV"] = float(res["response_cutoff_eV"])
+    if "iterations" in res:  # SCF iterations per stage (what a tolerance or eigensolver change acts on)
+        info["scf_iterations"] = json.loads(str(res["iterations"]))
     info["gpaw_version"] = str(res["gpaw_version"])
     info["mpi_ranks"] = int(res["mpi_ranks"]) if "mpi_ranks" in res else 1
     return RungResult(ipa=to_grid(omega, res["ipa"]), rpa=to_grid(omega, res["rpa"]) if "rpa" in res else None,

@@ -3,7 +3,9 @@
 Every value goes into ``entry.parameters`` of the written files, so a dataset says how it was made.
 The defaults come from ``experiments/gpaw_ladder/convergence*.md``: on 7 varied materials, all settings
 at once against an all-larger reference, they give median SC 0.979 (IPA) / 0.965 (RPA) at 32 core-seconds
-per material of at most 4 sites; the first try (PW 300 eV, k-density 4.0) gave 0.915 / 0.917 at 18.
+per material of at most 4 sites; the first try (PW 300 eV, k-density 4.0) gave 0.915 / 0.917 at 18. The solver's
+tolerances and buffer bands come from ``experiments/gpaw_ladder/speedup.md`` (2026-12-06): 0.55 of the core-seconds
+of the settings before on 20 materials of 1-6 sites, the spectra within SC 0.9995 of theirs.
 """
 from __future__ import annotations
 
@@ -44,9 +46,27 @@ class LadderSettings:
     broadening_eV: float = 0.3
     #: The authors' lower gap filter, applied right after the ground state to save the rest.
     min_gap_eV: float = 0.5
-    #: Eigenstate tolerance of the empty-band step (eV² per electron; GPAW's default 4e-8): 1e-5 saves a
-    #: quarter of that step and changes the spectra by SC < 1e-7 (measured on a 2-site P).
-    eigenstates_tol: float = 1e-5
+    #: Eigenstate tolerance of the empty-band step (eV² per electron; GPAW's default 4e-8). Davidson then stops after
+    #: about 4 SCF iterations instead of 10-14 at 1e-5: on 20 materials the spectra stay within SC 0.9995 of 1e-5's and
+    #: the empty-band step takes 0.44 of its time (experiments/gpaw_ladder/speedup.md, with the buffer bands below).
+    eigenstates_tol: float = 1e-1
+    #: Davidson steps per SCF iteration of the empty-band step (GPAW's default 2; 3 saved no time in speedup.md).
+    nscf_dav_niter: int = 2
+    #: Atomic basis the wave functions start from ("" = GPAW's partial waves, ~4 orbitals an atom; "dzp" starts
+    #: most empty bands from orbitals instead of random numbers, where gpaw-data has the element's file, but cost
+    #: 8 % more in speedup.md: the LCAO start at every k-point costs more than the iterations it saves).
+    basis: str = ""
+    #: Buffer bands as a fraction of the converged ones (the larger of this and ``extra_bands``): with only 4, the top
+    #: converged bands of a dense manifold converge slowest and set the iteration count (Rb2Te: 0.75 of the time
+    #: with 15 %).
+    extra_bands_frac: float = 0.3
+    #: Ground-state convergence: density change (GPAW's default 1e-4) and eigenstate residual (eV² per electron,
+    #: GPAW's default 4e-8); 1e-5 / 4e-8 before speedup.md (5 % of the time, gaps within 2.3 meV).
+    gs_density_tol: float = 1e-4
+    gs_eigenstates_tol: float = 1e-6
+    #: Empty bands of an IPA-only run (``level=ipa``). 15 eV cost 0.53 instead of 0.64 of the time but lost up to SC
+    #: 0.018 (c-BN, KN3: the free-electron estimate reaches only 13-15 eV there), so it stays at 20.
+    ipa_empty_bands_above_vbm_eV: float = 20.0
     #: spglib tolerance (Å) for the standard primitive cell with atoms on their space group's exact
     #: positions (GPAW then finds the symmetry: fewer k-points); 0 keeps the structure as given.
     symprec: float = 0.1

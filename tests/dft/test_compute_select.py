@@ -301,3 +301,22 @@ def test_the_local_field_basis_has_a_floor_in_g_vectors():
     # The convergence check compares with the G-vectors within half the cutoff: with a floor of 15 that basis
     # holds more than G = 0 (the 7 of shell 1 here), so a basis with no local fields no longer passes unseen.
     assert worker.local_field_cutoff(cell, 5.0, 15) / 2 >= unit * (1 - 1e-6)
+
+
+def test_the_commands_settings_are_the_ladder_settings():
+    """conf/compute.yaml lists every GPAW setting with LadderSettings' default (a key missing there cannot be set on
+    the command line: Hydra refuses it), and the command hands them on unchanged."""
+    from hydra import compose, initialize_config_module
+
+    from optimate_pl.dft.compute import options_from_config
+    from optimate_pl.dft.settings import LadderSettings
+
+    with initialize_config_module("optimate_pl.conf", version_base="1.3"):
+        cfg = compose("compute", overrides=["input=x", "output=y", "settings.eigenstates_tol=0.5", "settings.basis=dzp"])
+    defaults = LadderSettings().as_dict()
+    assert set(cfg.settings) == set(defaults)
+    for key, value in defaults.items():
+        if key not in ("eigenstates_tol", "basis"):
+            assert cfg.settings[key] == value, key
+    _, settings = options_from_config(cfg)
+    assert settings == LadderSettings(eigenstates_tol=0.5, basis="dzp")
