@@ -106,7 +106,9 @@ def settings_for(mode: str) -> Settings:
     # Tiny: 480 IPA / 320 RPA training materials (enough for data.subset=300), an epoch or two.
     return Settings(mode, graphs=64, epochs=1, fresh=False, screen=8, tl_subset=64, tl_epochs=2, pretrain_epochs=1,
                     short_subset=64, short_epochs=1, profile_batch=32,
-                    main_overrides=["strategy.epochs.gpaw=1", "strategy.pretrain_epochs=1"], timeout=300,
+                    # One batch per stage: the wiring of the main command (pretraining, checkpoint, test); the real
+                    # command's numbers are tests/cli/test_train.py's (41 s of this smoke's 168 s before).
+                    main_overrides=["debug=fast"], timeout=300,
                     sizes={"ipa": [480, 60, 60], "rpa": [320, 40, 40]})
 
 

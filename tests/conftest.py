@@ -134,8 +134,13 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
-    """A session cache folder; also exported so subprocess runs reuse it."""
-    path = tmp_path_factory.mktemp("cache")
+    """A session cache folder; also exported so subprocess runs reuse it.
+
+    One folder for all xdist workers (the parent of their base folders): the full-size synthetic stores and the GPAW
+    store were built once per worker. Builds take a file lock and write atomically, so the workers share them."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-cache"
+    path.mkdir(exist_ok=True)
     os.environ["OPTIMATE_PL_CACHE"] = str(path)
     return path
 

@@ -72,12 +72,17 @@ def test_sigterm_leaves_a_resumable_checkpoint_and_resume_keeps_best_tracking(tm
     resume = next(line for line in (out + err).splitlines() if line.startswith("resume with: "))[len("resume with: "):]
     command = shlex.split(resume)
     assert command[:3] == ["python", "-m", "optimate_pl"] and f"ckpt_path={checkpoints / 'last.ckpt'}" in command
+    # The printed command as given, but for a shorter budget (a resume may change it): the rest of 60 epochs took
+    # most of this test's time and checks nothing more than a few epochs do.
+    until = state["epoch"] + 4
+    assert "trainer.max_epochs=60" in command
+    command = [f"trainer.max_epochs={until}" if a == "trainer.max_epochs=60" else a for a in command]
     r = cli(*command[3:], cwd=tmp_path, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"resuming from {checkpoints / 'last.ckpt'}" in r.stdout + r.stderr
     final = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
     kept = next(v for k, v in final["callbacks"].items() if k.startswith("ModelCheckpoint"))
-    assert final["epoch"] == 59 and float(kept["best_model_score"]) <= float(tracking["best_model_score"])
+    assert final["epoch"] == until - 1 and float(kept["best_model_score"]) <= float(tracking["best_model_score"])
     assert "test/sc_median" in json.loads((tmp_path / "run" / "metrics.json").read_text())
 
 

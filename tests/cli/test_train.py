@@ -202,23 +202,28 @@ def test_seeded_cpu_runs_repeat(tmp_path, cache_dir, cfg_train):
 
 #: Every experiment preset (conf/experiment/) and the jobs its runs folder holds after a fast-budget run
 #: (debug=fast: one batch per stage); None: a single run or campaign, checked by its exit code and outputs.
-#: The quick twins that tests/studies/test_studies.py's runs already run (its reports need their outputs) are left
-#: out here; the full grids' sizes are checked by composition there (test_presets_and_launcher_compose), so a
-#: grid runs its first and last cells here.
-RUN_BY_THE_STUDY_TESTS = ("efficiency_quick", "small_cells_quick", "sc_predictor_quick")
+#: Left out, because the same wiring runs elsewhere (all of them compose in test_studies.py's
+#: test_presets_and_launcher_compose, which checks the full grids' sizes):
+#: - the quick twins that tests/studies/test_studies.py's runs already run (its reports need their outputs);
+#: - a ``<name>_quick`` preset is ``<name>`` plus ``quick``'s trainer budget, which ``debug=fast`` replaces, so it
+#:   runs what ``<name>`` runs; and ``quick`` alone is a TL run on the full synthetic data, as ``efficiency``'s TL cell;
+#: - ``small_cells`` and ``sc_predictor``, whose quick twins the study tests run with the same jobs.
+NOT_RUN_HERE = ("efficiency_quick", "small_cells_quick", "sc_predictor_quick", "uncertainty_quick",
+                "active_learning_quick", "quick", "small_cells", "sc_predictor")
 PRESETS = {p.stem: None for p in sorted((Path(__file__).parents[2] / "conf" / "experiment").glob("*.yaml"))
-           if p.stem not in RUN_BY_THE_STUDY_TESTS}
-PRESETS.update({"efficiency": 4, "small_cells": 2, "sc_predictor": 2, "backbones": 3})
+           if p.stem not in NOT_RUN_HERE}
+PRESETS.update({"efficiency": 2, "backbones": 3, "gpaw_ladder": 4})
 #: A fast budget is also a short campaign: two rounds of one repetition instead of ten rounds of three, on the
-#: session's tiny synthetic data (scoring a full-size pool with an ensemble took most of a minute).
-#: A ``<name>_quick`` preset is ``<name>`` plus ``quick``'s trainer budget, which ``debug=fast`` replaces:
-#: its full grid ran with ``<name>`` already, so it runs one job of it (its own folders, its composition).
-_CAMPAIGN = [f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}",
-             "active_learning.initial=40", "active_learning.step=30", "active_learning.until=70",
-             "active_learning.repetitions=1"]
-BUDGET = {"active_learning": _CAMPAIGN, "active_learning_quick": [*_CAMPAIGN, "active_learning.acquisitions=[random]"],
-          "efficiency": ["study.subsets='100,4610'"], "small_cells": ["study.max_sites='2,6'"],
-          "uncertainty_quick": ["ensemble.size=2"],
+#: session's tiny synthetic data (scoring a full-size pool with an ensemble took most of a minute); one acquisition
+#: (tests/uncertainty/test_active_learning.py runs every acquisition on the same data, in-process).
+_TINY = [f"data.synthetic_sizes.ipa={TINY_SIZES['ipa']}", f"data.synthetic_sizes.rpa={TINY_SIZES['rpa']}"]
+_CAMPAIGN = [*_TINY, "active_learning.initial=40", "active_learning.step=30", "active_learning.until=70",
+             "active_learning.repetitions=1", "active_learning.acquisitions=[disagreement]"]
+BUDGET = {"active_learning": _CAMPAIGN,
+          # The full-size boundary: both strategies at all 4610 training materials of the synthetic data.
+          "efficiency": ["study.subsets=4610"],
+          "uncertainty": [*_TINY, "data.subset=60", "ensemble.size=2"],
+          "gpaw_ladder": ["study.subsets='100,null'"],
           # One cell per backbone (MF needs no start weights): the grid's other 78 runs repeat the same wiring.
           "backbones": ["study.subsets=100", "study.seeds=0", "study.strategies=mf"]}
 

@@ -46,6 +46,12 @@ def test_presets_and_launcher_compose():
     small = hydra_cfg("experiment=small_cells")
     assert small.hydra.sweeper.params["data.max_sites"] == "2,3,4,5,6"
     assert small.hydra.sweep.dir.endswith("experiments/small_cells/runs")
+    for twin in ("uncertainty_quick", "active_learning_quick", "small_cells_quick", "quick"):  # not run as tests
+        cfg = hydra_cfg(f"experiment={twin}")
+        assert cfg.data.source == "synthetic" and cfg.strategy.pretrain_epochs == 6, twin
+    assert hydra_cfg("experiment=quick").trainer.max_steps == 300
+    assert hydra_cfg("experiment=uncertainty_quick").ensemble.size == 5
+    assert hydra_cfg("experiment=active_learning_quick").active_learning.until == 400
     sc = hydra_cfg("experiment=sc_predictor")
     assert sc.strategy.name == "sc" and sc.hydra.sweeper.params["data.train_on"] == "train,all"
     # The command learns the built-in GPAW ladder by default; the paper-sized presets keep the synthetic data
