@@ -619,6 +619,8 @@ def check(argv: list[str]) -> int:
     p.add_argument("--steps", default="6,7,5,4,3,2,1", help="which steps, in this order, e.g. 1,6")
     p.add_argument("--out-dir", default=str(GPU_DIR), help="where the table and the profile go")
     p.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed after)")
+    p.add_argument("--cache", default=None, help="the data cache (default: the scratch folder's; the test suite "
+                   "passes its own, so that the built-in ladder's store is built once)")
     p.add_argument("--compile", action="store_true", help="add step 1's whole-network torch.compile rows (minutes "
                    "of compilation on a GPU; slower than eager on the H200)")
     p.add_argument("--no-compile", action="store_true", help="(the default now) no whole-network torch.compile rows")
@@ -641,7 +643,7 @@ def check(argv: list[str]) -> int:
     scratch = None if args.work else tempfile.TemporaryDirectory(prefix="gpu-check-")
     work = Path(args.work or scratch.name).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    cache = work / "cache"
+    cache = Path(args.cache).resolve() if args.cache else work / "cache"
     os.environ["OPTIMATE_PL_CACHE"] = str(cache)  # every run of the check, subprocesses included
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -37,10 +37,11 @@ def _table_rows(text: str) -> dict[int, list[str]]:
 
 
 @pytest.mark.slow
-def test_cpu_mode_runs_every_step_with_numbers(tmp_path):
+def test_cpu_mode_runs_every_step_with_numbers(tmp_path, cache_dir):
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, str(SCRIPT), "check", "--cpu", "--out-dir", str(out), "--work",
-                           str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                           str(tmp_path / "work"), "--cache", str(cache_dir)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
     table = (out / "cpu-smoke.md").read_text()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = _table_rows(table)
