@@ -64,8 +64,9 @@ class LadderSettings:
     #: GPAW's default 4e-8); 1e-5 / 4e-8 before speedup.md (5 % of the time, gaps within 2.3 meV).
     gs_density_tol: float = 1e-4
     gs_eigenstates_tol: float = 1e-6
-    #: Empty bands of an IPA-only run (``level=ipa``). 15 eV cost 0.53 instead of 0.64 of the time but lost up to SC
-    #: 0.018 (c-BN, KN3: the free-electron estimate reaches only 13-15 eV there), so it stays at 20.
+    #: Empty bands of an IPA-only run (``level=ipa``). 15 eV cost 0.55 instead of 0.61 of the time but lost up to SC
+    #: 0.084 (CaSiO3; stishovite 0.055, c-BN and KN3 0.02: the free-electron estimate reaches only 13-15 eV in some
+    #: cells), so it stays at 20.
     ipa_empty_bands_above_vbm_eV: float = 20.0
     #: spglib tolerance (Å) for the standard primitive cell with atoms on their space group's exact
     #: positions (GPAW then finds the symmetry: fewer k-points); 0 keeps the structure as given.
