@@ -40,9 +40,12 @@ TOL3 = {"eigenstates_tol": 1e-3}
 GS = {"gs_density_tol": 1e-4, "gs_eigenstates_tol": 1e-6}
 FAST = {**TOL3, "nscf_dav_niter": 3, "basis": "dzp", **GS}
 FASTER = {**FAST, "eigenstates_tol": 1e-2}
+#: The first round's defaults (A11) and, on top, a looser ground state (A13: the defaults from the second round).
+NEW = {"eigenstates_tol": 1e-1, "extra_bands_frac": 0.3, **GS}  # A11
+GS3 = {"gs_density_tol": 1e-3, "gs_eigenstates_tol": 1e-5}
 IPA_RUN = {"pw_cutoff_eV": 300.0, "kpt_density_nscf": 4.0}  # the settings of the IPA-only rung's run
 #: The solver settings before this study (LadderSettings' defaults until 2026-12-06): every arm starts from them,
-#: so that the arms mean the same after the defaults moved to A11's.
+#: so that the arms mean the same after the defaults moved (to A11's, then A13's).
 BEFORE = {"eigenstates_tol": 1e-5, "extra_bands_frac": 0.0, "gs_density_tol": 1e-5, "gs_eigenstates_tol": 4e-8,
           "nscf_dav_niter": 2, "basis": "", "ipa_empty_bands_above_vbm_eV": 20.0}
 #: arm -> (level, settings overrides, the arm it is scored against)
@@ -60,6 +63,8 @@ ARMS = {
     "A10": ("both", {"eigenstates_tol": 1e-2, "extra_bands_frac": 0.3, **GS}, "A0"),
     "A11": ("both", {"eigenstates_tol": 1e-1, "extra_bands_frac": 0.3, **GS}, "A0"),
     "A12": ("both", {"eigenstates_tol": 1.0, "extra_bands_frac": 0.3, **GS}, "A0"),
+    "A13": ("both", {**NEW, **GS3}, "A0"),
+    "A14": ("both", {**NEW, **GS3, "kpt_density_gs": 2.0}, "A0"),
     "I0": ("ipa", IPA_RUN, "I0"),
     "I1": ("ipa", {**IPA_RUN, **FAST, "ipa_empty_bands_above_vbm_eV": 15.0}, "I0"),
     "I2": ("ipa", {**IPA_RUN, **FASTER, "ipa_empty_bands_above_vbm_eV": 15.0}, "I0"),
@@ -69,15 +74,18 @@ ARMS = {
                    "ipa_empty_bands_above_vbm_eV": 15.0}, "I0"),
     "I5": ("ipa", {**IPA_RUN, "eigenstates_tol": 1e-2, "extra_bands_frac": 0.3, **GS}, "I0"),
     "I6": ("ipa", {**IPA_RUN, "eigenstates_tol": 1e-1, "extra_bands_frac": 0.3, **GS}, "I0"),
+    "I7": ("ipa", {**IPA_RUN, **NEW, **GS3, "kpt_density_gs": 2.0}, "I0"),
 }
 LABELS = {
     "A0": "before: nscf 1e-5, 4 buffer bands, ground state 1e-5 / 4e-8", "A1": "nscf tolerance 1e-3", "A2": "nscf tolerance 1e-2",
     "A3": "1e-3 + Davidson 3 steps", "A4": "1e-3 + dzp start", "A5": "1e-3 + 15 % buffer bands",
     "A6": "ground state 1e-4 / 1e-6", "A7": "1e-3 + 3 steps + dzp + ground state",
     "A8": "A7 at 1e-2", "A9": "1e-2 + 15 % buffer + ground state",
-    "A10": "1e-2 + 30 % buffer + ground state", "A11": "A10 at 1e-1 (**the new defaults**)", "A12": "A10 at 1", "I0": "the IPA run before (PW 300, k 4.0, A0's solver)", "I1": "I0 + A7 + IPA bands to 15 eV",
+    "A10": "1e-2 + 30 % buffer + ground state", "A11": "A10 at 1e-1 (the defaults from the first round)", "A12": "A10 at 1", "I0": "the IPA run before (PW 300, k 4.0, A0's solver)", "I1": "I0 + A7 + IPA bands to 15 eV",
     "I2": "I0 + A8 + IPA bands to 15 eV", "I3": "I0 + A9 + IPA bands to 15 eV",
     "I4": "I0 + A10 + IPA bands to 15 eV", "I5": "I0 + A10 (bands to 20 eV)", "I6": "I0 + A11 (bands to 20 eV)",
+    "A13": "A11 + ground state 1e-3 / 1e-5 (**the defaults**)", "A14": "A13 + ground-state k-density 2.0",
+    "I7": "I0 + A14 (**the IPA-only run from now on**)",
 }
 
 
