@@ -53,12 +53,31 @@ def _components(data: dict, key: str) -> list[np.ndarray] | None:
     return None
 
 
-def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = False) -> dict:
+#: A compact row may differ from its float32 spectrum by at most this fraction of the spectrum's maximum.
+COMPACT_TOLERANCE = 1e-3
+
+
+def _compact_row(comps: list[np.ndarray]) -> tuple[np.ndarray, bool]:
+    """The trace of Im ε on the packed grid, in float16 where that is within :data:`COMPACT_TOLERANCE` of its
+    maximum (it always is for GPAW's spectra: float16 keeps 3 significant digits), else in float32."""
+    row = (sum(comps) / 3.0)[::PACK_STEP].astype(np.float32)
+    half = row.astype(np.float16)
+    lossless = np.all(np.isfinite(half)) and \
+        np.abs(half.astype(np.float32) - row).max() <= COMPACT_TOLERANCE * max(float(np.abs(row).max()), 1e-12)
+    return (half, True) if lossless else (row, False)
+
+
+def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = False, compact: bool = False) -> dict:
     """Pack an ``optimate-pl-compute`` output folder (``ipa/``, ``rpa/``) into ``dest`` (default: the package's).
 
     A ``dest`` that already holds materials the folder lacks is refused (packing would drop them: the shipped
     dataset replaced by a folder of two materials) unless ``replace``; restoring ``dest`` into the folder first
-    makes the new pack hold both."""
+    makes the new pack hold both.
+
+    ``compact`` keeps of a material with the IPA rung alone only what a model learns from: the trace of Im ε
+    (no Re ε, no separate Cartesian components), in float16 where lossless at 1e-3 of its maximum (about a fifth
+    of the bytes: the shape of a shipped dataset with a large cheap rung, issue #37). Such a material is marked
+    ``"compact"`` and comes back from :func:`unpack` and :func:`restore` with its trace as ``ipa_epsI_0``."""
     folder, dest = Path(folder), Path(dest) if dest else builtin_dir()
     if dest.exists() and not dest.is_dir():
         raise ValueError(f"{dest} is a file: the destination of a pack is a folder (it gets materials.json.gz and "
@@ -68,6 +87,7 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
     ipa_files = {p.stem: p for p in sorted((folder / "ipa").glob("*.json"))}
     rpa_files = {p.stem: p for p in sorted((folder / "rpa").glob("*.json"))} if (folder / "rpa").exists() else {}
     rows: list[np.ndarray] = []
+    halves: list[np.ndarray] = []  # compact float16 rows, stored after the float32 ones
     materials = []
     for stem, path in ipa_files.items():
         entry = _read_entry(path)
@@ -77,7 +97,14 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
         if rpa is not None:
             source.update({k: v for k, v in rpa["data"].items() if k in SPECTRA})
         index: dict[str, list[int]] = {}
-        for key in SPECTRA:
+        extra: dict[str, Any] = {}
+        if compact and rpa is None and _components(source, "ipa_epsI") is not None:
+            row, half = _compact_row(_components(source, "ipa_epsI"))
+            (halves if half else rows).append(row)
+            # A float16 row's place is known once all float32 rows are: negative until then.
+            index["ipa_epsI"] = [-len(halves) if half else len(rows) - 1]
+            extra["compact"] = "float16" if half else "float32"
+        for key in SPECTRA if not extra else ():
             comps = _components(source, key)
             if comps is None:
                 continue
@@ -96,9 +123,12 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
             data.update({k: v for k, v in rpa["data"].items() if k not in SPECTRA and k not in data})
         materials.append({"mat_id": data["mat_id"], "structure": entry["structure"], "data": data,
                           "parameters": entry["parameters"], "rpa_parameters": rpa["parameters"] if rpa else None,
-                          "spectra": index, "has_rpa": rpa is not None})
+                          "spectra": index, "has_rpa": rpa is not None, **extra})
     if not materials:
         raise ValueError(f"no computed entries in {folder}/ipa")
+    for m in materials:  # the float16 rows follow the float32 ones
+        if m.get("compact") == "float16":
+            m["spectra"]["ipa_epsI"] = [len(rows) - m["spectra"]["ipa_epsI"][0] - 1]
     packed = json.loads(gzip.decompress((dest / "materials.json.gz").read_bytes())) \
         if (dest / "materials.json.gz").is_file() else []
     dropped = sorted({m["mat_id"] for m in packed} - {m["mat_id"] for m in materials})
@@ -107,12 +137,16 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
                          f"would drop them. Restore it into the folder first (python -m optimate_pl.data.ladder "
                          f"restore {dest} {folder}) so that the pack holds both, or pass --replace to drop them")
     dest.mkdir(parents=True, exist_ok=True)
+    arrays = {"rows": np.stack(rows) if rows else np.zeros((0, len(PACK_GRID)), np.float32)}
+    if halves:
+        arrays["rows16"] = np.stack(halves)
     with atomic_open(dest / "spectra.npz", "wb") as fh:
-        np.savez_compressed(fh, rows=np.stack(rows), grid=PACK_GRID.astype(np.float32))
+        np.savez_compressed(fh, **arrays, grid=PACK_GRID.astype(np.float32))
     with atomic_open(dest / "materials.json.gz", "wb") as fh:
         with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
             gz.write(json.dumps(materials).encode())
-    out = {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows)}
+    out = {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows) + len(halves),
+           "compact": sum("compact" in m for m in materials)}
     return {**out, "dropped": len(dropped)} if dropped else out
 
 
@@ -139,6 +173,8 @@ def load(src: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
     materials = json.loads(gzip.decompress((src / "materials.json.gz").read_bytes()))
     with np.load(src / "spectra.npz") as z:
         rows, grid = z["rows"].astype(np.float64), z["grid"].astype(np.float64)
+        if "rows16" in z:  # compact rows (pack(compact=True)): indexed after the float32 ones
+            rows = np.concatenate([rows, z["rows16"].astype(np.float64)])
     full = CubicSpline(grid, rows, axis=1)(ENERGY_GRID)
     return materials, full
 
@@ -147,7 +183,7 @@ def _entry(m: dict, rows: np.ndarray, kind: str) -> dict:
     data = dict(m["data"])
     spec = m["spectra"]
     if kind == "ipa":
-        for key in ("ipa_epsI", "ipa_epsR"):
+        for key in (k for k in ("ipa_epsI", "ipa_epsR") if k in spec):  # a compact material: the Im ε trace alone
             idx = spec[key]
             for i, j in enumerate(idx):
                 if i == 0 or j != idx[0]:
@@ -240,7 +276,7 @@ def describe(src: str | Path | None = None) -> dict[str, Any]:
         n = len(m["structure"]["sites"])
         sites[n] = sites.get(n, 0) + 1
     return {"materials": len(materials), "with_rpa": sum(m["has_rpa"] for m in materials),
-            "sites": dict(sorted(sites.items())),
+            "compact": sum("compact" in m for m in materials), "sites": dict(sorted(sites.items())),
             "core_hours": round(sum(m["parameters"]["core_seconds"]["total"] for m in materials) / 3600, 2)}
 
 
@@ -261,6 +297,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("folder")
     p.add_argument("dest", nargs="?")
     p.add_argument("--replace", action="store_true", help="drop the materials of DEST that FOLDER lacks")
+    p.add_argument("--compact", action="store_true",
+                   help="materials with the IPA rung alone: the Im ε trace only, float16 where lossless at 1e-3")
     r = sub.add_parser("restore", help="a packed folder back into a compute output folder (to continue it)")
     r.add_argument("packed")
     r.add_argument("folder")
@@ -268,8 +306,9 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("dest", nargs="?")
     args = ap.parse_args(argv)
     if args.cmd == "pack":
-        info = run_tool(lambda: pack(args.folder, args.dest, args.replace), args)
-        print(f"packed {info['materials']} materials ({info['rpa']} with the RPA rung) into "
+        info = run_tool(lambda: pack(args.folder, args.dest, args.replace, args.compact), args)
+        print(f"packed {info['materials']} materials ({info['rpa']} with the RPA rung"
+              + (f", {info['compact']} IPA-only compact" if info["compact"] else "") + f") into "
               f"{args.dest or builtin_dir()}" + (f", dropping {info['dropped']}" if info.get("dropped") else ""))
     elif args.cmd == "restore":
         info = run_tool(lambda: restore(args.packed, args.folder), args)

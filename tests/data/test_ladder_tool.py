@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from optimate_pl.data import ladder
@@ -74,3 +76,41 @@ def test_the_command_says_what_it_did(folder, tmp_path, capsys):
         ladder.main(["pack", str(folder), str(tmp_path / "packed" / "materials.json.gz")])
     assert stop.value.code != 0
     assert "is a file: the destination of a pack is a folder" in capsys.readouterr().err
+
+
+def test_a_compact_pack_keeps_the_ipa_only_trace_within_1e_3_and_the_rest_exactly(folder, tmp_path):
+    """``pack --compact`` (issue #37 item 5): a material with the IPA rung alone keeps only its Im ε trace (the mean of
+    the diagonal, what every reader learns from), in float16 within 1e-3 of its maximum; the materials with both
+    rungs are packed as before, bit for bit; a compact pack unpacks, restores and packs again."""
+    from optimate_pl.data.readers import ipa_trace
+
+    full = ladder.pack(folder, tmp_path / "full")
+    info = ladder.pack(folder, tmp_path / "compact", compact=True)
+    assert (info["materials"], info["rpa"], info["compact"]) == (3, 2, 1) and full["compact"] == 0
+    f_materials, f_rows = ladder.load(tmp_path / "full")
+    c_materials, c_rows = ladder.load(tmp_path / "compact")
+    assert ladder.describe(tmp_path / "compact")["compact"] == 1
+    for fm, cm in zip(f_materials, c_materials):
+        kinds = ("ipa", "rpa") if fm["has_rpa"] else ("ipa",)
+        for kind in kinds:
+            a, b = ladder._entry(fm, f_rows, kind), ladder._entry(cm, c_rows, kind)
+            if fm["has_rpa"]:
+                assert a == b  # untouched
+                continue
+            assert cm["compact"] == "float16" and "ipa_epsR_0" not in b["data"] and "ipa_epsI_1" not in b["data"]
+            # The reference: the trace (xx + yy + zz) / 3 of the full entry's components, as REFERENCE defines it.
+            comps = [np.asarray(a["data"].get(f"ipa_epsI_{i}") or a["data"]["ipa_epsI_0"]) for i in range(3)]
+            ref = sum(comps) / 3
+            got = ipa_trace(b["data"])
+            assert np.abs(got - ref).max() <= 1e-3 * np.abs(ref).max()
+            assert np.abs(got - ref).max() > 0  # float16: not the float32 values (else nothing was compacted)
+    with np.load(tmp_path / "compact" / "spectra.npz") as z:
+        assert z["rows16"].dtype == np.float16 and len(z["rows16"]) == 1
+    # The ladder unpacks to the authors' databases, and a restored compact material packs again (without Re ε).
+    paths = ladder.unpack(tmp_path / "cache", tmp_path / "compact")
+    with zipfile.ZipFile(paths["ipa"]) as zf:
+        assert len(zf.namelist()) == 3
+    ladder.restore(tmp_path / "compact", tmp_path / "again")
+    assert ladder.pack(tmp_path / "again", tmp_path / "repacked")["materials"] == 3
+    m = next(m for m in ladder.load(tmp_path / "repacked")[0] if not m["has_rpa"])
+    assert "ipa_epsR" not in m["spectra"]
