@@ -44,6 +44,12 @@ def _bessel_file(num_spherical: int, num_radial: int) -> Path:
                                               f"_sympy{sympy.__version__}.json")
 
 
+#: The default network's basis (7 spherical x 6 radial), shipped: PyG 2.8.1's formulas as ``sympy.srepr`` text,
+#: checked against scipy's spherical Bessel functions in the tests. A first DimeNet++ run on a fresh machine (and
+#: every CI run) skips the 25 s of sympy.
+SHIPPED_BESSEL = {(7, 6): Path(__file__).with_name("dimenet_bessel_7x6.json")}
+
+
 def cached_bessel_basis(original, num_spherical: int, num_radial: int) -> list:
     """PyG's ``dimenet_utils.bessel_basis`` (``original``), kept in this process and on disk.
 
@@ -51,7 +57,8 @@ def cached_bessel_basis(original, num_spherical: int, num_radial: int) -> list:
     building the default network (7 x 6 basis) took on a 2-core CPU, paid again by every run, prediction,
     pretraining and ensemble member. The formulas depend on the two sizes only; they are stored as
     ``sympy.srepr`` text under ``$OPTIMATE_PL_CACHE/dimenet/`` (keyed by the PyG and sympy versions) and read
-    back in well under a second. An unreadable file is recomputed and rewritten.
+    back in well under a second; the default sizes' are shipped with the package (:data:`SHIPPED_BESSEL`).
+    An unreadable file is recomputed and rewritten.
     """
     import sympy
 
@@ -60,11 +67,12 @@ def cached_bessel_basis(original, num_spherical: int, num_radial: int) -> list:
         return _BESSEL[key]
     path = _bessel_file(*key)
     forms = None
-    if path.exists():
-        try:
-            forms = [[sympy.sympify(text) for text in row] for row in json.loads(path.read_text())]
-        except Exception as err:  # noqa: BLE001 - a damaged cache file is rebuilt, never trusted
-            log.warning("DimeNet++ basis cache %s unreadable (%s): recomputing it", path, err)
+    for source in (path, SHIPPED_BESSEL.get(key)):
+        if forms is None and source is not None and source.exists():
+            try:
+                forms = [[sympy.sympify(text) for text in row] for row in json.loads(source.read_text())]
+            except Exception as err:  # noqa: BLE001 - a damaged cache file is rebuilt, never trusted
+                log.warning("DimeNet++ basis file %s unreadable (%s): not used", source, err)
     if forms is None:
         forms = original(num_spherical, num_radial)
         with contextlib.suppress(OSError):  # a read-only cache folder only costs the time again

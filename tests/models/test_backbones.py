@@ -213,3 +213,32 @@ def test_dimenets_sympy_basis_is_cached_on_disk_and_unchanged(tmp_path, monkeypa
     with dimenet._bessel_basis_cached():
         torch.testing.assert_close(SphericalBasisLayer(3, 3)(dist, angle, idx), reference)
     assert files[0].read_text().startswith("[[")
+
+
+def test_the_shipped_dimenet_basis_is_the_normalised_spherical_bessel_basis(tmp_path, monkeypatch):
+    """The 7 x 6 basis shipped with the package (the default network's; no sympy derivation on a fresh machine) is
+    DimeNet's: j_l(z_li x) / sqrt(j_{l+1}(z_li)^2 / 2), z_li the i-th positive zero of j_l (Klicpera et al. 2020),
+    here from scipy's spherical Bessel functions and root finding, not from PyG or sympy."""
+    import sympy
+    from scipy.optimize import brentq
+    from scipy.special import spherical_jn
+
+    from optimate_pl.models import dimenet
+
+    monkeypatch.setenv("OPTIMATE_PL_CACHE", str(tmp_path))  # an empty cache: only the shipped file can answer
+    monkeypatch.setattr(dimenet, "_BESSEL", {})
+
+    def never(*_):
+        raise AssertionError("the shipped basis was not used: sympy derived it again")
+
+    forms = dimenet.cached_bessel_basis(never, 7, 6)
+    x = np.linspace(0.05, 1.0, 40)
+    for l in range(7):
+        grid = np.linspace(0.5, 40, 20000)
+        values = spherical_jn(l, grid)
+        zeros = [brentq(lambda z: spherical_jn(l, z), a, b) for a, b, va, vb in
+                 zip(grid[:-1], grid[1:], values[:-1], values[1:]) if va * vb < 0][:6]
+        for i, z in enumerate(zeros):
+            reference = spherical_jn(l, z * x) / np.sqrt(0.5 * spherical_jn(l + 1, z) ** 2)
+            shipped = sympy.lambdify(sympy.Symbol("x"), forms[l][i], "numpy")(x)
+            np.testing.assert_allclose(shipped, reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
