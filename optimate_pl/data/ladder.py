@@ -145,8 +145,9 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
     with atomic_open(dest / "materials.json.gz", "wb") as fh:
         with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
             gz.write(json.dumps(materials).encode())
-    out = {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows) + len(halves),
-           "compact": sum("compact" in m for m in materials)}
+    out = {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows) + len(halves)}
+    if any("compact" in m for m in materials):
+        out["compact"] = sum("compact" in m for m in materials)
     return {**out, "dropped": len(dropped)} if dropped else out
 
 
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "pack":
         info = run_tool(lambda: pack(args.folder, args.dest, args.replace, args.compact), args)
         print(f"packed {info['materials']} materials ({info['rpa']} with the RPA rung"
-              + (f", {info['compact']} IPA-only compact" if info["compact"] else "") + f") into "
+              + (f", {info['compact']} IPA-only compact" if info.get("compact") else "") + f") into "
               f"{args.dest or builtin_dir()}" + (f", dropping {info['dropped']}" if info.get("dropped") else ""))
     elif args.cmd == "restore":
         info = run_tool(lambda: restore(args.packed, args.folder), args)
