@@ -5,7 +5,9 @@ as SC against A0's, its cost as the ratio of the worker's CPU seconds to A0's (`
 so the cost stays honest when other work shares the cores). The plan and the reasoning behind each arm are in
 ``speedup_plan.md``. Materials: the 7 of the convergence study (1-4 sites) and 13 cells of 4-6 sites (halides,
 oxides, an azide, nitrates, a perovskite, stishovite). The I-arms are the IPA-only run's settings (``level=ipa``,
-PW 300 eV, k-density 4.0) with and without the candidates, scored against each other.
+PW 300 eV, k-density 4.0) with and without the candidates, scored against each other; arm R is the IPA rung at
+``convergence.py``'s all-larger reference settings on the 4-6-site cells, against which the cheap IPA run is
+scored (issue #37 item 1: median SC >= 0.90), as the 7 of the convergence set are against that study's reference.
 
 Rows go to ``speedup_raw.jsonl.gz`` as they finish (a rerun skips the done ones); the report is ``speedup.md``.
 
@@ -44,6 +46,9 @@ FASTER = {**FAST, "eigenstates_tol": 1e-2}
 NEW = {"eigenstates_tol": 1e-1, "extra_bands_frac": 0.3, **GS}  # A11
 GS3 = {"gs_density_tol": 1e-3, "gs_eigenstates_tol": 1e-5}
 IPA_RUN = {"pw_cutoff_eV": 300.0, "kpt_density_nscf": 4.0}  # the settings of the IPA-only rung's run
+#: convergence.py's all-larger reference (k-density 6.5 / 4.0, PW 400 eV, bands to 30 eV, response cutoff 50 eV).
+REFERENCE = {"kpt_density_nscf": 6.5, "kpt_density_gs": 4.0, "pw_cutoff_eV": 400.0, "empty_bands_above_vbm_eV": 30.0,
+             "ipa_empty_bands_above_vbm_eV": 30.0, "response_cutoff_eV": 50.0}
 #: The solver settings before this study (LadderSettings' defaults until 2026-12-06): every arm starts from them,
 #: so that the arms mean the same after the defaults moved (to A11's, then A13's).
 BEFORE = {"eigenstates_tol": 1e-5, "extra_bands_frac": 0.0, "gs_density_tol": 1e-5, "gs_eigenstates_tol": 4e-8,
@@ -75,7 +80,16 @@ ARMS = {
     "I5": ("ipa", {**IPA_RUN, "eigenstates_tol": 1e-2, "extra_bands_frac": 0.3, **GS}, "I0"),
     "I6": ("ipa", {**IPA_RUN, "eigenstates_tol": 1e-1, "extra_bands_frac": 0.3, **GS}, "I0"),
     "I7": ("ipa", {**IPA_RUN, **NEW, **GS3, "kpt_density_gs": 2.0}, "I0"),
+    # I7 with the plane-wave cutoff raised: on 4-6-site cells I7 scored a median SC of 0.877 against the reference,
+    # below issue #37's 0.90 (azides, oxides, fluorides: first-row anions want more than 300 eV).
+    "I8": ("ipa", {**IPA_RUN, **NEW, **GS3, "kpt_density_gs": 2.0, "pw_cutoff_eV": 400.0}, "I0"),
+    "I9": ("ipa", {**IPA_RUN, **NEW, **GS3, "kpt_density_gs": 2.0, "pw_cutoff_eV": 350.0}, "I0"),
+    # The IPA rung at the all-larger reference settings of convergence.py (its 7 materials have it already):
+    # what the cheap IPA run is scored against on 4-6-site cells (issue #37 item 1).
+    "R": ("ipa", REFERENCE, "R"),
 }
+#: Arms computed on some materials only.
+ONLY = {"R": set(CELLS)}
 LABELS = {
     "A0": "before: nscf 1e-5, 4 buffer bands, ground state 1e-5 / 4e-8", "A1": "nscf tolerance 1e-3", "A2": "nscf tolerance 1e-2",
     "A3": "1e-3 + Davidson 3 steps", "A4": "1e-3 + dzp start", "A5": "1e-3 + 15 % buffer bands",
@@ -85,7 +99,8 @@ LABELS = {
     "I2": "I0 + A8 + IPA bands to 15 eV", "I3": "I0 + A9 + IPA bands to 15 eV",
     "I4": "I0 + A10 + IPA bands to 15 eV", "I5": "I0 + A10 (bands to 20 eV)", "I6": "I0 + A11 (bands to 20 eV)",
     "A13": "A11 + ground state 1e-3 / 1e-5 (**the defaults**)", "A14": "A13 + ground-state k-density 2.0",
-    "I7": "I0 + A14 (**the IPA-only run from now on**)",
+    "I7": "I0 + A14 (PW 300: below issue #37's 0.90 against the reference)", "R": "the reference settings (IPA only)",
+    "I8": "I7 at PW 400 eV (k-density 4.0)", "I9": "I7 at PW 350 eV (**the IPA-only run from now on**)",
 }
 
 
@@ -135,7 +150,8 @@ def run(arms: list[str], jobs: int) -> None:
     """Compute the missing (material, arm) pairs, material by material (a pair runs under the same load)."""
     done = {(r["mat_id"], r["arm"]) for r in _rows() if "error" not in r}
     python = gpaw_python()[0]
-    todo = [(m, f, s, a, python) for m, f, s in materials() for a in arms if (m, a) not in done]
+    todo = [(m, f, s, a, python) for m, f, s in materials() for a in arms
+            if (m, a) not in done and (a not in ONLY or m in ONLY[a])]
     print(f"{len(todo)} runs to go", flush=True)
     with ProcessPoolExecutor(jobs) as pool:
         for row in pool.map(one, todo):
@@ -181,7 +197,7 @@ def report() -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm in ARMS:
         g = t[t.arm == arm]
-        if g.empty:
+        if g.empty or arm in ONLY:
             continue
         lines.append(
             f"| {arm} | {LABELS[arm]} | {len(g)} | {g.seconds.sum():.0f} | {g.seconds.sum() / g.base_seconds.sum():.2f} | "
@@ -193,10 +209,38 @@ def report() -> str:
               "SC[arm; baseline] of the trace of Im ε; the last two: SC[arm; reference] - SC[baseline; reference] on the 7 "
               "materials of the convergence study, whose all-larger reference is in `convergence_combined_raw.json.gz` "
               "(the issue's bound: within 0.005).",
+              *cheap_rung(by, ref),
               "", "## Per material", "", t.drop(columns=["mat_id"]).to_markdown(index=False, floatfmt=".4g")]
     text = "\n".join(lines) + "\n"
     (HERE / "speedup.md").write_text(text)
     return text
+
+
+def cheap_rung(by: dict, ref: dict) -> list[str]:
+    """Issue #37 item 1: the IPA-only run's settings against the converged reference, on the convergence set (its
+    reference from convergence.py) and on 4-6-site cells (arm R): the bound is a median SC of at least 0.90."""
+    refs = {m: np.array(r.ipa) for m, r in ref.items()}
+    refs.update({m: np.array(r.ipa) for (m, a), r in by.items() if a == "R"})
+    rows = []
+    for arm in ("I0", "I6", "I7", "I9", "I8", "A13"):
+        for m, x in refs.items():
+            if (m, arm) in by:
+                r = by[(m, arm)]
+                rows.append(dict(arm=arm, formula=r.formula, nsites=r.nsites, sc=sc(np.array(r.ipa), x)))
+    if not rows:
+        return []
+    t = pd.DataFrame(rows)
+    out = ["", "## The cheap IPA rung against the converged reference (issue #37 item 1)", "",
+           "SC of the IPA trace against the all-larger reference (k-density 6.5, PW 400 eV, bands to 30 eV; "
+           "`convergence.py`'s on its 7 materials, arm R on cells of 4-6 sites). The bound: median SC >= 0.90.", "",
+           "| arm | what | n | median SC | min SC (material) | median SC, 4-6 sites |", "|---|---|---|---|---|---|"]
+    for arm, g in t.groupby("arm", sort=False):
+        low = g.loc[g.sc.idxmin()]
+        big = g[g.nsites >= 4]
+        out.append(f"| {arm} | {LABELS[arm]} | {len(g)} | {g.sc.median():.3f} | {low.sc:.3f} ({low.formula}) | "
+                   f"{big.sc.median():.3f} (n = {len(big)}) |")
+    wide = t.pivot_table(index=["formula", "nsites"], columns="arm", values="sc", sort=False).reset_index()
+    return out + ["", wide.to_markdown(index=False, floatfmt=".3f")]
 
 
 def _worst(d: pd.Series) -> str:
