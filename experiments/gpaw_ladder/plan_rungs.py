@@ -21,7 +21,6 @@ and drawing again from a pool that has changed gives another list. ``ipa_plan.tx
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import json
 import math
@@ -32,6 +31,7 @@ import numpy as np
 from pymatgen.core import Composition
 
 from optimate_pl.data.splits import published_split
+from optimate_pl.dft.compute import BY_SETTINGS, TRANSIENT, Workdir
 from optimate_pl.utils.atomic import atomic_write_text
 
 HERE = Path(__file__).parent
@@ -64,13 +64,11 @@ def _ids(path: Path) -> set[str]:
 
 
 def _refused(folders: list[Path]) -> set[str]:
-    """Materials a compute run refused for good (not an insulator, odd electrons, disordered): never planned."""
-    out = set()
-    for folder in folders:
-        if (folder / "errors.csv").is_file():
-            with open(folder / "errors.csv", newline="") as fh:
-                out |= {r["id"] for r in csv.DictReader(fh) if r["reason"] not in ("time_limit", "gpaw_error")}
-    return out
+    """Materials a compute run refused for good (not an insulator, odd electrons, disordered): never planned. Read
+    as the compute command reads its error tables (``Workdir``, every chunk's); a time limit or a GPAW error is
+    worth another try, and a run setting's filter (sites, the input's gap) is this plan's own to apply."""
+    return {mat_id for folder in folders if folder.is_dir()
+            for mat_id, row in Workdir(folder, "ipa").known.items() if row["reason"] not in TRANSIENT | BY_SETTINGS}
 
 
 def allocate(counts: dict, n: int) -> dict:
@@ -89,10 +87,11 @@ def plan(entries: list[dict], split: dict[str, str], both: set[str], ipa_done: s
          azides_nitrates: set[str], target: int, margin: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """(RPA plan, IPA plan): rows with mat_id, split, nsites, family, in the order to compute them."""
     rng = np.random.default_rng(seed)
+    left_out = both | refused
     pool = [dict(mat_id=e["data"]["mat_id"], formula=e["data"]["formula"], nsites=len(e["structure"]["sites"]),
                  split=split[e["data"]["mat_id"]], order=i)
             for i, e in enumerate(entries)
-            if e["data"]["mat_id"] in split and e["data"]["mat_id"] not in both | refused
+            if e["data"]["mat_id"] in split and e["data"]["mat_id"] not in left_out
             and e["data"]["band_gap_ind"] >= 0.5]
     for row in pool:
         row["family"] = family(row["mat_id"], row["formula"], azides_nitrates)
@@ -114,8 +113,8 @@ def plan(entries: list[dict], split: dict[str, str], both: set[str], ipa_done: s
             for rank, r in enumerate(picked):
                 chosen.append({**r, "key": (rank + rng.random()) / k})
     chosen.sort(key=lambda r: r["key"])
-    picked_ids = {r["mat_id"] for r in chosen}
-    ipa = sorted((r for r in pool if r["mat_id"] not in picked_ids | ipa_done), key=lambda r: (r["nsites"], r["order"]))
+    not_ipa = {r["mat_id"] for r in chosen} | ipa_done
+    ipa = sorted((r for r in pool if r["mat_id"] not in not_ipa), key=lambda r: (r["nsites"], r["order"]))
     return chosen, ipa
 
 

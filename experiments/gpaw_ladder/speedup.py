@@ -66,7 +66,7 @@ ARMS = {
     "A8": ("both", FASTER, "A0"),
     "A9": ("both", {"eigenstates_tol": 1e-2, "extra_bands_frac": 0.15, **GS}, "A0"),
     "A10": ("both", {"eigenstates_tol": 1e-2, "extra_bands_frac": 0.3, **GS}, "A0"),
-    "A11": ("both", {"eigenstates_tol": 1e-1, "extra_bands_frac": 0.3, **GS}, "A0"),
+    "A11": ("both", NEW, "A0"),
     "A12": ("both", {"eigenstates_tol": 1.0, "extra_bands_frac": 0.3, **GS}, "A0"),
     "A13": ("both", {**NEW, **GS3}, "A0"),
     "A14": ("both", {**NEW, **GS3, "kpt_density_gs": 2.0}, "A0"),
@@ -78,7 +78,7 @@ ARMS = {
     "I4": ("ipa", {**IPA_RUN, "eigenstates_tol": 1e-2, "extra_bands_frac": 0.3, **GS,
                    "ipa_empty_bands_above_vbm_eV": 15.0}, "I0"),
     "I5": ("ipa", {**IPA_RUN, "eigenstates_tol": 1e-2, "extra_bands_frac": 0.3, **GS}, "I0"),
-    "I6": ("ipa", {**IPA_RUN, "eigenstates_tol": 1e-1, "extra_bands_frac": 0.3, **GS}, "I0"),
+    "I6": ("ipa", {**IPA_RUN, **NEW}, "I0"),
     "I7": ("ipa", {**IPA_RUN, **NEW, **GS3, "kpt_density_gs": 2.0}, "I0"),
     # I7 with the plane-wave cutoff raised: on 4-6-site cells I7 scored a median SC of 0.877 against the reference,
     # below issue #37's 0.90 (azides, oxides, fluorides: first-row anions want more than 300 eV).

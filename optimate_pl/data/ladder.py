@@ -98,11 +98,12 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
             source.update({k: v for k, v in rpa["data"].items() if k in SPECTRA})
         index: dict[str, list[int]] = {}
         extra: dict[str, Any] = {}
-        if compact and rpa is None and _components(source, "ipa_epsI") is not None:
-            row, half = _compact_row(_components(source, "ipa_epsI"))
+        trace = _components(source, "ipa_epsI") if compact and rpa is None else None
+        if trace is not None:
+            row, half = _compact_row(trace)
             (halves if half else rows).append(row)
-            # A float16 row's place is known once all float32 rows are: negative until then.
-            index["ipa_epsI"] = [-len(halves) if half else len(rows) - 1]
+            # A float16 row's index counts within the float16 rows until all float32 ones are known (below).
+            index["ipa_epsI"] = [len(halves) - 1 if half else len(rows) - 1]
             extra["compact"] = "float16" if half else "float32"
         for key in SPECTRA if not extra else ():
             comps = _components(source, key)
@@ -128,7 +129,7 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
         raise ValueError(f"no computed entries in {folder}/ipa")
     for m in materials:  # the float16 rows follow the float32 ones
         if m.get("compact") == "float16":
-            m["spectra"]["ipa_epsI"] = [len(rows) - m["spectra"]["ipa_epsI"][0] - 1]
+            m["spectra"]["ipa_epsI"] = [len(rows) + m["spectra"]["ipa_epsI"][0]]
     packed = json.loads(gzip.decompress((dest / "materials.json.gz").read_bytes())) \
         if (dest / "materials.json.gz").is_file() else []
     dropped = sorted({m["mat_id"] for m in packed} - {m["mat_id"] for m in materials})
@@ -146,8 +147,9 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
         with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
             gz.write(json.dumps(materials).encode())
     out = {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows) + len(halves)}
-    if any("compact" in m for m in materials):
-        out["compact"] = sum("compact" in m for m in materials)
+    n_compact = sum("compact" in m for m in materials)
+    if n_compact:
+        out["compact"] = n_compact
     return {**out, "dropped": len(dropped)} if dropped else out
 
 
