@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from .warm_python import WarmPython
+
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -73,16 +75,29 @@ def cfg_train():
     return make
 
 
-def _run(argv, cwd, timeout):
+#: One warm Python per pytest worker (tests/warm_python.py): the ``cli`` and ``predict_cli`` commands fork from it
+#: instead of importing Lightning & co. afresh (~10 s each). ``OPTIMATE_PL_TEST_COLD=1`` starts every one cold.
+_WARM = None if os.environ.get("OPTIMATE_PL_TEST_COLD") == "1" else WarmPython()
+
+
+def _run(argv, cwd, timeout, cold=False):
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    if _WARM is not None and not cold:
+        return _WARM.run(argv, cwd, env, timeout)
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def pytest_sessionfinish(session):
+    if _WARM is not None:
+        _WARM.close()
 
 
 @pytest.fixture(scope="session")
 def cli():
-    """``cli(*args, cwd, timeout=300, module="optimate_pl")``: ``python -m module args`` in a subprocess."""
-    def run(*args, cwd, timeout=300, module="optimate_pl"):
-        return _run([sys.executable, "-m", module, *args], cwd, timeout)
+    """``cli(*args, cwd, timeout=300, module="optimate_pl", cold=False)``: ``python -m module args`` in a process of
+    its own, forked from the warm Python (``cold=True``: a new interpreter)."""
+    def run(*args, cwd, timeout=300, module="optimate_pl", cold=False):
+        return _run([sys.executable, "-m", module, *args], cwd, timeout, cold)
     return run
 
 
