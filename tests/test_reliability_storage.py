@@ -510,8 +510,10 @@ def test_a_second_prediction_into_the_same_folder_is_refused(tmp_path, weights, 
     # Two real commands at once: the second is refused in a moment, the first finishes its tables.
     big = tmp_path / "big.json"
     big.write_bytes(entries_json(records * 5))
-    entry = ("import sys, time\nfrom optimate_pl.inference.stream import ShardWriter\nflush = ShardWriter._flush\n"
-             "ShardWriter._flush = lambda *a: (time.sleep(1.5), flush(*a))  # a long prediction\n"
+    release = tmp_path / "release"  # a long prediction: its first table waits until the second command has ended
+    entry = ("import os, sys, time\nfrom optimate_pl.inference.stream import ShardWriter\nflush = ShardWriter._flush\n"
+             f"def held(*a):\n    t = time.time()\n    while not os.path.exists({str(release)!r}) and time.time() < t + 120:\n"
+             "        time.sleep(0.1)\n    return flush(*a)\nShardWriter._flush = held\n"
              "from optimate_pl.cli import predict_main\nsys.argv[0] = 'optimate-pl-predict'\npredict_main()\n")
     first = subprocess.Popen([sys.executable, "-c", entry, f"checkpoint={weights}", f"input={big}",
                               f"output={tmp_path / 'both'}", "workers=0", "chunk_size=20", "plot=0"], cwd=tmp_path,
@@ -524,6 +526,7 @@ def test_a_second_prediction_into_the_same_folder_is_refused(tmp_path, weights, 
     lines = second.stderr.strip().splitlines()  # the command's one-line error (and the --verbose-errors hint)
     assert second.returncode == 2 and lines[0].startswith(f"error: the output folder {tmp_path / 'both'} is in use by "
                                                           f"another process") and len(lines) == 2, second.stderr[-2000:]
+    release.touch()
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-2000:]
     summary = json.loads((tmp_path / "both" / "summary.json").read_text())

@@ -14,6 +14,7 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 from optimate_pl.data import IPADataModule, RPADataModule
 from optimate_pl.data import ladder
 from optimate_pl.data.build import files_store, load_store
+from optimate_pl.data.entries import entry_file_name
 from optimate_pl.data.splits import SPLITS, grouped_split, published_split
 from optimate_pl.importers import ImportOptions, import_files
 from optimate_pl.spectra.grid import ENERGY_GRID
@@ -44,10 +45,10 @@ def test_grouped_split_rules():
     assert sorted(tiny.values()) == sorted(SPLITS)
 
 
-def own_database(folder: Path, n: int) -> Path:
+def own_database(folder: Path, cache_dir: Path, n: int) -> Path:
     """``n`` materials of the built-in ladder under ids of one's own (outside the published split), in the compute
-    command's layout: ``ipa/<id>.json``, ``rpa/<id>.json``."""
-    zips = ladder.unpack(folder / "unpacked")
+    command's layout: ``ipa/<id>.json``, ``rpa/<id>.json`` (from the session's unpacked ladder, shared)."""
+    zips = ladder.unpack(cache_dir)
     for kind in ("ipa", "rpa"):
         (folder / "db" / kind).mkdir(parents=True)
         with zipfile.ZipFile(zips[kind]) as zf:
@@ -60,7 +61,7 @@ def own_database(folder: Path, n: int) -> Path:
 
 
 def test_own_database_splits_and_mixes(tmp_path, cache_dir):
-    db = own_database(tmp_path, n=40)
+    db = own_database(tmp_path, cache_dir, n=40)
     kw = dict(source="files", root=str(db), cache_dir=str(cache_dir))
     rpa, ipa = RPADataModule(**kw), IPADataModule(**kw)
     rpa.setup()
@@ -127,7 +128,11 @@ def test_own_entries_read_as_the_authors_format_are_labelled_own_data(tmp_path, 
     from optimate_pl.inference.predictor import trained_on
 
     folder = tmp_path / "my_ladder"
-    ladder.restore(ladder.builtin_dir(), folder)
+    materials, rows = ladder.load()
+    for m in materials[:60]:  # as restore writes them (all 1,022 entries took 20 s, and 511 to featurise)
+        for kind in ("ipa", "rpa"):
+            (folder / kind).mkdir(parents=True, exist_ok=True)
+            (folder / kind / entry_file_name(m["mat_id"])).write_text(json.dumps(ladder._entry(m, rows, kind)))
     (folder / "summary.json").write_text(json.dumps({"level": "both", "this_run": {}}))  # what compute writes
     dm = RPADataModule(source="figshare", root=str(folder / "rpa"), ipa_root=str(folder / "ipa"),
                        cache_dir=str(cache_dir))
