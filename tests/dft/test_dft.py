@@ -203,8 +203,10 @@ def test_ctrl_c_stops_the_workers_at_once_and_records_nothing(tmp_path):
     src.mkdir()
     nacl().to(filename=str(src / "NaCl.cif"))
     out = tmp_path / "out"
+    # Settings of a minute, not of a second: on an idle machine LOW's NaCl once finished before the signal came.
+    slow = {**LOW.as_dict(), "pw_cutoff_eV": 600, "kpt_density_gs": 6.0, "kpt_density_nscf": 8.0}
     cmd = [str(Path(sys.executable).with_name("optimate-pl-compute")), f"input={src}", f"output={out}", "nice=0",
-           *(f"settings.{k}={v}" for k, v in LOW.as_dict().items())]
+           *(f"settings.{k}={v}" for k, v in slow.items())]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     workers: list[int] = []
     deadline = time.time() + 60
