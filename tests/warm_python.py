@@ -34,13 +34,22 @@ class WarmPython:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
+        self._log = Path(tempfile.gettempdir()) / f"optimate-pl-warm-python-{os.getpid()}.log"
 
     def _start(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen([sys.executable, __file__, "serve"], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
-                                          cwd=tempfile.gettempdir())
+            with open(self._log, "wb") as log:  # the server's own output: its import errors, if any
+                self._proc = subprocess.Popen([sys.executable, __file__, "serve"], stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, stderr=log, bufsize=0,
+                                              cwd=tempfile.gettempdir())
         return self._proc
+
+    def _reply(self, key: str):
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the warm Python ended (its log: {self._log}); OPTIMATE_PL_TEST_COLD=1 starts the "
+                               "tests' commands without it")
+        return json.loads(line)[key]
 
     def run(self, argv: list[str], cwd, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
         """``argv`` = ``[python, "-m", module, *args]`` or ``[python, "-c", code, *args]``, as
@@ -53,14 +62,14 @@ class WarmPython:
             proc.stdin.write(json.dumps({"argv": argv[1:], "cwd": str(cwd), "env": env, "stdout": str(out),
                                          "stderr": str(err)}).encode() + b"\n")
             # Unbuffered reads (a byte at a time): nothing of the second reply is read ahead of the select below.
-            pid = json.loads(proc.stdout.readline())["pid"]
+            pid = self._reply("pid")
             ready, _, _ = select.select([proc.stdout], [], [], timeout)
             if not ready:  # as subprocess.run: kill it (its whole session here) and raise
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            code = json.loads(proc.stdout.readline())["returncode"]
+            code = self._reply("returncode")
             stdout, stderr = (p.read_text(errors="replace") if p.exists() else "" for p in (out, err))
         if not ready:
             raise subprocess.TimeoutExpired(argv, timeout, output=stdout, stderr=stderr)
