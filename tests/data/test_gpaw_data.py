@@ -26,9 +26,10 @@ def test_shipped_dataset_is_real_alexandria_materials_in_the_published_split():
     assert size < 12 * 2**20  # "compactly, a few MB"
 
 
-def test_gpaw_source_reads_through_the_real_format_path(tmp_path):
-    ipa = IPADataModule(source="gpaw", cache_dir=str(tmp_path))
-    rpa = RPADataModule(source="gpaw", cache_dir=str(tmp_path))
+def test_gpaw_source_reads_through_the_real_format_path(cache_dir):
+    # The session's cache: the unpacked zips and stores are built once (under a lock) by whichever test is first.
+    ipa = IPADataModule(source="gpaw", cache_dir=str(cache_dir))
+    rpa = RPADataModule(source="gpaw", cache_dir=str(cache_dir))
     ipa.setup()
     rpa.setup()
     assert ipa.describe()["source"] == "gpaw" and ipa.split_origin == "the authors' published split"
