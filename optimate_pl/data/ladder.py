@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import json
 import zipfile
+from collections.abc import Collection
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -245,14 +246,18 @@ def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Pa
     return paths
 
 
-def restore(src: str | Path, folder: str | Path) -> dict[str, int]:
+def restore(src: str | Path, folder: str | Path, ids: Collection[str] | None = None) -> dict[str, int]:
     """Write a packed dataset back as an ``optimate-pl-compute`` output folder (``ipa/``, ``rpa/`` entries).
 
     A compute run pointed at ``folder`` then takes these materials as done and goes on with the rest: how
     a long computation continues on another machine from its committed packed progress. An entry the folder
-    already holds whole is kept, not replaced. Returns the materials and the entries restored and kept.
+    already holds whole is kept, not replaced. ``ids``: only these materials (all by default). Returns the
+    materials and the entries restored and kept.
     """
     materials, rows = load(src)
+    if ids is not None:
+        wanted = set(ids)
+        materials = [m for m in materials if m["mat_id"] in wanted]
     folder = Path(folder)
     counts = {"restored": 0, "kept": 0}
     for m in materials:

@@ -53,6 +53,9 @@ def test_restore_keeps_the_folders_own_entries(folder, tmp_path):
     ladder.pack(folder, tmp_path / "packed")
     target = tmp_path / "target"
     assert ladder.restore(tmp_path / "packed", target) == {"materials": 3, "restored": 5, "kept": 0}
+    some = ladder.restore(tmp_path / "packed", tmp_path / "some", ids=["agm-ipa-only"])  # one material, its IPA entry
+    assert some == {"materials": 1, "restored": 1, "kept": 0} and sorted(p.name for p in (tmp_path / "some").rglob(
+        "*.json")) == ["agm-ipa-only.json"]
     own = target / "ipa" / "agm-ipa-only.json"
     newer = json.loads(own.read_text())
     newer["data"]["note"] = "recomputed with other settings"

@@ -160,7 +160,6 @@ def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
 def test_study_tool_inputs_are_checked_before_any_work(tmp_path, capsys):
     """A missing or wrong --runs and an unwritable --out end in one line (exit 2), never a report of other data."""
     from optimate_pl.data import ladder
-    from optimate_pl.data.entries import entry_file_name
 
     def said(*argv) -> str:
         with pytest.raises(SystemExit) as stop:
@@ -174,13 +173,11 @@ def test_study_tool_inputs_are_checked_before_any_work(tmp_path, capsys):
                                                                         "--out", str(tmp_path / "o"))
     (tmp_path / "a_file").write_text("x")
     assert "cannot write there" in said("gpaw_ladder", "--out", str(tmp_path / "a_file" / "out"))
-    # An IPA-only pack: nothing to compare, said so (was KeyError: 'family'). Three IPA entries of the built-in
-    # ladder written as the compute command writes them (restoring all 1,022 entries took 20 s).
-    materials, rows = ladder.load()
+    # An IPA-only pack: nothing to compare, said so (was KeyError: 'family'). Three materials of the built-in
+    # ladder restored (all 1,022 entries took 20 s), their RPA entries dropped.
     folder = tmp_path / "ipa_only"
-    (folder / "rpa").mkdir(parents=True)
-    (folder / "ipa").mkdir()
-    for m in materials[:3]:
-        (folder / "ipa" / entry_file_name(m["mat_id"])).write_text(json.dumps(ladder._entry(m, rows, "ipa")))
+    ladder.restore(ladder.builtin_dir(), folder, ids=[m["mat_id"] for m in ladder.load()[0][:3]])
+    for p in (folder / "rpa").glob("*.json"):
+        p.unlink()
     ladder.pack(folder, tmp_path / "packed")
     assert "has both rungs" in said("gpaw_ladder", "--runs", str(tmp_path / "packed"), "--out", str(tmp_path / "o"))
