@@ -2,12 +2,13 @@
 
 Every ``python -m optimate_pl ...`` a test runs first imports the same libraries: Lightning alone takes ~7 s on
 the 2-core CI machine (torch, torch._dynamo, torchmetrics' scipy.signal and matplotlib), PyG, pymatgen, Hydra and
-W&B ~3 s more, in each of the suite's ~100 command processes. A :class:`WarmPython` imports them once per pytest
-worker; each command is then a fork of it that runs ``-m module args`` (or ``-c code args``) as a fresh
-interpreter would: its own process and session, working folder, environment, argv, ``sys.path[0]``, stdin from
-/dev/null, stdout and stderr captured, exit code from ``sys.exit`` or its signal, atexit handlers run. Only the
-already-imported modules are shared (as they are with any forked worker). Tests of the process itself (signals,
-DDP launches, the installed console scripts) keep starting real interpreters.
+W&B ~3 s more, in each command process (one full run of the suite had 143 Python processes, 47 of them importing
+Lightning). A :class:`WarmPython` imports them once per pytest worker; each command is then a fork of it that runs
+``-m module args`` (or ``-c code args``) as a fresh interpreter would: its own process and session, working
+folder, environment, argv, ``sys.path[0]``, stdin from /dev/null, stdout and stderr captured, exit code from
+``sys.exit`` or its signal, atexit handlers run. Only the already-imported modules are shared (as they are with any
+forked worker). Tests of the process itself (signals, DDP launches, the installed console scripts) keep starting
+real interpreters.
 
 Not a library feature: the standard library's ``multiprocessing.forkserver`` forks workers that run functions, not
 commands with their own argv, folder and file descriptors; this is that protocol in ~100 lines.
