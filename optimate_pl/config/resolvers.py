@@ -2,8 +2,8 @@
 
 ``repeat``/``gat_stack`` let a sweep search over scalars (width, depth, heads) that become the
 list-valued architecture arguments of :class:`~optimate_pl.models.Optimate`; ``or_default`` names
-folders after optional values; ``target_dim`` gives the network's output width from ``data.target``
-(so the target is stated once).
+folders after optional values; ``backbone_suffix`` keeps each backbone's sweep apart; ``target_dim`` gives
+the network's output width from ``data.target`` (so the target is stated once).
 """
 from __future__ import annotations
 
@@ -26,6 +26,18 @@ def or_default(value, default):
     return default if value is None else value
 
 
+def backbone_suffix(target):
+    """``${backbone_suffix:${oc.select:model.net._target_,null}}`` -> ``""`` for the authors' network (no
+    ``_target_``: the folder names of its sweeps stay as they were) and e.g. ``-dimenet`` for
+    ``optimate_pl.models.dimenet.DimeNetCrystal`` (the class name, lower case, without ``Crystal``):
+    ``sweep=tl model=dimenet`` must not continue OPTIMATE's Optuna study, whose trials would inform the
+    sampler about another network."""
+    from ..models.backbones import backbone_name
+
+    name = backbone_name({"_target_": target} if target else None)
+    return "" if name == "optimate" else f"-{name}"
+
+
 def target_dim(name):
     """``${target_dim:${data.target}}`` -> 2001 (``eps_imag``) or 1 (``sc_rpa_ipa``)."""
     from ..models.target_names import OUT_DIMS
@@ -36,6 +48,6 @@ def target_dim(name):
 
 
 for _name, _fn in (("repeat", repeat), ("gat_stack", gat_stack), ("or_default", or_default),
-                   ("target_dim", target_dim)):
+                   ("backbone_suffix", backbone_suffix), ("target_dim", target_dim)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)

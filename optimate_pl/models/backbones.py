@@ -28,6 +28,14 @@ def is_optimate(net: dict[str, Any] | None) -> bool:
     return backbone_of(net) == OPTIMATE
 
 
+def backbone_name(net: dict[str, Any] | None) -> str:
+    """A short name of the backbone: ``optimate``, or the class name in lower case without ``Crystal``
+    (``DimeNetCrystal`` -> ``dimenet``): how reports and sweep folders tell backbones apart."""
+    if is_optimate(net):
+        return "optimate"
+    return backbone_of(net).rsplit(".", 1)[-1].lower().removesuffix("crystal")
+
+
 def make_network(net: dict[str, Any] | None) -> nn.Module:
     """The network of a ``model.net`` dict (``_target_``: a class path; none: :class:`Optimate`)."""
     import hydra.utils

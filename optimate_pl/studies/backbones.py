@@ -27,13 +27,10 @@ REFERENCE = ("optimate", "tl")
 def backbone(run: Run) -> str:
     """The backbone of a run: ``optimate``, or the lower-cased class name of another (``dimenetcrystal`` ->
     ``dimenet``)."""
-    from ..models.backbones import backbone_of, is_optimate
+    from ..models.backbones import backbone_name
 
     net = run.cfg.model.get("net")
-    net = dict(net) if net is not None else {}
-    if is_optimate(net):
-        return "optimate"
-    return backbone_of(net).rsplit(".", 1)[-1].lower().removesuffix("crystal")
+    return backbone_name(dict(net) if net is not None else {})
 
 
 def _per_material(runs: list[Run]) -> pd.Series:

@@ -66,6 +66,11 @@ def test_presets_and_launcher_compose():
     tl = hydra_cfg("strategy=tl", "sweep=tl")
     assert set(tl.hydra.sweeper.params) == {"optimizer.lr", "optimizer.weight_decay", "data.batch_size"}
     assert tl.pruner._target_ == "optuna.pruners.MedianPruner" and tl.callbacks.pruning.monitor == "val/sc_median"
+    # The optimiser-only TL sweep of another backbone is a study of its own, not a continuation of OPTIMATE's.
+    assert tl.hydra.sweeper.study_name == "sweep-tl-gpaw-full" and tl.hydra.sweep.dir.endswith("/sweep-tl-gpaw-full")
+    tl_dimenet = hydra_cfg("strategy=tl", "sweep=tl", "model=dimenet", "data.subset=300")
+    assert tl_dimenet.hydra.sweeper.study_name == "sweep-tl-gpaw-300-dimenet"
+    assert tl_dimenet.hydra.sweep.dir.endswith("multirun/sweep-tl-gpaw-300-dimenet")
     assert "pruner" not in hydra_cfg() and "pruning" not in hydra_cfg().callbacks  # pruning belongs to sweeps only
     for backbone in ("dimenet", "visnet"):  # each backbone's own search space, study and folder, under any strategy
         for strategy in ("dl", "tl", "mf"):
