@@ -1,9 +1,9 @@
 """The backbones study (``experiment=backbones``): backbone x strategy x training-set size, over seeds.
 
 Per cell: the median test SC and MSE of each seed's run, their mean and spread over the seeds, and a
-paired bootstrap of the difference to OPTIMATE-TL at the same size: the test materials are resampled
-with replacement (the same resample for both), each material's SC averaged over a cell's seeds, and the
-difference of the medians taken; the 2.5 and 97.5 % quantiles of 2,000 resamples are the interval. Both
+paired bootstrap of the difference to OPTIMATE-TL at the same size (and, for DL and MF, to TL on the same
+backbone): the test materials are resampled with replacement (the same resample for both), each material's
+SC averaged over a cell's seeds, and the difference of the medians taken; the 2.5 and 97.5 % quantiles of 2,000 resamples are the interval. Both
 models are scored on the same materials, so the material-to-material spread (65 materials move a median
 by about 0.01) cancels where the models agree.
 """
@@ -74,6 +74,10 @@ def backbones_table(runs: list[Run]) -> pd.DataFrame:
         if n in refs and (name, strategy) != REFERENCE:
             diff, lo, hi = paired_interval(_per_material(rs), refs[n])
             row.update({"vs_optimate_tl": diff, "ci_low": lo, "ci_high": hi})
+        own_tl = cells.get((name, "tl", n))
+        if strategy != "tl" and own_tl:  # MF or DL against TL on the same backbone (issue #35: MF >= TL at 100)
+            diff, lo, hi = paired_interval(_per_material(rs), _per_material(own_tl))
+            row.update({"vs_own_tl": diff, "own_tl_ci_low": lo, "own_tl_ci_high": hi})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -123,7 +127,7 @@ def backbones(runs_dir: Path, out: Path) -> list[Path]:
     note = (f"Per cell the mean over seeds of each run's median test SC (spread: std, min, max over seeds); "
             f"vs_optimate_tl: difference of the median SC to OPTIMATE-TL at the same size on the same test "
             f"materials (each material averaged over seeds), with a paired bootstrap 95 % interval ({RESAMPLES} "
-            f"resamples). s_per_epoch: a run's wall time over its epochs (pretraining not included; a busy "
+            f"resamples); vs_own_tl: the same against TL on the same backbone, for DL and MF. s_per_epoch: a run's wall time over its epochs (pretraining not included; a busy "
             f"machine inflates it: benchmarks/ has the idle measurement).")
     return [*write_table(table, out, "backbones", statement, note),
             *save(backbones_figure(table), out, "backbones", statement)]
