@@ -3,9 +3,9 @@
 Per cell: the median test SC and MSE of each seed's run, their mean and spread over the seeds, and a
 paired bootstrap of the difference to OPTIMATE-TL at the same size (and, for DL and MF, to TL on the same
 backbone): the test materials are resampled with replacement (the same resample for both), each material's
-SC averaged over a cell's seeds, and the difference of the medians taken; the 2.5 and 97.5 % quantiles of 2,000 resamples are the interval. Both
-models are scored on the same materials, so the material-to-material spread (65 materials move a median
-by about 0.01) cancels where the models agree.
+SC averaged over a cell's seeds, and the difference of the medians taken; the 2.5 and 97.5 % quantiles of
+2,000 resamples are the interval. Both models are scored on the same materials, so the material-to-material
+spread (65 materials move a median by about 0.01) cancels where the models agree.
 """
 from __future__ import annotations
 
@@ -95,10 +95,11 @@ def backbones_figure(table: pd.DataFrame):
         part = part.sort_values("train_size")
         err = np.vstack([part.sc_median - part.sc_seed_min, part.sc_seed_max - part.sc_median])
         x = np.full(len(part), k) if one_size else part.train_size * (1 + 0.03 * (k - len(groups) / 2))
-        seeds = int(part.seeds.min())
+        lo_seeds, hi_seeds = int(part.seeds.min()), int(part.seeds.max())
+        seeds = (f"{lo_seeds}-{hi_seeds} seeds" if lo_seeds != hi_seeds
+                 else f"{lo_seeds} seed{'s' if lo_seeds > 1 else ''}")
         ax.errorbar(x, part.sc_median, yerr=err, ls="none" if one_size else styles.get(strategy, "-"),
-                    marker=markers.get(name, "D"), capsize=3, label=f"{name} {strategy.upper()} ({seeds} seed"
-                                                                         f"{'s' if seeds > 1 else ''})")
+                    marker=markers.get(name, "D"), capsize=3, label=f"{name} {strategy.upper()} ({seeds})")
         if one_size and "vs_optimate_tl" in part and np.isfinite(part.vs_optimate_tl.iloc[0]):
             r = part.iloc[0]
             ax.annotate(f"{r.vs_optimate_tl:+.3f}\n[{r.ci_low:+.3f}, {r.ci_high:+.3f}]", (k, r.sc_seed_max),
@@ -127,7 +128,8 @@ def backbones(runs_dir: Path, out: Path) -> list[Path]:
     note = (f"Per cell the mean over seeds of each run's median test SC (spread: std, min, max over seeds); "
             f"vs_optimate_tl: difference of the median SC to OPTIMATE-TL at the same size on the same test "
             f"materials (each material averaged over seeds), with a paired bootstrap 95 % interval ({RESAMPLES} "
-            f"resamples); vs_own_tl: the same against TL on the same backbone, for DL and MF. s_per_epoch: a run's wall time over its epochs (pretraining not included; a busy "
+            f"resamples); vs_own_tl: the same against TL on the same backbone, for DL and MF. s_per_epoch: a "
+            f"run's wall time over its epochs (pretraining not included; a busy "
             f"machine inflates it: benchmarks/ has the idle measurement).")
     return [*write_table(table, out, "backbones", statement, note),
             *save(backbones_figure(table), out, "backbones", statement)]
