@@ -25,7 +25,6 @@ def test_paired_interval_uses_only_shared_materials_and_brackets_the_difference(
     assert paired_interval(noisy, ref) == (diff, lo, hi)
 
 
-
 def _run(folder, backbone: str, strategy: str, n: int, sc: list[float], ids: list[str]):
     """A finished run as the report reads it: config, metrics and per-material test results."""
     from omegaconf import OmegaConf
