@@ -42,8 +42,38 @@ def best_configs(sweep_dir: str | Path, base_model: DictConfig | None = None) ->
     return written
 
 
+def trials_table(study_name: str, storage: str, path: str | Path) -> Path:
+    """Write every trial of the study as one CSV row (best first): its number, state, objective, the epoch it
+    was pruned at (empty when it ran to the end), its last reported epoch, minutes and sampled parameters.
+
+    A pruned trial's objective is its value when it stopped, not comparable with a finished one's: that is
+    why the table says which ones were pruned. It is small, so a sweep's outcome can be committed beside a study.
+    """
+    import optuna
+    import pandas as pd
+
+    from ..utils.atomic import atomic_open
+    from .pruning import PRUNED_AT
+
+    rows = []
+    for t in optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False):
+        minutes = (t.datetime_complete - t.datetime_start).total_seconds() / 60 \
+            if t.datetime_complete and t.datetime_start else None
+        rows.append({"trial": t.number, "state": t.state.name, "value": t.value,
+                     "pruned_at_epoch": t.user_attrs.get(PRUNED_AT),
+                     "last_epoch": max(t.intermediate_values) if t.intermediate_values else None,
+                     "minutes": None if minutes is None else round(minutes, 2), **t.params})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table = table.sort_values("value", ascending=False, na_position="last", kind="stable")
+    path = Path(path)
+    with atomic_open(path, "w") as fh:
+        table.to_csv(fh, index=False)
+    return path
+
+
 class WriteBestConfig(Callback):
-    """Writes the sweep's best parameters as configs at the end of a multirun.
+    """Writes the sweep's best parameters as configs, and every trial as ``trials.csv``, at the end of a multirun.
 
     It also counts the trials: when all of them failed, the sweep ends with one line saying why (and
     exit code 2) instead of Optuna's "Record does not exist" traceback when it looks for the best.
@@ -87,6 +117,8 @@ class WriteBestConfig(Callback):
         if sweeper.get("storage") and sweeper.get("study_name"):
             from .pruning import pruned_trials
 
+            table = trials_table(sweeper.study_name, sweeper.storage, sweep_dir / "trials.csv")
+            log.info("every trial: %s", table)
             pruned = pruned_trials(sweeper.study_name, sweeper.storage)
             if pruned:
                 said = ", ".join(f"{n} at epoch {e}" for n, e in sorted(pruned.items()))

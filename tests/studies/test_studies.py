@@ -160,6 +160,12 @@ def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
     assert pruned.value == pytest.approx(metrics["val/sc_median"]) == pytest.approx(pruned.intermediate_values[first])
     assert [t.number for t in trials if "pruned_at_epoch" in t.user_attrs] == [1]
     assert f"pruned: 1 trial(s) stopped early (1 at epoch {first})" in r.stdout
+    # Every trial as a row of trials.csv, the pruned one marked with its epoch and its value when it stopped.
+    table = pd.read_csv(sweep / "trials.csv").set_index("trial")
+    assert sorted(table.index) == [0, 1] and list(table.state) == ["COMPLETE", "COMPLETE"]
+    assert table.loc[1, "pruned_at_epoch"] == first and pd.isna(table.loc[0, "pruned_at_epoch"])
+    assert table.loc[1, "value"] == pytest.approx(pruned.value) and table.loc[0, "value"] == pytest.approx(trials[0].value)
+    assert table.loc[0, "optimizer.lr"] == pytest.approx(trials[0].params["optimizer.lr"])
 
 
 def test_study_tool_inputs_are_checked_before_any_work(tmp_path, capsys):
