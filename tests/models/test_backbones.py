@@ -242,3 +242,38 @@ def test_the_shipped_dimenet_basis_is_the_normalised_spherical_bessel_basis(tmp_
             reference = spherical_jn(l, z * x) / np.sqrt(0.5 * spherical_jn(l + 1, z) ** 2)
             shipped = sympy.lambdify(sympy.Symbol("x"), forms[l][i], "numpy")(x)
             np.testing.assert_allclose(shipped, reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize("lmax", [1, 2])
+def test_visnet_layers_fast_path_equals_pygs_own_layer(lmax):
+    """vis_mp (node-level projections, the rejections' dot product in closed form) against PyG's ViS_MP.forward,
+    the same weights, on a graph with self-loops (periodic images) and repeated edges, values and gradients."""
+    from torch_geometric.nn.models.visnet import Sphere, ViS_MP
+
+    from optimate_pl.models.visnet import vis_mp
+
+    torch.manual_seed(0)
+    n, e, width = 7, 40, 16
+    edge_index = torch.randint(0, n, (2, e))
+    edge_index[:, :3] = torch.tensor([[0, 1, 1], [0, 1, 1]])  # an atom's images; one edge twice
+    d_ij = Sphere(lmax)(torch.nn.functional.normalize(torch.randn(e, 3, dtype=torch.float64), dim=1))
+    r_ij = torch.rand(e, dtype=torch.float64) * 4 + 0.5
+    for last in (False, True):
+        layer = ViS_MP(num_heads=4, hidden_channels=width, cutoff=5.0, vecnorm_type=None, trainable_vecnorm=False,
+                       last_layer=last).double()
+        x = torch.randn(n, width, dtype=torch.float64, requires_grad=True)
+        vec = torch.randn(n, (lmax + 1) ** 2 - 1, width, dtype=torch.float64, requires_grad=True)
+        f_ij = torch.randn(e, width, dtype=torch.float64)
+        ours, theirs = vis_mp(layer, x, vec, edge_index, r_ij, f_ij, d_ij), layer(x, vec, edge_index, r_ij, f_ij, d_ij)
+        assert (ours[2] is None) == (theirs[2] is None) == last
+        for a, b in zip(ours, theirs):
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+        loss = lambda out: sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype).view_as(o)).sum()
+                               for o in out if o is not None)
+        g_ours = torch.autograd.grad(loss(ours), [x, vec, *layer.parameters()], allow_unused=True)
+        g_theirs = torch.autograd.grad(loss(theirs), [x, vec, *layer.parameters()], allow_unused=True)
+        for a, b in zip(g_ours, g_theirs):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
