@@ -50,6 +50,12 @@ def paired_interval(cell: pd.Series, ref: pd.Series, resamples: int = RESAMPLES,
     return float(np.median(a) - np.median(b)), float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
 
 
+def _precision(runs: list[Run]) -> str:
+    """The training precision(s) of a cell's runs (``trainer.precision`` as each run resolved it): a cell of runs
+    from machines with and without bf16 units reads e.g. ``32-true+bf16-mixed``, so a mixed cell cannot pass unseen."""
+    return "+".join(sorted({str(r.cfg.get("trainer", {}).get("precision", "?")) for r in runs}))
+
+
 def _epochs(run: Run) -> int:
     return int(run.cfg.trainer.get("max_epochs") or 1)
 
@@ -70,7 +76,8 @@ def backbones_table(runs: list[Run]) -> pd.DataFrame:
         row = {"backbone": name, "strategy": strategy, "train_size": n, "seeds": len(rs),
                "sc_median": sc.mean(), "sc_seed_std": sc.std(ddof=1) if len(rs) > 1 else np.nan,
                "sc_seed_min": sc.min(), "sc_seed_max": sc.max(), "mse_median": mse.mean(),
-               "s_per_epoch": float(np.mean([r.metrics.get("time_s", np.nan) / _epochs(r) for r in rs]))}
+               "s_per_epoch": float(np.mean([r.metrics.get("time_s", np.nan) / _epochs(r) for r in rs])),
+               "precision": _precision(rs)}
         if n in refs and (name, strategy) != REFERENCE:
             diff, lo, hi = paired_interval(_per_material(rs), refs[n])
             row.update({"vs_optimate_tl": diff, "ci_low": lo, "ci_high": hi})
@@ -130,6 +137,7 @@ def backbones(runs_dir: Path, out: Path) -> list[Path]:
             f"materials (each material averaged over seeds), with a paired bootstrap 95 % interval ({RESAMPLES} "
             f"resamples); vs_own_tl: the same against TL on the same backbone, for DL and MF. s_per_epoch: a "
             f"run's wall time over its epochs (pretraining not included; a busy "
-            f"machine inflates it: benchmarks/ has the idle measurement).")
+            f"machine inflates it: benchmarks/ has the idle measurement); precision: the runs' training precision "
+            f"(several joined by + where a cell mixes machines).")
     return [*write_table(table, out, "backbones", statement, note),
             *save(backbones_figure(table), out, "backbones", statement)]
