@@ -117,8 +117,10 @@ def vis_mp(layer: nn.Module, x: Tensor, vec: Tensor, edge_index: Tensor, r_ij: T
     if layer.last_layer:
         return dx, dvec, None
     # ViS_MP.edge_update: w1 = rejection of w_trg(vec_i) from d, w2 = of w_src(vec_j) from -d (the same), w1 . w2.
-    a = layer.w_trg_proj(vec).index_select(0, dst)
-    b = layer.w_src_proj(vec).index_select(0, src)
+    # Under bf16 autocast the projections come out in bf16; the layer's own rejections then run in the edge
+    # directions' fp32, and so do these (a.b and a.d b.d nearly cancel where a and b lie along d).
+    a = layer.w_trg_proj(vec).index_select(0, dst).to(torch.promote_types(vec.dtype, d_ij.dtype))
+    b = layer.w_src_proj(vec).index_select(0, src).to(a.dtype)
     d = d_ij.unsqueeze(2)
     a_d, b_d = (a * d).sum(dim=1), (b * d).sum(dim=1)
     w_dot = (a * b).sum(dim=1) - a_d * b_d * (2 - (d_ij * d_ij).sum(dim=1, keepdim=True))

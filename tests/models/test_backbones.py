@@ -277,3 +277,28 @@ def test_visnet_layers_fast_path_equals_pygs_own_layer(lmax):
             assert (a is None) == (b is None)
             if a is not None:
                 torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_visnet_fast_path_is_as_accurate_as_pygs_layer_under_bf16_autocast():
+    """bf16-mixed (a CPU with bf16 units picks it): vis_mp's error against an fp64 run of PyG's layer is no larger
+    than the layer's own bf16 error, on each output (the closed-form dot product must not lose precision)."""
+    from torch_geometric.nn.models.visnet import ViS_MP
+
+    from optimate_pl.models.visnet import vis_mp
+
+    torch.manual_seed(0)
+    n, e, width = 60, 1200, 32
+    edge_index = torch.randint(0, n, (2, e))
+    d_ij = torch.nn.functional.normalize(torch.randn(e, 3), dim=1)
+    r_ij = torch.rand(e) * 4 + 0.5
+    x, vec, f_ij = torch.randn(n, width), torch.randn(n, 3, width), torch.randn(e, width)
+    layer = ViS_MP(num_heads=4, hidden_channels=width, cutoff=5.0, vecnorm_type=None, trainable_vecnorm=False)
+    with torch.no_grad():
+        exact = layer.double()(x.double(), vec.double(), edge_index, r_ij.double(), f_ij.double(), d_ij.double())
+        layer.float()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ours = vis_mp(layer, x, vec, edge_index, r_ij, f_ij, d_ij)
+            theirs = layer(x, vec, edge_index, r_ij, f_ij, d_ij)
+    for mine, pygs, ref in zip(ours, theirs, exact):
+        err_ours, err_theirs = ((out.double() - ref).abs().mean() for out in (mine, pygs))
+        assert 0 < err_ours <= 1.02 * err_theirs
