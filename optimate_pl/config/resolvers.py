@@ -3,7 +3,9 @@
 ``repeat``/``gat_stack`` let a sweep search over scalars (width, depth, heads) that become the
 list-valued architecture arguments of :class:`~optimate_pl.models.Optimate`; ``or_default`` names
 folders after optional values; ``backbone_suffix`` keeps each backbone's sweep apart; ``target_dim`` gives
-the network's output width from ``data.target`` (so the target is stated once).
+the network's output width from ``data.target`` (so the target is stated once); ``sweep_values`` turns a
+study's axis (``study.subsets=null``, ``study.seeds=0``, ``study.models=[optimate,visnet]``) into the
+sweeper's comma-separated choices.
 """
 from __future__ import annotations
 
@@ -38,6 +40,23 @@ def backbone_suffix(target):
     return "" if name == "optimate" else f"-{name}"
 
 
+def sweep_values(value) -> str:
+    """``${sweep_values:${study.subsets}}``: a study axis as Hydra's sweeper takes it, a comma-separated string.
+
+    The presets write an axis as such a string (``100,300,null``), but a user naming one value types
+    ``study.subsets=null`` (the full training set) or ``study.seeds=0``, and YAML makes those a None and an int,
+    which the sweeper's string-typed ``params`` reject with an OmegaConf validation error; a list
+    (``study.models=[optimate,visnet]``) is taken as its items.
+    """
+    from omegaconf import ListConfig
+
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple, ListConfig)):
+        return ",".join(sweep_values(v) for v in value)
+    return str(value)
+
+
 def target_dim(name):
     """``${target_dim:${data.target}}`` -> 2001 (``eps_imag``) or 1 (``sc_rpa_ipa``)."""
     from ..models.target_names import OUT_DIMS
@@ -48,6 +67,6 @@ def target_dim(name):
 
 
 for _name, _fn in (("repeat", repeat), ("gat_stack", gat_stack), ("or_default", or_default),
-                   ("backbone_suffix", backbone_suffix), ("target_dim", target_dim)):
+                   ("backbone_suffix", backbone_suffix), ("target_dim", target_dim), ("sweep_values", sweep_values)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)

@@ -43,6 +43,11 @@ def test_presets_and_launcher_compose():
     assert eff.hydra.sweep.dir.endswith("experiments/efficiency/runs")
     quick = hydra_cfg("experiment=efficiency_quick")
     assert quick.trainer.max_steps == 300 and quick.hydra.sweeper.params.strategy == "dl,tl"
+    # An axis of one value, null (the full training set) or a list is taken as well as a quoted comma string.
+    one = hydra_cfg("experiment=backbones", "study.subsets=null", "study.models=[optimate,visnet]", "study.seeds=0")
+    assert one.hydra.sweeper.params == {"model": "optimate,visnet", "strategy": "dl,tl,mf", "data.subset": "null",
+                                        "seed": "0"}
+    assert hydra_cfg("experiment=backbones").hydra.sweeper.params["data.subset"] == "100,300,null"
     small = hydra_cfg("experiment=small_cells")
     assert small.hydra.sweeper.params["data.max_sites"] == "2,3,4,5,6"
     assert small.hydra.sweep.dir.endswith("experiments/small_cells/runs")
