@@ -39,7 +39,7 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/python -m optimate_pl strategy=tl data.subset=300
 
-## The test suite (379 tests on 2 xdist workers: 9 min 15 s on a fresh clone on 2026-12-07, DFT niced beside it; test-fast: those without subprocesses).
+## The test suite (382 tests on 2 xdist workers: 9 min 15 s on a fresh clone on 2026-12-07, DFT niced beside it; test-fast: those without subprocesses).
 test: $(STAMP)
 	$(PYTEST)
 
