@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-
 from torch_geometric.utils import scatter
 
 from ..data.featurize import NUM_NODE_FEATURES

@@ -55,8 +55,9 @@ def trials_table(study_name: str, storage: str, path: str | Path) -> Path:
     from ..utils.atomic import atomic_open
     from .pruning import PRUNED_AT
 
+    study = optuna.load_study(study_name=study_name, storage=storage)
     rows = []
-    for t in optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False):
         minutes = (t.datetime_complete - t.datetime_start).total_seconds() / 60 \
             if t.datetime_complete and t.datetime_start else None
         rows.append({"trial": t.number, "state": t.state.name, "value": t.value,
@@ -65,7 +66,8 @@ def trials_table(study_name: str, storage: str, path: str | Path) -> Path:
                      "minutes": None if minutes is None else round(minutes, 2), **t.params})
     table = pd.DataFrame(rows)
     if len(table):
-        table = table.sort_values("value", ascending=False, na_position="last", kind="stable")
+        minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
+        table = table.sort_values("value", ascending=minimize, na_position="last", kind="stable")
     path = Path(path)
     with atomic_open(path, "w") as fh:
         table.to_csv(fh, index=False)
