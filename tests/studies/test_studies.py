@@ -77,6 +77,7 @@ def test_presets_and_launcher_compose():
     assert tl_dimenet.hydra.sweeper.study_name == "sweep-tl-gpaw-300-dimenet"
     assert tl_dimenet.hydra.sweep.dir.endswith("multirun/sweep-tl-gpaw-300-dimenet")
     assert "pruner" not in hydra_cfg() and "pruning" not in hydra_cfg().callbacks  # pruning belongs to sweeps only
+    assert tl.test is False and hydra_cfg().test is True  # trials are chosen on validation, never shown the test set
     for backbone in ("dimenet", "visnet"):  # each backbone's own search space, study and folder, under any strategy
         for strategy in ("dl", "tl", "mf"):
             cfg = hydra_cfg(f"strategy={strategy}", f"sweep={backbone}", "data.subset=300")
@@ -160,6 +161,7 @@ def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
         assert len(t.intermediate_values) >= 1
     pruned = trials[1]  # the second command's job 0
     metrics = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert not any(k.startswith("test/") for k in metrics) and not (sweep / "0" / "test_results.csv").exists()
     first = min(pruned.intermediate_values)  # the epoch of its first validation (the sampled batch size sets it)
     assert pruned.user_attrs["pruned_at_epoch"] == first and metrics["trained_steps"] == 3
     assert pruned.value == pytest.approx(metrics["val/sc_median"]) == pytest.approx(pruned.intermediate_values[first])
