@@ -43,6 +43,13 @@ class DataSchema:
 
 
 @dataclass
+class MultiFidelityDataSchema(DataSchema):
+    """``strategy=mf``'s data (:class:`~optimate_pl.data.MultiFidelityDataModule`): one setting more."""
+
+    rpa_repeat: int = 1
+
+
+@dataclass
 class StrategySchema:
     name: str = MISSING
     epochs: dict[str, int] = field(default_factory=dict)
@@ -95,6 +102,8 @@ def validate_config(cfg: DictConfig) -> None:
     ranges and choices from :func:`check_values`.
     """
     schema = OmegaConf.structured(RunSchema)
+    if str(cfg.get("data", {}).get("_target_", "")).endswith("MultiFidelityDataModule"):
+        schema.data = OmegaConf.structured(MultiFidelityDataSchema)
     try:
         nodes = ("data", "strategy", "ensemble")
         merged = OmegaConf.merge(schema, {k: cfg[k] for k in nodes if k in cfg},
@@ -128,6 +137,8 @@ def check_values(cfg: DictConfig) -> None:
     _positive(d.eval_batch_size, "data.eval_batch_size", "materials per evaluation batch")
     _positive(d.num_workers, "data.num_workers", "DataLoader worker processes", minimum=0)
     _positive(d.cutoff, "data.cutoff", "the neighbour cutoff in Å", minimum=0, integer=False, exclusive=True)
+    if "rpa_repeat" in d:
+        _positive(d.rpa_repeat, "data.rpa_repeat", "how often each RPA training spectrum is in an epoch")
     if "ensemble" in cfg:
         _positive(cfg.ensemble.size, "ensemble.size", "the number of members")
     from ..models.target_names import OUT_DIMS

@@ -43,12 +43,20 @@ class MultiFidelityDataModule(RPADataModule):
     ``train_set`` stays the RPA training materials (what ``n_train``, ``data.subset`` and the training-set
     metrics mean); ``fit_set`` is what the network is fitted on: the IPA training split plus ``train_set``.
     Spectra targets only (``data.target=eps_imag``).
+
+    ``rpa_repeat``: how many times each RPA training spectrum is in ``fit_set`` (an epoch sees it that often).
+    With 100 RPA spectra beside ~400 IPA ones the expensive rung is a fifth of every epoch; repeating it weighs the
+    rung the model is tested on more (the cost of an epoch grows by the repeats).
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, rpa_repeat: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.target != "eps_imag":
             raise ValueError("strategy=mf learns spectra of both rungs: data.target must be eps_imag")
+        if isinstance(rpa_repeat, bool) or not isinstance(rpa_repeat, int) or rpa_repeat < 1:
+            raise ValueError(f"data.rpa_repeat={rpa_repeat!r}: how often each RPA training spectrum is in an epoch "
+                             f"(a whole number, at least 1)")
+        self.rpa_repeat = rpa_repeat
         self.fit_set: GraphDataset | None = None
 
     def ipa_assignment(self, ipa: GraphStore, meta: dict) -> tuple[dict[str, str], str]:
@@ -73,14 +81,15 @@ class MultiFidelityDataModule(RPADataModule):
         if leaked:  # the splits disagree: training on these IPA spectra would see validation/test materials
             raise ValueError(f"strategy=mf: {len(leaked)} IPA training materials are RPA validation/test materials "
                              f"(e.g. {leaked[0]}); the IPA and RPA splits must agree ({origin})")
-        merged = merge_rungs(ipa, rows["train"], self.store, self.train_set.rows.tolist())
+        merged = merge_rungs(ipa, rows["train"], self.store, self.train_set.rows.tolist() * self.rpa_repeat)
         self.fit_set = GraphDataset(merged, range(len(merged)), "eps_imag")
-        log.info("MF data: fitting on %d IPA spectra (the IPA training split) and %d RPA spectra", len(rows["train"]),
-                 len(self.train_set))
+        log.info("MF data: fitting on %d IPA spectra (the IPA training split) and %d RPA spectra%s", len(rows["train"]),
+                 len(self.train_set), f", each {self.rpa_repeat} times an epoch" if self.rpa_repeat > 1 else "")
 
     def describe(self) -> dict:
         out = super().describe()
         out["ipa_train"] = int((self.fit_set.store.fidelity == IPA).sum()) if self.fit_set is not None else None
+        out["rpa_repeat"] = self.rpa_repeat
         return out
 
     def train_dataloader(self):

@@ -17,6 +17,8 @@ CONFIG_ERRORS = [
     (["data.source=zenodo"], "unknown data.source 'zenodo'"),
     (["data.target=gaps"], "data.target=gaps: use eps_imag (spectra) or sc_rpa_ipa"),
     (["strategy=dl", "trainer.max_epochs=0"], "trainer.max_epochs=0 trains nothing"),
+    (["strategy=mf", "data.rpa_repeat=0"], "data.rpa_repeat=0: must be at least 1"),
+    (["strategy=mf", "data.rpa_repeat=two"], "data.rpa_repeat: Value 'two' of type 'str' could not be converted"),
 ]
 
 #: (command, arguments, the first line's words): the whole command in a subprocess.

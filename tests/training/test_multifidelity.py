@@ -72,3 +72,20 @@ def test_mf_run_saves_a_weight_file_that_predicts_the_rpa_rung(tmp_path, cfg_tra
         folded = load_model(metrics["best_checkpoint"])(batch)
     torch.testing.assert_close(folded, rpa, atol=1e-5, rtol=1e-4)  # the file alone is the RPA network
     assert (ipa - rpa).abs().max() > 1e-4  # and the rung matters
+
+
+def test_mf_can_weigh_the_rpa_rung_by_repeating_it(mf_data, tmp_path):
+    """data.rpa_repeat=3: each RPA training spectrum three times in the fitted set, the IPA ones once; the RPA
+    training set (what data.subset means) is unchanged; a repeat below 1 or not whole is refused by name."""
+    dm = MultiFidelityDataModule(source="synthetic", synthetic_sizes=TINY_SIZES, subset=50, rpa_repeat=3,
+                                 cache_dir=mf_data.cache_dir)
+    dm.setup()
+    once, thrice = mf_data.fit_set.store, dm.fit_set.store
+    assert int((thrice.fidelity == RPA).sum()) == 3 * int((once.fidelity == RPA).sum()) == 150
+    assert int((thrice.fidelity == IPA).sum()) == int((once.fidelity == IPA).sum())
+    rpa_ids = [m for m, f in zip(thrice.mat_id, thrice.fidelity.tolist()) if f == RPA]
+    assert all(rpa_ids.count(m) == 3 for m in mf_data.train_set.mat_ids) and len(dm.train_set) == 50
+    assert dm.describe()["rpa_repeat"] == 3
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="data.rpa_repeat"):
+            MultiFidelityDataModule(source="synthetic", synthetic_sizes=TINY_SIZES, rpa_repeat=bad, cache_dir=str(tmp_path))
