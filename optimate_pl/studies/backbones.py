@@ -33,6 +33,13 @@ def backbone(run: Run) -> str:
     return backbone_name(dict(net) if net is not None else {})
 
 
+def strategy_label(run: Run) -> str:
+    """The run's strategy; an MF run that repeats the RPA rung (``data.rpa_repeat`` above 1) is a variant of its
+    own, ``mf_r4``, never pooled with plain MF seeds."""
+    repeat = int(run.cfg.get("data", {}).get("rpa_repeat", 1) or 1) if run.strategy == "mf" else 1
+    return f"{run.strategy}_r{repeat}" if repeat > 1 else run.strategy
+
+
 def _per_material(runs: list[Run]) -> pd.Series:
     """Each test material's SC averaged over the runs (seeds) of one cell."""
     frames = [r.results.set_index("mat_id")["sc"] for r in runs]
@@ -65,7 +72,7 @@ def backbones_table(runs: list[Run]) -> pd.DataFrame:
     cells: dict[tuple[str, str, int], list[Run]] = {}
     for r in runs:
         if r.strategy in ("dl", "tl", "mf") and r.results is not None:
-            cells.setdefault((backbone(r), r.strategy, r.n_train), []).append(r)
+            cells.setdefault((backbone(r), strategy_label(r), r.n_train), []).append(r)
     if not cells:
         raise StudyInputError("no DL/TL/MF run with test results (python -m optimate_pl experiment=backbones)")
     refs = {n: _per_material(rs) for (b, s, n), rs in cells.items() if (b, s) == REFERENCE}
@@ -105,7 +112,7 @@ def backbones_figure(table: pd.DataFrame):
         lo_seeds, hi_seeds = int(part.seeds.min()), int(part.seeds.max())
         seeds = (f"{lo_seeds}-{hi_seeds} seeds" if lo_seeds != hi_seeds
                  else f"{lo_seeds} seed{'s' if lo_seeds > 1 else ''}")
-        ax.errorbar(x, part.sc_median, yerr=err, ls="none" if one_size else styles.get(strategy, "-"),
+        ax.errorbar(x, part.sc_median, yerr=err, ls="none" if one_size else styles.get(strategy.split("_")[0], "-"),
                     marker=markers.get(name, "D"), capsize=3, label=f"{name} {strategy.upper()} ({seeds})")
         if one_size and "vs_optimate_tl" in part and np.isfinite(part.vs_optimate_tl.iloc[0]):
             r = part.iloc[0]
@@ -135,7 +142,8 @@ def backbones(runs_dir: Path, out: Path) -> list[Path]:
     note = (f"Per cell the mean over seeds of each run's median test SC (spread: std, min, max over seeds); "
             f"vs_optimate_tl: difference of the median SC to OPTIMATE-TL at the same size on the same test "
             f"materials (each material averaged over seeds), with a paired bootstrap 95 % interval ({RESAMPLES} "
-            f"resamples); vs_own_tl: the same against TL on the same backbone, for DL and MF. s_per_epoch: a "
+            f"resamples); vs_own_tl: the same against TL on the same backbone, for DL and MF (mf_r4: MF with each RPA "
+            f"spectrum four times an epoch, data.rpa_repeat). s_per_epoch: a "
             f"run's wall time over its epochs (pretraining not included; a busy "
             f"machine inflates it: benchmarks/ has the idle measurement); precision: the runs' training precision "
             f"(several joined by + where a cell mixes machines).")

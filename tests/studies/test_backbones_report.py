@@ -25,7 +25,8 @@ def test_paired_interval_uses_only_shared_materials_and_brackets_the_difference(
     assert paired_interval(noisy, ref) == (diff, lo, hi)
 
 
-def _run(folder, backbone: str, strategy: str, n: int, sc: list[float], ids: list[str], precision: str = "32-true"):
+def _run(folder, backbone: str, strategy: str, n: int, sc: list[float], ids: list[str], precision: str = "32-true",
+         rpa_repeat: int | None = None):
     """A finished run as the report reads it: config, metrics and per-material test results."""
     from omegaconf import OmegaConf
 
@@ -34,7 +35,8 @@ def _run(folder, backbone: str, strategy: str, n: int, sc: list[float], ids: lis
     folder.mkdir(parents=True)
     net = None if backbone == "optimate" else {"_target_": f"optimate_pl.models.{backbone}.{backbone.title()}Crystal"}
     pd.DataFrame({"mat_id": ids, "sc": sc}).to_csv(folder / "test_results.csv", index=False)
-    cfg = OmegaConf.create({"model": {"net": net}, "strategy": {"name": strategy}, "trainer": {"max_epochs": 10, "precision": precision}})
+    cfg = OmegaConf.create({"model": {"net": net}, "strategy": {"name": strategy}, "trainer": {"max_epochs": 10, "precision": precision},
+                            "data": {} if rpa_repeat is None else {"rpa_repeat": rpa_repeat}})
     return Run(folder, cfg, {"n_train": n, "test/sc_median": float(np.median(sc)), "test/mse_median": 0.1,
                              "time_s": 20.0})
 
@@ -47,12 +49,16 @@ def test_mf_and_dl_are_also_compared_with_tl_on_their_own_backbone(tmp_path):
     runs = [_run(tmp_path / "o-tl", "optimate", "tl", 100, list(base), ids),
             _run(tmp_path / "v-tl", "visnet", "tl", 100, list(base + 0.02), ids),
             _run(tmp_path / "v-mf-0", "visnet", "mf", 100, list(base + 0.05), ids),
-            _run(tmp_path / "v-mf-1", "visnet", "mf", 100, list(base + 0.03), ids, precision="bf16-mixed")]
+            _run(tmp_path / "v-mf-1", "visnet", "mf", 100, list(base + 0.03), ids, precision="bf16-mixed",
+                 rpa_repeat=1),
+            _run(tmp_path / "v-mf-r4", "visnet", "mf", 100, list(base + 0.10), ids, rpa_repeat=4)]
     table = backbones_table(runs).set_index(["backbone", "strategy"])
     mf = table.loc[("visnet", "mf")]
     # Each material averaged over MF's two seeds (+0.04), against ViSNet-TL (+0.02) and OPTIMATE-TL (0).
     assert mf.seeds == 2 and np.isclose(mf.vs_own_tl, 0.02) and np.isclose(mf.own_tl_ci_low, 0.02)
     assert np.isclose(mf.vs_optimate_tl, 0.04) and np.isclose(mf.ci_high, 0.04)
+    # MF repeating the RPA rung is a cell of its own, against the same TL.
+    assert table.loc[("visnet", "mf_r4")].seeds == 1 and np.isclose(table.loc[("visnet", "mf_r4")].vs_own_tl, 0.08)
     assert np.isnan(table.loc[("visnet", "tl")].vs_own_tl)  # TL is not compared with itself
     assert np.isclose(table.loc[("visnet", "tl")].vs_optimate_tl, 0.02)
     # A cell whose seeds trained in different precisions says so.
