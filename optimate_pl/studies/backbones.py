@@ -9,6 +9,7 @@ spread (65 materials move a median by about 0.01) cancels where the models agree
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import pandas as pd
 from ..utils.plots import plt
 from .output import save, write_table
 from .runs import Run, StudyInputError, data_statement, load_runs
+
+log = logging.getLogger(__name__)
 
 #: Bootstrap resamples of the interval, and its seed (the interval is reproducible).
 RESAMPLES, BOOTSTRAP_SEED = 2000, 0
@@ -38,6 +41,22 @@ def strategy_label(run: Run) -> str:
     own, ``mf_r4``, never pooled with plain MF seeds."""
     repeat = int(run.cfg.get("data", {}).get("rpa_repeat", 1) or 1) if run.strategy == "mf" else 1
     return f"{run.strategy}_r{repeat}" if repeat > 1 else run.strategy
+
+
+def parameters(run: Run) -> float:
+    """The number of weights of the run's network (``model.net`` of its saved config; an MF run's two rung
+    embeddings not counted), or NaN, with a warning, where that config no longer builds a network."""
+    from omegaconf import OmegaConf
+
+    from ..models.backbones import make_network
+
+    net = run.cfg.get("model", {}).get("net")
+    try:
+        network = make_network(OmegaConf.to_container(net, resolve=True) if net is not None else None)
+    except Exception as err:  # noqa: BLE001 - a report of finished runs goes on without this column
+        log.warning("%s: cannot rebuild its network to count its parameters (%s)", run.dir, err)
+        return float("nan")
+    return float(sum(p.numel() for p in network.parameters()))
 
 
 def _per_material(runs: list[Run]) -> pd.Series:
@@ -83,6 +102,7 @@ def backbones_table(runs: list[Run]) -> pd.DataFrame:
         row = {"backbone": name, "strategy": strategy, "train_size": n, "seeds": len(rs),
                "sc_median": sc.mean(), "sc_seed_std": sc.std(ddof=1) if len(rs) > 1 else np.nan,
                "sc_seed_min": sc.min(), "sc_seed_max": sc.max(), "mse_median": mse.mean(),
+               "parameters": parameters(rs[0]),
                "s_per_epoch": float(np.mean([r.metrics.get("time_s", np.nan) / _epochs(r) for r in rs])),
                "precision": _precision(rs)}
         if n in refs and (name, strategy) != REFERENCE:
@@ -93,7 +113,9 @@ def backbones_table(runs: list[Run]) -> pd.DataFrame:
             diff, lo, hi = paired_interval(_per_material(rs), _per_material(own_tl))
             row.update({"vs_own_tl": diff, "own_tl_ci_low": lo, "own_tl_ci_high": hi})
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["parameters"] = table["parameters"].round().astype("Int64")  # a count (NaN stays missing)
+    return table
 
 
 def backbones_figure(table: pd.DataFrame):
@@ -143,7 +165,7 @@ def backbones(runs_dir: Path, out: Path) -> list[Path]:
             f"vs_optimate_tl: difference of the median SC to OPTIMATE-TL at the same size on the same test "
             f"materials (each material averaged over seeds), with a paired bootstrap 95 % interval ({RESAMPLES} "
             f"resamples); vs_own_tl: the same against TL on the same backbone, for DL and MF (mf_r4: MF with each RPA "
-            f"spectrum four times an epoch, data.rpa_repeat). s_per_epoch: a "
+            f"spectrum four times an epoch, data.rpa_repeat). parameters: the network's weights. s_per_epoch: a "
             f"run's wall time over its epochs (pretraining not included; a busy "
             f"machine inflates it: benchmarks/ has the idle measurement); precision: the runs' training precision "
             f"(several joined by + where a cell mixes machines).")
