@@ -121,32 +121,50 @@ def test_a_niced_worker_yields_across_sessions(tmp_path):
         child.wait()
 
 
-def test_the_time_limit_counts_running_time_not_pauses():
-    """`kill -STOP` of a compute run (to time something else on the machine) must not fail its materials: the
-    limit counts the seconds a worker could run. A worker that runs past it is still stopped."""
+def test_the_time_limit_counts_computing_time_not_pauses_or_shared_cores():
+    """`kill -STOP` of a compute run (to time something else on the machine) or other jobs on the same cores must
+    not fail its materials: the limit counts the CPU seconds the worker computes. One that computes past it is
+    stopped, and one that hangs without computing is stopped at WALL_FACTOR times the limit."""
     import signal
     import subprocess
     import sys
     import threading
     import time
 
-    from optimate_pl.dft.runner import communicate_within
+    from optimate_pl.dft.runner import WALL_FACTOR, communicate_within
 
-    sleeper = [sys.executable, "-c", "import time; time.sleep(3)"]
-    paused = subprocess.Popen(sleeper, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)
-    paused.send_signal(signal.SIGSTOP)  # stopped 3.5 s: 3.8 s of wall time in all, ~0.3 s of it running
-    threading.Timer(3.5, paused.send_signal, (signal.SIGCONT,)).start()
+    def start(code: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < {}: pass"
+    # 0.6 s of computing, stopped for 2.5 s in between: 3 s on the clock, within a 1.5 s limit.
+    paused = start(busy.format(0.6))
+    time.sleep(0.2)
+    paused.send_signal(signal.SIGSTOP)
+    threading.Timer(2.5, paused.send_signal, (signal.SIGCONT,)).start()
     t0 = time.monotonic()
-    communicate_within(paused, 2.5)
-    assert paused.returncode == 0 and time.monotonic() - t0 > 3.0
-    running = subprocess.Popen(sleeper, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    communicate_within(paused, 1.5)
+    assert paused.returncode == 0 and time.monotonic() - t0 > 2.5
+    # Waiting (as a worker does while others hold the cores) uses no computing time: 2.5 s within a 1 s limit.
+    waiting = start("import time; time.sleep(2.5)")
+    communicate_within(waiting, 1.0)
+    assert waiting.returncode == 0
+    # Computing without end: stopped once its CPU seconds pass the limit.
+    spinning = start(busy.format(60))
     t0 = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired):
-        communicate_within(running, 1.5)
-    assert time.monotonic() - t0 < 2.9
-    running.kill()
-    running.communicate()
+        communicate_within(spinning, 1.0)
+    assert time.monotonic() - t0 < 4.5
+    spinning.kill()
+    spinning.communicate()
+    # Hanging without computing: stopped at WALL_FACTOR times the limit on the clock.
+    hanging = start("import time; time.sleep(60)")
+    t0 = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        communicate_within(hanging, 0.25)
+    assert WALL_FACTOR * 0.25 <= time.monotonic() - t0 < WALL_FACTOR * 0.25 + 3
+    hanging.kill()
+    hanging.communicate()
 
 
 POSCAR = "{name}\n1.0\n{a} 0 0\n0 {a} 0\n0 0 {a}\n{species}\n{counts}\nDirect\n{coords}"
