@@ -2,7 +2,8 @@
 
 ``repeat``/``gat_stack`` let a sweep search over scalars (width, depth, heads) that become the
 list-valued architecture arguments of :class:`~optimate_pl.models.Optimate`; ``or_default`` names
-folders after optional values; ``backbone_suffix`` keeps each backbone's sweep apart; ``target_dim`` gives
+folders after optional values; ``backbone_suffix`` keeps each backbone's sweep apart
+and ``repeat_suffix`` MF's variants; ``target_dim`` gives
 the network's output width from ``data.target`` (so the target is stated once); ``sweep_values`` turns a
 study's axis (``study.subsets=null``, ``study.seeds=0``, ``study.models=[optimate,visnet]``) into the
 sweeper's comma-separated choices.
@@ -57,6 +58,13 @@ def sweep_values(value) -> str:
     return str(value)
 
 
+def repeat_suffix(value) -> str:
+    """``${repeat_suffix:${oc.select:data.rpa_repeat,1}}`` -> ``""`` for 1 (or none: the folder names of plain runs
+    stay as they were) and e.g. ``-r4`` for MF with ``data.rpa_repeat=4``, which must not overwrite plain MF runs."""
+    n = 1 if value is None else int(value)
+    return "" if n == 1 else f"-r{n}"
+
+
 def target_dim(name):
     """``${target_dim:${data.target}}`` -> 2001 (``eps_imag``) or 1 (``sc_rpa_ipa``)."""
     from ..models.target_names import OUT_DIMS
@@ -67,6 +75,7 @@ def target_dim(name):
 
 
 for _name, _fn in (("repeat", repeat), ("gat_stack", gat_stack), ("or_default", or_default),
-                   ("backbone_suffix", backbone_suffix), ("target_dim", target_dim), ("sweep_values", sweep_values)):
+                   ("backbone_suffix", backbone_suffix), ("target_dim", target_dim), ("sweep_values", sweep_values),
+                   ("repeat_suffix", repeat_suffix)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)

@@ -190,7 +190,8 @@ WALL_FACTOR = 8
 
 
 def cpu_seconds(process) -> float:
-    """CPU seconds (user + system) of a ``psutil.Process`` and its living descendants (the ranks under mpiexec)."""
+    """CPU seconds (user + system) of a ``psutil.Process`` and its descendants (the ranks under mpiexec): the living
+    ones', and those of the children each has already waited for."""
     import psutil
 
     total = 0.0
@@ -203,7 +204,7 @@ def cpu_seconds(process) -> float:
             times = member.cpu_times()
         except psutil.Error:  # exited between the listing and the reading
             continue
-        total += times.user + times.system
+        total += times.user + times.system + times.children_user + times.children_system
     return total
 
 
@@ -213,7 +214,8 @@ def communicate_within(proc: subprocess.Popen, time_limit: float | None, procs: 
     would take on idle cores. Neither a pause (``kill -STOP`` of the compute run, to time something else) nor
     sharing the cores with other jobs uses it up: counting wall time, a 46-minute pause failed two good materials,
     and a niced worker beside two trainings reached 60 minutes on a 6-site cell after 16 minutes of computing. A
-    worker that runs :data:`WALL_FACTOR` times the limit in wall-clock time (pauses excluded) is stopped anyway."""
+    worker that runs :data:`WALL_FACTOR` times the limit in wall-clock time (pauses excluded) is stopped anyway.
+    Under mpiexec, ranks that wait for each other busy-poll (OpenMPI's default) and so count as computing."""
     if time_limit is None:
         return proc.communicate()
     import psutil

@@ -107,7 +107,8 @@ def interaction_pp(block, x: Tensor, rbf: Tensor, sbf: Tensor, sub: Tensor, kj: 
     triplet; ``sub`` [S] lists the edges that take part in triplets and ``kj``/``ji`` [T] are each triplet's two
     edges as positions in ``sub``. Equal to ``block(x, rbf, sbf, sub[kj], sub[ji])`` (tested in fp64, values and
     gradients) because the down-projected message ``x_kj`` is only read at the triplets' ``kj`` edges, and the
-    aggregated one is zero off their ``ji`` edges, where ``act(lin_up(0)) = 0`` (swish, no bias): both run on
+    aggregated one is zero off their ``ji`` edges, where ``act(lin_up(0)) = 0`` (``lin_up`` has no bias and the
+    activation, swish, is 0 at 0; another activation would need the up-projection on every edge): both run on
     ``sub`` only (the edges of 4-5 Å, about half of a 5 Å crystal graph, have no triplets).
     """
     act = block.act

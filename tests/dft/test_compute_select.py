@@ -137,26 +137,35 @@ def test_the_time_limit_counts_computing_time_not_pauses_or_shared_cores():
         return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < {}: pass"
-    # 0.6 s of computing, stopped for 2.5 s in between: 3 s on the clock, within a 1.5 s limit.
-    paused = start(busy.format(0.6))
+    # 0.5 s asleep, stopped for 3 s in between: 3.5 s on the clock, beyond the wall cap of a 0.25 s limit (2 s)
+    # unless the pause is left out, as it must be.
+    paused = start("import time; time.sleep(0.5)")
     time.sleep(0.2)
     paused.send_signal(signal.SIGSTOP)
-    threading.Timer(2.5, paused.send_signal, (signal.SIGCONT,)).start()
+    threading.Timer(3.0, paused.send_signal, (signal.SIGCONT,)).start()
     t0 = time.monotonic()
-    communicate_within(paused, 1.5)
-    assert paused.returncode == 0 and time.monotonic() - t0 > 2.5
+    communicate_within(paused, 0.25)
+    assert paused.returncode == 0 and time.monotonic() - t0 > 3.0 > WALL_FACTOR * 0.25
     # Waiting (as a worker does while others hold the cores) uses no computing time: 2.5 s within a 1 s limit.
     waiting = start("import time; time.sleep(2.5)")
     communicate_within(waiting, 1.0)
     assert waiting.returncode == 0
-    # Computing without end: stopped once its CPU seconds pass the limit.
-    spinning = start(busy.format(60))
+    # Computing without end, in a grandchild (a rank under mpiexec): stopped once its CPU seconds pass the limit.
+    spinning = start(f"import subprocess, sys; subprocess.run([sys.executable, '-c', {busy.format(60)!r}])")
     t0 = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired):
         communicate_within(spinning, 1.0)
     assert time.monotonic() - t0 < 4.5
+    import psutil
+
+    for p in psutil.Process(spinning.pid).children(recursive=True):
+        p.kill()
     spinning.kill()
     spinning.communicate()
+    # Two ranks: the limit is per rank, so 1.5 CPU seconds in all are within a 1 s limit.
+    two = start(busy.format(1.5))
+    communicate_within(two, 1.0, procs=2)
+    assert two.returncode == 0
     # Hanging without computing: stopped at WALL_FACTOR times the limit on the clock.
     hanging = start("import time; time.sleep(60)")
     t0 = time.monotonic()

@@ -306,27 +306,31 @@ def test_visnet_fast_path_is_as_accurate_as_pygs_layer_under_bf16_autocast():
 
 def test_dimenet_fast_path_equals_pygs_own_blocks():
     """DimeNetCrystal.encode (interaction_pp on the triplets' edges only, fused silu) against PyG's own
-    InteractionPPBlock.forward and swish on every edge, the same weights, fp64, values and every gradient, on a
-    batch of a wurtzite cell and a one-site cell (an atom's own images) where many edges lie beyond the
-    triplet cutoff."""
+    InteractionPPBlock.forward and swish on every edge, the same weights, two blocks, fp64, values and every
+    gradient: on a batch of a wurtzite cell and a one-site cell (an atom's own images) where many edges lie beyond
+    the triplet cutoff, and on a cell whose every edge does (no triplet at all)."""
     from torch_geometric.nn.resolver import swish
 
     from optimate_pl.models.readout import edge_vectors
 
     torch.manual_seed(0)
-    net = make_network(SMALL["dimenet"]).double()
+    net = make_network({**SMALL["dimenet"], "blocks": 2}).double()
+    sparse = batch_from_arrays([graph_arrays(Structure(Lattice.cubic(4.5), ["Na"], [[0, 0, 0]]), 5.0)])
     batch = batch_from_arrays([graph_arrays(_wurtzite(), 5.0),
                                graph_arrays(Structure(Lattice.cubic(2.9), ["Si"], [[0, 0, 0]]), 5.0)])
-    batch.x, batch.dist, batch.vec = batch.x.double(), batch.dist.double(), batch.vec.double()
+    for b in (batch, sparse):
+        b.x, b.dist, b.vec = b.x.double(), b.dist.double(), b.vec.double()
     use = batch.dist <= net.triplet_cutoff
     assert 0.05 < float(use.double().mean()) < 0.95  # both kinds of edges present
+    assert sparse.dist.numel() > 0 and not bool((sparse.dist <= net.triplet_cutoff).any())
 
-    def pygs_encode():
+    def pygs_encode(batch):
+        acts = {}
         for module in net.modules():  # PyG's unfused swish wherever DimeNet++ takes its activation
             if "act" in module.__dict__ and not isinstance(module.act, torch.nn.Module):
-                module.act = swish
+                acts[module], module.act = module.act, swish
         vec, (j, i), n = edge_vectors(batch), batch.edge_index, batch.x.size(0)
-        idx_kj, idx_ji = triplets(batch.edge_index, vec, n, use)
+        idx_kj, idx_ji = triplets(batch.edge_index, vec, n, batch.dist <= net.triplet_cutoff)
         v_jk, v_ij = vec[idx_kj], vec[idx_ji]
         angle = torch.atan2(torch.cross(v_ij, v_jk, dim=1).norm(dim=-1), (v_ij * v_jk).sum(dim=-1))
         rbf, sbf = net.rbf(batch.dist), net.sbf(batch.dist, angle, idx_kj)
@@ -335,12 +339,15 @@ def test_dimenet_fast_path_equals_pygs_own_blocks():
         for interaction, output in zip(net.interaction_blocks, net.output_blocks[1:]):
             x = interaction(x, rbf, sbf, idx_kj, idx_ji)
             h = h + output(x, rbf, i, num_nodes=n)
+        for module, act in acts.items():
+            module.act = act
         return h
 
+    torch.testing.assert_close(net.encode(sparse), pygs_encode(sparse), rtol=1e-10, atol=1e-10)
     ours = net.encode(batch)
     g_ours = torch.autograd.grad((ours * torch.linspace(-1, 1, ours.numel(), dtype=ours.dtype).view_as(ours)).sum(),
                                  list(net.parameters()), allow_unused=True)
-    theirs = pygs_encode()
+    theirs = pygs_encode(batch)
     g_theirs = torch.autograd.grad((theirs * torch.linspace(-1, 1, theirs.numel(),
                                                             dtype=theirs.dtype).view_as(theirs)).sum(),
                                    list(net.parameters()), allow_unused=True)

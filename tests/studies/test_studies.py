@@ -48,6 +48,14 @@ def test_presets_and_launcher_compose():
     assert one.hydra.sweeper.params == {"model": "optimate,visnet", "strategy": "dl,tl,mf", "data.subset": "null",
                                         "seed": "0"}
     assert hydra_cfg("experiment=backbones").hydra.sweeper.params["data.subset"] == "100,300,null"
+    # Each job's folder; an MF variant that repeats the RPA rung beside the plain MF runs, never over them.
+    def job_dir(*overrides):
+        return OmegaConf.select(hydra_cfg("experiment=backbones", "hydra.mode=RUN", *overrides), "hydra.sweep.subdir")
+
+    assert job_dir("model=visnet", "strategy=tl", "data.subset=300", "seed=1") == "visnet-tl-300-s1"
+    assert job_dir("model=optimate", "strategy=mf", "data.subset=100") == "optimate-mf-100-s0"
+    assert job_dir("model=optimate", "strategy=mf", "data.subset=100", "data.rpa_repeat=4") == "optimate-mf-r4-100-s0"
+    assert job_dir("model=optimate", "strategy=dl", "data.subset=null") == "optimate-dl-full-s0"
     small = hydra_cfg("experiment=small_cells")
     assert small.hydra.sweeper.params["data.max_sites"] == "2,3,4,5,6"
     assert small.hydra.sweep.dir.endswith("experiments/small_cells/runs")
