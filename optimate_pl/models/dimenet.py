@@ -117,7 +117,7 @@ def interaction_pp(block, x: Tensor, rbf: Tensor, sbf: Tensor, sub: Tensor, kj: 
     x_kj = act(block.lin_down(x_kj))
     sbf = block.lin_sbf2(block.lin_sbf1(sbf))
     x_kj = scatter(x_kj[kj] * sbf, ji, dim=0, dim_size=sub.numel(), reduce="sum")
-    h = x_ji.index_add(0, sub, act(block.lin_up(x_kj)).to(x_ji.dtype))
+    h = x_ji.index_add(0, sub, act(block.lin_up(x_kj)))
     for layer in block.layers_before_skip:
         h = layer(h)
     h = act(block.lin(h)) + x
