@@ -33,4 +33,4 @@ def test_regular_install_ships_the_configs(tmp_path):
     # The console script's module resolves too (the editable install is what the rest of the suite uses).
     r = subprocess.run([sys.executable, "-m", "optimate_pl", "--help"], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=120)
-    assert r.returncode == 0 and "strategy: dl, ipa, mf, sc, tl" in r.stdout
+    assert r.returncode == 0 and "strategy: dl, ipa, mf, mf_ipa, sc, tl" in r.stdout

@@ -14,7 +14,7 @@ import torch
 def test_help_opens_with_a_description_examples_and_groups(tmp_path, cli, predict_cli):
     r = cli("--help", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("optimate-pl (python -m optimate_pl): train OPTIMATE")
-    assert "Common commands:" in r.stdout and "strategy: dl, ipa, mf, sc, tl" in r.stdout
+    assert "Common commands:" in r.stdout and "strategy: dl, ipa, mf, mf_ipa, sc, tl" in r.stdout
     r = predict_cli("--help", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("optimate-pl-predict:")
     assert "Common commands:" in r.stdout and "recursive: false" in r.stdout

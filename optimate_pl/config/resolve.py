@@ -50,10 +50,11 @@ def resolve_config(cfg: DictConfig, weights: "Weights | None" = None) -> DictCon
                 out.model.multi_fidelity = mf
             log.info("strategy=%s: using architecture %s for data.subset=%s", out.strategy.name, choice,
                      out.data.get("subset"))
-        if weights is None and out.strategy.name == "tl" and str(out.strategy.checkpoint) != "auto":
+        start = start_checkpoint(out)
+        if weights is None and start is not None and start != "auto":
             from ..models.weights import read_weights
 
-            weights = read_weights(Path(str(out.strategy.checkpoint)).expanduser())
+            weights = read_weights(Path(start).expanduser())
         if weights is not None:
             check_start_weights(out, weights)
             _use_architecture(out, weights)
@@ -214,11 +215,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("data.source=figshare needs data.root=/path/to/database (folder of JSON files or .zip)")
     if cfg.data.source == "files":
         check_files_source(cfg.data, needs_ipa=name == "mf" or name == "tl" and cfg.strategy.get("checkpoint") == "auto")
-    if name == "tl":
-        ckpt = cfg.strategy.get("checkpoint")
-        if not ckpt:
-            raise ConfigError("strategy=tl needs strategy.checkpoint: an IPA checkpoint path, or `auto`")
-        if ckpt != "auto" and not Path(str(ckpt)).expanduser().is_file():
+    if name == "tl" and not cfg.strategy.get("checkpoint"):
+        raise ConfigError("strategy=tl needs strategy.checkpoint: an IPA checkpoint path, or `auto`")
+    ckpt = start_checkpoint(cfg)
+    if ckpt is not None:
+        if ckpt != "auto" and not Path(ckpt).expanduser().is_file():
             raise ConfigError(f"strategy.checkpoint={ckpt} does not exist; give an IPA checkpoint "
                               f"(Lightning .ckpt or published state_dict) or strategy.checkpoint=auto")
         if ckpt == "auto" and cfg.data.source == "figshare" and not cfg.data.get("ipa_root"):
@@ -242,6 +243,16 @@ def check_files_source(data: DictConfig, needs_ipa: bool) -> None:
                           f"(your IPA database) or import IPA spectra into {root / 'ipa'}")
 
 
+def start_checkpoint(cfg: DictConfig) -> str | None:
+    """The weights a run starts from, as ``strategy.checkpoint`` names them: a file, ``auto`` (the automatic IPA
+    pretraining, :mod:`optimate_pl.training.pretrain`) or ``None`` (random). TL always starts from one; MF may
+    (``strategy=mf_ipa``); the other strategies start at random."""
+    if cfg.strategy.get("name") not in ("tl", "mf"):
+        return None
+    ckpt = cfg.strategy.get("checkpoint")
+    return str(ckpt) if ckpt else None
+
+
 def check_compile_edges(setting: Any) -> None:
     """``compile_edges`` is true, false (or null) or ``auto`` (training.train.compile_edges_decision)."""
     if setting not in (True, False, None, "auto"):
@@ -251,7 +262,7 @@ def check_compile_edges(setting: Any) -> None:
 def check_trains_something(cfg: DictConfig) -> None:
     """``trainer.max_epochs=0`` (or ``max_steps=0``) trains nothing: from random weights that is refused (its
     test metrics would be noise); from given weights (TL) it evaluates them, and the run says so."""
-    if cfg.strategy.get("name") == "tl" or cfg.get("ckpt_path"):
+    if start_checkpoint(cfg) is not None or cfg.get("ckpt_path"):
         return
     for key in ("max_epochs", "max_steps"):
         if cfg.trainer.get(key) == 0:

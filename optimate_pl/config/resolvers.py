@@ -3,7 +3,7 @@
 ``repeat``/``gat_stack`` let a sweep search over scalars (width, depth, heads) that become the
 list-valued architecture arguments of :class:`~optimate_pl.models.Optimate`; ``or_default`` names
 folders after optional values; ``backbone_suffix`` keeps each backbone's sweep apart
-and ``repeat_suffix`` MF's variants; ``target_dim`` gives
+and ``mf_variant`` MF's variants; ``target_dim`` gives
 the network's output width from ``data.target`` (so the target is stated once); ``sweep_values`` turns a
 study's axis (``study.subsets=null``, ``study.seeds=0``, ``study.models=[optimate,visnet]``) into the
 sweeper's comma-separated choices.
@@ -58,11 +58,15 @@ def sweep_values(value) -> str:
     return str(value)
 
 
-def repeat_suffix(value) -> str:
-    """``${repeat_suffix:${oc.select:data.rpa_repeat,1}}`` -> ``""`` for 1 (or none: the folder names of plain runs
-    stay as they were) and e.g. ``-r4`` for MF with ``data.rpa_repeat=4``, which must not overwrite plain MF runs."""
-    n = 1 if value is None else int(value)
-    return "" if n == 1 else f"-r{n}"
+def mf_variant(strategy, checkpoint=None, repeat=1) -> str:
+    """``${mf_variant:${strategy.name},${oc.select:strategy.checkpoint,null},${oc.select:data.rpa_repeat,1}}``: the
+    suffix that keeps MF's variants apart from plain MF runs (folders, report cells): ``-ipa`` for MF started from
+    IPA weights (``strategy=mf_ipa``), ``-r4`` for ``data.rpa_repeat=4``, both joined; ``""`` for plain MF and for
+    every other strategy, so their folder names stay as they were."""
+    if str(strategy) != "mf":
+        return ""
+    n = 1 if repeat is None else int(repeat)
+    return ("-ipa" if checkpoint else "") + ("" if n == 1 else f"-r{n}")
 
 
 def target_dim(name):
@@ -76,6 +80,6 @@ def target_dim(name):
 
 for _name, _fn in (("repeat", repeat), ("gat_stack", gat_stack), ("or_default", or_default),
                    ("backbone_suffix", backbone_suffix), ("target_dim", target_dim), ("sweep_values", sweep_values),
-                   ("repeat_suffix", repeat_suffix)):
+                   ("mf_variant", mf_variant)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)

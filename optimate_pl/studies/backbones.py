@@ -37,10 +37,14 @@ def backbone(run: Run) -> str:
 
 
 def strategy_label(run: Run) -> str:
-    """The run's strategy; an MF run that repeats the RPA rung N times (``data.rpa_repeat`` above 1) is a variant of
-    its own, ``mf_rN``, never pooled with plain MF seeds."""
-    repeat = int(run.cfg.get("data", {}).get("rpa_repeat", 1) or 1) if run.strategy == "mf" else 1
-    return f"{run.strategy}_r{repeat}" if repeat > 1 else run.strategy
+    """The run's strategy; MF's variants are cells of their own, never pooled with plain MF seeds: ``mf_ipa`` (MF
+    started from the IPA model, ``strategy=mf_ipa``), ``mf_rN`` (each RPA spectrum N times an epoch,
+    ``data.rpa_repeat=N``), ``mf_ipa_rN`` (both)."""
+    from ..config.resolvers import mf_variant
+
+    suffix = mf_variant(run.strategy, run.cfg.get("strategy", {}).get("checkpoint"),
+                        run.cfg.get("data", {}).get("rpa_repeat", 1) or 1)
+    return run.strategy + suffix.replace("-", "_")
 
 
 def parameters(run: Run) -> float:
@@ -164,8 +168,9 @@ def backbones(runs_dir: Path, out: Path) -> list[Path]:
     note = (f"Per cell the mean over seeds of each run's median test SC (spread: std, min, max over seeds); "
             f"vs_optimate_tl: difference of the median SC to OPTIMATE-TL at the same size on the same test "
             f"materials (each material averaged over seeds), with a paired bootstrap 95 % interval ({RESAMPLES} "
-            f"resamples); vs_own_tl: the same against TL on the same backbone, for DL and MF (mf_rN: MF with each RPA "
-            f"spectrum N times an epoch, data.rpa_repeat=N). parameters: the network's weights. s_per_epoch: a "
+            f"resamples); vs_own_tl: the same against TL on the same backbone, for DL and MF (mf_ipa: MF started from the IPA "
+            f"model with TL's recipe, strategy=mf_ipa; mf_rN: MF with each RPA spectrum N times an epoch, "
+            f"data.rpa_repeat=N). parameters: the network's weights. s_per_epoch: a "
             f"run's wall time over its epochs (pretraining not included; a busy "
             f"machine inflates it: benchmarks/ has the idle measurement); precision: the runs' training precision "
             f"(several joined by + where a cell mixes machines).")

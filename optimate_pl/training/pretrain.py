@@ -1,6 +1,6 @@
 """TL's IPA pretraining stage: the IPA run derived from a TL run's own config, and its checkpoint.
 
-``ensure_ipa_checkpoint(cfg)`` is what ``strategy=tl strategy.checkpoint=auto`` needs: the IPA
+``ensure_ipa_checkpoint(cfg)`` is what ``strategy=tl strategy.checkpoint=auto`` (and ``strategy=mf_ipa``) needs: the IPA
 checkpoint named by everything that shapes that model, pretrained once (under a lock) when missing,
 and again when the file was damaged since (its checksum sidecar says so; logged).
 The IPA run itself is derived from the TL run's config (:func:`~optimate_pl.config.derive_config`).
@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..utils.atomic import atomic_open, checksum_path, file_lock, record_checksum, remove_with_checksum, verify_file
-from ..config import debug_mode, derive_config, load_group_config
+from ..config import REMOVE, debug_mode, derive_config, load_group_config
 from ..data.cache import fingerprint
 from ..models.card import read_card, write_card
 
@@ -39,6 +39,11 @@ def ipa_pretraining_config(cfg: DictConfig) -> DictConfig:
     overrides = {"data._target_": load_group_config("data", "ipa")._target_, "data.root": ipa_root,
                  "data.subset": None, "data.max_sites": None, "data.target": "eps_imag", "data.train_on": "train",
                  "data.train_ids": None, "test": False, "compile": cfg.get("compile", False)}
+    # An MF run (strategy=mf_ipa) starts from the very IPA model TL starts from: its own data and model keys go.
+    if "rpa_repeat" in cfg.data:
+        overrides["data.rpa_repeat"] = REMOVE
+    if "multi_fidelity" in cfg.model:
+        overrides["model.multi_fidelity"] = REMOVE
     seed = cfg.strategy.get("pretrain_seed")
     if seed is not None:  # e.g. a study's seeds of the RPA stage, all from one IPA model
         overrides["seed"] = int(seed)
@@ -97,7 +102,7 @@ def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
     with file_lock(target.with_suffix(".lock")):
         problem = checkpoint_problem(target)
         if problem is None:
-            log.info("strategy=tl: starting from the IPA checkpoint %s", target)
+            log.info("strategy=%s: starting from the IPA checkpoint %s", cfg.strategy.name, target)
             return target
         if problem != "missing":
             log.warning("the automatic IPA checkpoint %s cannot be trusted (%s): pretraining it again", target,
@@ -110,9 +115,9 @@ def ensure_ipa_checkpoint(cfg: DictConfig) -> Path:
             # A pretraining stopped by Ctrl-C or SIGTERM (SaveOnInterrupt) goes on where it stopped. The folder is
             # named by everything that shapes the model, so its last.ckpt is this very pretraining's.
             ipa_cfg = derive_config(ipa_cfg, {"ckpt_path": str(interrupted)})
-            log.info("strategy=tl checkpoint=auto: resuming the interrupted IPA pretraining from %s", interrupted)
+            log.info("checkpoint=auto: resuming the interrupted IPA pretraining from %s", interrupted)
         else:
-            log.info("strategy=tl checkpoint=auto: no IPA checkpoint at %s yet -> pretraining on IPA first "
+            log.info("checkpoint=auto: no IPA checkpoint at %s yet -> pretraining on IPA first "
                      "(%s, output in %s)", target, "debug: one batch" if ipa_cfg.trainer.get("fast_dev_run") else
                      f"{OmegaConf.select(ipa_cfg, 'trainer.max_epochs')} epochs", ipa_cfg.paths.output_dir)
         token = AUTOMATIC_PRETRAINING.set(True)

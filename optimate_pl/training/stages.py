@@ -2,7 +2,7 @@
 
 :func:`prepare` is what every training command does first: it resolves the config (one-line errors
 before any expensive work), checks every folder the run will write, picks up a SIGTERM-requeued SLURM
-job's checkpoint, and for ``strategy=tl`` makes sure the IPA weights exist (``strategy.checkpoint=auto``
+job's checkpoint, and for ``strategy=tl`` (and ``mf_ipa``) makes sure the IPA weights exist (``strategy.checkpoint=auto``
 pretrains them with the TL run's own data and trainer settings, once, under a lock:
 :mod:`optimate_pl.training.pretrain`). :func:`run` is one run: ``prepare`` then
 :func:`~optimate_pl.training.train.train`. (The command, :func:`optimate_pl.cli.train.run`, also
@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ..config import ConfigError, derive_config, resolve_config
+from ..config import ConfigError, derive_config, resolve_config, start_checkpoint
 from ..data.cache import default_cache_dir
 from ..models.weights import Weights
 from ..utils.atomic import writable_problem
@@ -27,11 +27,11 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
     from ..models.weights import read_weights
     from .callbacks import requeued_checkpoint
 
-    # TL from a weight file: read it once, here; resolution takes its architecture from it (a missing file is
-    # left to resolve_config's one-line error).
-    ckpt = str(cfg.strategy.get("checkpoint")) if cfg.strategy.get("name") == "tl" else "auto"
-    path = Path(ckpt).expanduser()
-    given = read_weights(path) if ckpt != "auto" and path.is_file() else None
+    # TL (or MF) from a weight file: read it once, here; resolution takes its architecture from it (a missing file
+    # is left to resolve_config's one-line error).
+    ckpt = start_checkpoint(cfg)
+    path = Path(ckpt or "auto").expanduser()
+    given = read_weights(path) if ckpt not in (None, "auto") and path.is_file() else None
     cfg = resolve_config(cfg, given)
     check_writable(cfg)
     if not cfg.get("active_learning") and int(cfg.get("ensemble", {}).get("size", 1)) <= 1:
@@ -39,7 +39,7 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
         if requeued:
             cfg = derive_config(cfg, {"ckpt_path": str(requeued)})
     init: Weights | Path | None = None
-    if cfg.strategy.name == "tl":
+    if start_checkpoint(cfg) is not None:  # TL, or MF from the IPA model (strategy=mf_ipa)
         if given is not None:
             init = given  # its target and architecture were checked by resolve
         elif not cfg.get("ckpt_path"):
@@ -77,7 +77,7 @@ def check_writable(cfg: DictConfig) -> None:
     """The run's output folder, the data cache and (for TL's automatic pretraining) the checkpoint folder."""
     places = [("paths.output_dir", cfg.paths.output_dir, "the run's output folder"),
               ("data.cache_dir", cfg.data.get("cache_dir") or default_cache_dir(), "the data cache")]
-    if cfg.strategy.name == "tl" and str(cfg.strategy.get("checkpoint")) == "auto":
+    if start_checkpoint(cfg) == "auto":
         places.append(("paths.checkpoint_dir", cfg.paths.checkpoint_dir, "the folder of automatic IPA checkpoints"))
     for key, path, what in places:
         problem = writable_problem(path)

@@ -17,7 +17,7 @@ import hydra
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import ConfigError, check_compile_edges, is_resolved, resolve_config
+from ..config import ConfigError, check_compile_edges, is_resolved, resolve_config, start_checkpoint
 from ..models.optimate import cxx_compiler
 from ..models.card import read_card
 from ..models.weights import Weights, load_network_weights, read_weights
@@ -68,9 +68,10 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     if not is_resolved(cfg, weights):
         cfg = resolve_config(cfg, weights)
     resuming = bool(cfg.get("ckpt_path"))
-    if cfg.strategy.name == "tl" and weights is None and not resuming:
-        raise ConfigError("strategy=tl starts from IPA weights: pass train(cfg, init_weights=...), or call "
-                          "optimate_pl.training.stages.run(cfg), which loads or pretrains strategy.checkpoint first")
+    if start_checkpoint(cfg) is not None and weights is None and not resuming:
+        raise ConfigError(f"strategy={cfg.strategy.name} with strategy.checkpoint starts from IPA weights: pass "
+                          "train(cfg, init_weights=...), or call optimate_pl.training.stages.run(cfg), which loads or "
+                          "pretrains strategy.checkpoint first")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ CONFIG_ERRORS = [
 #: (command, arguments, the first line's words): the whole command in a subprocess.
 COMMAND_ERRORS = [
     ("train", ["data.subsett=3"], "unknown setting data.subsett; did you mean data.subset?"),
-    ("train", ["strategy=bogus"], "no strategy named 'bogus'; Available options: dl, ipa, mf, sc, tl"),
+    ("train", ["strategy=bogus"], "no strategy named 'bogus'; Available options: dl, ipa, mf, mf_ipa, sc, tl"),
     ("train", ["hydra.run.dir={tmp}/afile/run"], "cannot write the output folder"),
     ("train", ["data.subset=2.5"], "data.subset: Value '2.5' of type 'float' could not be converted to Integer"),
     ("train", ["strategy=tl", "strategy.checkpoint=/nope.pt"], "strategy.checkpoint=/nope.pt does not exist"),

@@ -131,7 +131,7 @@ def test_tl_from_published_state_dict_and_small_cells(tmp_path, cache_dir, cfg_t
 
 def test_help_and_cfg_job(tmp_path, cli):
     r = cli("--help", cwd=tmp_path)
-    assert r.returncode == 0 and "strategy: dl, ipa, mf, sc, tl" in r.stdout
+    assert r.returncode == 0 and "strategy: dl, ipa, mf, mf_ipa, sc, tl" in r.stdout
     r = cli("strategy=dl", "data.subset=300", "--cfg", "job", cwd=tmp_path)
     assert r.returncode == 0 and "batch_size: 20" in r.stdout and "drop_last: true" in r.stdout
 

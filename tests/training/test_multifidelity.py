@@ -89,3 +89,38 @@ def test_mf_can_weigh_the_rpa_rung_by_repeating_it(mf_data, tmp_path):
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="data.rpa_repeat"):
             MultiFidelityDataModule(source="synthetic", synthetic_sizes=TINY_SIZES, rpa_repeat=bad, cache_dir=str(tmp_path))
+
+
+def test_mf_ipa_starts_from_the_ipa_model_that_tl_starts_from(tmp_path, cfg_train):
+    """strategy=mf_ipa: the automatic IPA model is TL's very own file (one pretraining serves both), and a run from
+    a given IPA weight file starts at those weights (with a learning rate of 1e-12 they are what it saves), the rung
+    embeddings at zero; plain MF starts elsewhere."""
+    from optimate_pl.models.module import SpectraModule
+    from optimate_pl.models.weights import read_weights
+    from optimate_pl.training.pretrain import ipa_checkpoint_path
+    from optimate_pl.training.stages import run
+
+    mf_ipa = cfg_train(tmp_path, "strategy=mf_ipa", "data.subset=50", "strategy.pretrain_seed=3")
+    assert mf_ipa.strategy.name == "mf" and mf_ipa.optimizer.lr == 1e-5  # TL's recipe
+    assert ipa_checkpoint_path(mf_ipa) == ipa_checkpoint_path(
+        cfg_train(tmp_path, "strategy=tl", "data.subset=50", "strategy.pretrain_seed=3"))
+    assert ipa_checkpoint_path(mf_ipa) != ipa_checkpoint_path(
+        cfg_train(tmp_path, "strategy=tl", "data.subset=50", "strategy.pretrain_seed=4"))
+
+    ipa = run(cfg_train(tmp_path / "ipa", "strategy=ipa", "trainer.max_epochs=1", "test=false"))
+    start = read_weights(ipa["best_checkpoint"]).state_dict
+
+    def saved_backbone(folder, *overrides):
+        metrics = run(cfg_train(tmp_path / folder, "data.subset=50", "trainer.max_epochs=1",
+                                "optimizer.lr=1e-12", "test=false", *overrides))
+        module = SpectraModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
+        return module, metrics
+
+    module, metrics = saved_backbone("mf_ipa", "strategy=mf_ipa", f"strategy.checkpoint={ipa['best_checkpoint']}")
+    assert metrics["data"]["initial_weights"] == str(ipa["best_checkpoint"])
+    for name, value in module.model.named_parameters():  # the weights (batch norms' running statistics move)
+        torch.testing.assert_close(value.detach(), start[name], msg=name)
+    assert module.fidelity.weight.abs().max() < 1e-9
+    plain, _ = saved_backbone("mf", "strategy=mf")
+    first = next(name for name, _ in plain.model.named_parameters())
+    assert not torch.allclose(dict(plain.model.named_parameters())[first].detach(), start[first])
