@@ -152,11 +152,11 @@ def toy_backbone(tmp_path, monkeypatch):
     sys.modules.pop("my_backbone", None)
 
 
-@pytest.mark.parametrize("strategy", ["ipa", "dl", "tl", "sc", "mf"])
+@pytest.mark.parametrize("strategy", ["ipa", "dl", "tl", "sc", "mf", "mf_ipa"])
 def test_a_users_backbone_in_two_files_runs_every_strategy(strategy, toy_backbone, tmp_path, cfg_train):
     from optimate_pl.training.stages import run
 
-    extra = ["strategy.pretrain_epochs=1"] if strategy == "tl" else []
+    extra = ["strategy.pretrain_epochs=1"] if strategy in ("tl", "mf_ipa") else []
     cfg = cfg_train(tmp_path, toy_backbone, "model=schnetlike", f"strategy={strategy}", "data.subset=100",
                     "+model.net.out_widths=[32]", *extra)
     metrics = run(cfg)
@@ -164,7 +164,7 @@ def test_a_users_backbone_in_two_files_runs_every_strategy(strategy, toy_backbon
     assert ckpt["hyper_parameters"]["net"]["_target_"] == "my_backbone.SchNetLike"
     key = "test/ae_median" if strategy == "sc" else "test/mse_median"  # the SC model's score is its abs. error
     assert 0.0 < metrics["n_train"] and np.isfinite(metrics[key])
-    if strategy == "tl":  # the pretraining was the toy backbone's too
+    if strategy in ("tl", "mf_ipa"):  # the pretraining was the toy backbone's too
         assert "my_backbone.SchNetLike" in str(torch.load(metrics["data"]["initial_weights"], map_location="cpu",
                                                        weights_only=True)["hyper_parameters"]["net"])
 
