@@ -15,6 +15,7 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, check_compile_edges, is_resolved, resolve_config, start_checkpoint
@@ -124,6 +125,9 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
         log.warning("nothing was trained (trainer.max_epochs=%s): the test metrics are those of the initial "
                     "weights %s as given", cfg.trainer.get("max_epochs"), weights.path)
     metrics["n_train"] = len(datamodule.train_set)
+    # A CPU run's numbers depend on torch's thread count (it splits the reductions), and the count follows the
+    # machine's load (utils.parallel.fit_threads_to_free_cores): recorded, so that a run can be repeated exactly.
+    metrics["torch_threads"] = torch.get_num_threads()
     metrics["data"] = dict(module.hparams.data)
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=best if best else None, weights_only=False)

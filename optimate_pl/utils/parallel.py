@@ -114,7 +114,9 @@ def fit_threads_to_free_cores() -> str | None:
     torch.set_num_threads(threads)
     return (f"{others} other process(es) are running on these {usable_cores()} cores: using {threads} torch "
             f"thread(s) instead of {before}, since each step waits for its slowest thread (on 2 cores a training "
-            f"step was 16x slower with 2 threads beside a DFT worker). Set OMP_NUM_THREADS to choose")
+            f"step was 16x slower with 2 threads beside a DFT worker). The thread count changes a CPU run's numbers "
+            f"slightly (metrics.json records it as torch_threads): set OMP_NUM_THREADS to choose it and repeat a run "
+            f"exactly")
 
 
 def default_workers() -> int:
