@@ -36,8 +36,9 @@ RESOLVED = "optimate_pl_resolved"
 def resolve_config(cfg: DictConfig, weights: "Weights | None" = None) -> DictConfig:
     """Check ``cfg`` (one-line :class:`ConfigError` on a mistake) and return a resolved copy of it.
 
-    ``weights``: the initial weights of the run, when the caller has them; otherwise a TL run with
-    ``strategy.checkpoint=PATH`` reads that file here. The run's network is the initial weights' own.
+    ``weights``: the initial weights of the run, when the caller has them; otherwise a run that starts from a
+    file (TL's ``strategy.checkpoint=PATH``, MF's ``strategy.init=PATH``) reads it here. The run's network is the
+    initial weights' own.
     """
     out = copy.deepcopy(cfg)
     check_config(out)  # also writes the typed data values (data.subset "300" -> 300) into the copy
@@ -56,8 +57,10 @@ def resolve_config(cfg: DictConfig, weights: "Weights | None" = None) -> DictCon
 
             weights = read_weights(Path(start).expanduser())
         if weights is not None:
-            check_start_weights(out, weights)
+            check_start_weights(out, weights, start_key(out))
             _use_architecture(out, weights)
+            if out.model.get("multi_fidelity"):
+                check_multi_fidelity_backbone(out, weights)
         chosen = str(out.trainer.get("precision", "auto")) == "auto"
         precision = _resolve_precision(out)
         if chosen and precision != "32-true":  # said once, where auto is decided (derived configs inherit it)
@@ -217,14 +220,15 @@ def check_config(cfg: DictConfig) -> None:
         check_files_source(cfg.data, needs_ipa=name == "mf" or name == "tl" and cfg.strategy.get("checkpoint") == "auto")
     if name == "tl" and not cfg.strategy.get("checkpoint"):
         raise ConfigError("strategy=tl needs strategy.checkpoint: an IPA checkpoint path, or `auto`")
-    ckpt = start_checkpoint(cfg)
+    ckpt, key = start_checkpoint(cfg), start_key(cfg)
     if ckpt is not None:
+        scratch = f", or {key}=null to train from scratch" if name == "mf" else ""
         if ckpt != "auto" and not Path(ckpt).expanduser().is_file():
-            raise ConfigError(f"strategy.checkpoint={ckpt} does not exist; give an IPA checkpoint "
-                              f"(Lightning .ckpt or published state_dict) or strategy.checkpoint=auto")
+            raise ConfigError(f"{key}={ckpt} does not exist; give an IPA checkpoint "
+                              f"(Lightning .ckpt or published state_dict) or {key}=auto{scratch}")
         if ckpt == "auto" and cfg.data.source == "figshare" and not cfg.data.get("ipa_root"):
-            raise ConfigError("strategy.checkpoint=auto on figshare data needs data.ipa_root (the IPA database) "
-                              "to pretrain on, or give strategy.checkpoint=/path/to/ipa.ckpt")
+            raise ConfigError(f"{key}=auto on figshare data needs data.ipa_root (the IPA database) "
+                              f"to pretrain on, or give {key}=/path/to/ipa.ckpt")
     check_compile_edges(cfg.get("compile_edges", False))
     check_trains_something(cfg)
     check_ddp_multirun(cfg)
@@ -243,14 +247,22 @@ def check_files_source(data: DictConfig, needs_ipa: bool) -> None:
                           f"(your IPA database) or import IPA spectra into {root / 'ipa'}")
 
 
+#: The key that names a strategy's start weights: TL's ``strategy.checkpoint`` (always set), MF's ``strategy.init``
+#: (null: from scratch; ``strategy=mf_ipa`` sets it). The other strategies start at random.
+START_KEYS = {"tl": "checkpoint", "mf": "init"}
+
+
 def start_checkpoint(cfg: DictConfig) -> str | None:
-    """The weights a run starts from, as ``strategy.checkpoint`` names them: a file, ``auto`` (the automatic IPA
-    pretraining, :mod:`optimate_pl.training.pretrain`) or ``None`` (random). TL always starts from one; MF may
-    (``strategy=mf_ipa``); the other strategies start at random."""
-    if cfg.strategy.get("name") not in ("tl", "mf"):
-        return None
-    ckpt = cfg.strategy.get("checkpoint")
-    return str(ckpt) if ckpt else None
+    """The weights a run starts from (:data:`START_KEYS`): a file, ``auto`` (the automatic IPA pretraining,
+    :mod:`optimate_pl.training.pretrain`) or ``None`` (random)."""
+    key = START_KEYS.get(cfg.strategy.get("name"))
+    value = cfg.strategy.get(key) if key else None
+    return str(value) if value else None
+
+
+def start_key(cfg: DictConfig) -> str:
+    """The config key of the run's start weights, for messages: ``strategy.checkpoint`` or ``strategy.init``."""
+    return f"strategy.{START_KEYS.get(cfg.strategy.get('name'), 'checkpoint')}"
 
 
 def check_compile_edges(setting: Any) -> None:
@@ -268,7 +280,7 @@ def check_trains_something(cfg: DictConfig) -> None:
         if cfg.trainer.get(key) == 0:
             raise ConfigError(f"trainer.{key}=0 trains nothing: the test metrics would be those of random weights. "
                               f"Give trainer.{key} of at least 1, or evaluate given weights with strategy=tl "
-                              f"strategy.checkpoint=PATH trainer.{key}=0")
+                              f"strategy.checkpoint=PATH (or strategy=mf_ipa strategy.init=PATH) trainer.{key}=0")
 
 
 def check_ddp_multirun(cfg: DictConfig) -> None:
@@ -286,3 +298,19 @@ def gpu_training(cfg: DictConfig) -> bool:
     """Whether the trainer will run on a CUDA GPU (``accelerator`` gpu/cuda, or auto with one present)."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and _cuda())
+
+
+def check_multi_fidelity_backbone(cfg: DictConfig, weights: "Weights") -> None:
+    """MF from a weight file: the file's network must be a backbone that MF can train (``latents()`` and the
+    ``mlp1`` readout), else a one-line error naming the file instead of a traceback from the module."""
+    from hydra.utils import get_class
+
+    target = weights.net.get("_target_") or "optimate_pl.models.Optimate"
+    try:
+        cls = get_class(target)
+    except Exception:  # noqa: BLE001 - a class that does not import fails with its own message when built
+        return
+    if not hasattr(cls, "latents"):
+        raise ConfigError(f"{start_key(cfg)}={weights.path} holds a {cls.__name__}, which strategy=mf cannot train "
+                          f"(it needs a backbone with latents() and the mlp1 readout); start from IPA weights of "
+                          f"such a backbone, or train MF from scratch ({start_key(cfg)}=null)")

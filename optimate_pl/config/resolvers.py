@@ -58,15 +58,15 @@ def sweep_values(value) -> str:
     return str(value)
 
 
-def mf_variant(strategy, checkpoint=None, repeat=1) -> str:
-    """``${mf_variant:${strategy.name},${oc.select:strategy.checkpoint,null},${oc.select:data.rpa_repeat,1}}``: the
-    suffix that keeps MF's variants apart from plain MF runs (folders, report cells): ``-ipa`` for MF started from
-    IPA weights (``strategy=mf_ipa``), ``-r4`` for ``data.rpa_repeat=4``, both joined; ``""`` for plain MF and for
-    every other strategy, so their folder names stay as they were."""
+def mf_variant(strategy, init=None, repeat=1) -> str:
+    """``${mf_variant:${strategy.name},${oc.select:strategy.init,null},${oc.select:data.rpa_repeat,1}}``: the suffix
+    that keeps MF's variants apart from plain MF runs (folders, sweeps, report cells): ``-ipa`` for MF started from
+    IPA weights (``strategy.init``, set by ``strategy=mf_ipa``), ``-r4`` for ``data.rpa_repeat=4``, both joined; ``""``
+    for plain MF and for every other strategy, so their folder names stay as they were."""
     if str(strategy) != "mf":
         return ""
     n = 1 if repeat is None else int(repeat)
-    return ("-ipa" if checkpoint else "") + ("" if n == 1 else f"-r{n}")
+    return ("-ipa" if init else "") + ("" if n == 1 else f"-r{n}")
 
 
 def target_dim(name):

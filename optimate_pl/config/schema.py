@@ -55,6 +55,7 @@ class StrategySchema:
     epochs: dict[str, int] = field(default_factory=dict)
     check_val_every_n_epoch: dict[str, int] = field(default_factory=dict)
     checkpoint: Optional[str] = None
+    init: Optional[str] = None
     pretrain_epochs: Optional[int] = None
     pretrain_seed: Optional[int] = None
 

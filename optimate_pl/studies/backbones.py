@@ -42,7 +42,7 @@ def strategy_label(run: Run) -> str:
     ``data.rpa_repeat=N``), ``mf_ipa_rN`` (both)."""
     from ..config.resolvers import mf_variant
 
-    suffix = mf_variant(run.strategy, run.cfg.get("strategy", {}).get("checkpoint"),
+    suffix = mf_variant(run.strategy, run.cfg.get("strategy", {}).get("init"),
                         run.cfg.get("data", {}).get("rpa_repeat", 1) or 1)
     return run.strategy + suffix.replace("-", "_")
 
@@ -126,7 +126,7 @@ def backbones_figure(table: pd.DataFrame):
     """Median test SC of every cell, the seeds' range as error bars: against the training-set size (a line per
     backbone x strategy, slightly offset so that bars do not hide each other), or, for one size, a cell per column
     with its difference to OPTIMATE-TL and the bootstrap interval written above it."""
-    styles = {"dl": "--", "tl": "-", "mf": ":"}
+    styles = {"dl": "--", "tl": "-", "mf": ":", "mf_ipa": "-."}
     markers = {"optimate": "o", "dimenet": "s", "visnet": "^"}
     groups = list(table.groupby(["backbone", "strategy"]))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -138,7 +138,7 @@ def backbones_figure(table: pd.DataFrame):
         lo_seeds, hi_seeds = int(part.seeds.min()), int(part.seeds.max())
         seeds = (f"{lo_seeds}-{hi_seeds} seeds" if lo_seeds != hi_seeds
                  else f"{lo_seeds} seed{'s' if lo_seeds > 1 else ''}")
-        ax.errorbar(x, part.sc_median, yerr=err, ls="none" if one_size else styles.get(strategy.split("_")[0], "-"),
+        ax.errorbar(x, part.sc_median, yerr=err, ls="none" if one_size else styles.get(strategy, styles.get(strategy.split("_")[0], "-")),
                     marker=markers.get(name, "D"), capsize=3, label=f"{name} {strategy.upper()} ({seeds})")
         if one_size and "vs_optimate_tl" in part and np.isfinite(part.vs_optimate_tl.iloc[0]):
             r = part.iloc[0]

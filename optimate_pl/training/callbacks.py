@@ -18,9 +18,9 @@ from ..utils.atomic import atomic_torch_save
 
 log = logging.getLogger("optimate_pl")
 
-#: True while a TL run pretrains its own IPA model (``strategy.checkpoint=auto``, training.pretrain): an
-#: interruption is then resumed by running the TL command again (the pretraining picks up its last.ckpt), not
-#: by adding ``ckpt_path`` (the IPA checkpoint does not fit the TL run).
+#: True while a TL run (or ``strategy=mf_ipa``) pretrains its own IPA model (``checkpoint``/``init`` auto,
+#: training.pretrain): an interruption is then resumed by running the command again (the pretraining picks up its
+#: last.ckpt), not by adding ``ckpt_path`` (the IPA checkpoint does not fit the run).
 AUTOMATIC_PRETRAINING: contextvars.ContextVar[bool] = contextvars.ContextVar("automatic_pretraining", default=False)
 
 

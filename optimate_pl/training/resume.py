@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ..config import ConfigError, debug_mode
+from ..config import ConfigError, debug_mode, start_checkpoint
 from ..models.backbones import architecture
 from ..models.module import SpectraModule
 from ..models.weights import CheckpointError, safe_load
@@ -35,7 +35,23 @@ def resume_mismatches(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     for key in ("optimizer", "scheduler"):
         if (saved.get(key) or None) != (now.get(key) or None):
             diffs.append(f"{key} (checkpoint {saved.get(key)}, now {now.get(key)})")
+    if bool(saved.get("multi_fidelity")) != bool(now.get("multi_fidelity")):
+        diffs.append(f"model.multi_fidelity (checkpoint {bool(saved.get('multi_fidelity'))}, now "
+                     f"{bool(now.get('multi_fidelity'))})")
     return diffs
+
+
+def start_mismatch(saved: dict[str, Any], cfg: DictConfig) -> list[str]:
+    """MF from scratch and MF from IPA weights (``strategy.init``) share their task and settings: a checkpoint of
+    one never resumes the other (TL always has a start, the other strategies never)."""
+    if not saved.get("multi_fidelity"):
+        return []
+    started = (saved.get("data") or {}).get("initial_weights") is not None
+    wants = start_checkpoint(cfg) is not None
+    if started == wants:
+        return []
+    return [f"strategy.init (the checkpoint's run started from {'IPA weights' if started else 'scratch'}, this one "
+            f"{'from ' + str(start_checkpoint(cfg)) if wants else 'from scratch'})"]
 
 
 def _warn_on_precision(saved: str | None, now: str, path: Path) -> None:
@@ -91,8 +107,9 @@ def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
         if not isinstance(saved, dict) or "hyper_parameters" not in saved:
             raise CheckpointError(f"ckpt_path={ckpt}: {path} is not a Lightning checkpoint of optimate_pl "
                                   f"(no saved hyperparameters); to start from its weights use strategy=tl "
-                                  f"strategy.checkpoint={path}")
-        diffs = resume_mismatches(saved["hyper_parameters"], dict(module.hparams))
+                                  f"strategy.checkpoint={path} (or strategy=mf_ipa strategy.init={path})")
+        diffs = resume_mismatches(saved["hyper_parameters"], dict(module.hparams)) + \
+            start_mismatch(saved["hyper_parameters"], cfg)
         if not diffs:
             log.log(logging.WARNING if ckpt == "last" else logging.INFO, "resuming from %s (epoch %d, step %d)%s",
                     path, saved.get("epoch", -1), saved.get("global_step", -1),

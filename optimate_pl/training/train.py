@@ -18,7 +18,7 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import ConfigError, check_compile_edges, is_resolved, resolve_config, start_checkpoint
+from ..config import ConfigError, check_compile_edges, is_resolved, resolve_config, start_checkpoint, start_key
 from ..models.optimate import cxx_compiler
 from ..models.card import read_card
 from ..models.weights import Weights, load_network_weights, read_weights
@@ -70,7 +70,7 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
         cfg = resolve_config(cfg, weights)
     resuming = bool(cfg.get("ckpt_path"))
     if start_checkpoint(cfg) is not None and weights is None and not resuming:
-        raise ConfigError(f"strategy={cfg.strategy.name} with strategy.checkpoint starts from IPA weights: pass "
+        raise ConfigError(f"strategy={cfg.strategy.name} with {start_key(cfg)} starts from IPA weights: pass "
                           "train(cfg, init_weights=...), or call optimate_pl.training.stages.run(cfg), which loads or "
                           "pretrains strategy.checkpoint first")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -224,7 +224,8 @@ BUDGET = {"active_learning": _CAMPAIGN,
           "efficiency": ["study.subsets=4610"],
           "uncertainty": [*_TINY, "data.subset=60", "ensemble.size=2"],
           "gpaw_ladder": ["study.subsets='100,null'"],
-          # One cell per backbone (MF needs no start weights): the grid's other 78 runs repeat the same wiring.
+          # One cell per backbone (plain MF starts from scratch: the study's strategy.checkpoint, TL's start, does not
+          # reach it, so its folders are plain MF's): the grid's other runs repeat the same wiring.
           "backbones": ["study.subsets=100", "study.seeds=0", "study.strategies=mf"]}
 
 
@@ -246,6 +247,9 @@ def test_every_experiment_preset_runs_with_a_fast_budget(tmp_path, cache_dir, cl
     if jobs is not None:
         runs = tmp_path / "experiments" / preset.removesuffix("_quick") / "runs"  # a twin writes where its study does
         assert len(list(runs.rglob("metrics.json"))) == jobs, preset
+        if preset == "backbones":
+            assert sorted(p.parent.name for p in runs.rglob("metrics.json")) == [
+                "dimenet-mf-100-s0", "optimate-mf-100-s0", "visnet-mf-100-s0"]
 
 
 

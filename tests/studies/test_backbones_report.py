@@ -26,7 +26,7 @@ def test_paired_interval_uses_only_shared_materials_and_brackets_the_difference(
 
 
 def _run(folder, backbone: str, strategy: str, n: int, sc: list[float], ids: list[str], precision: str = "32-true",
-         rpa_repeat: int | None = None, net: dict | None = None, checkpoint: str | None = None):
+         rpa_repeat: int | None = None, net: dict | None = None, init: str | None = None):
     """A finished run as the report reads it: config, metrics and per-material test results."""
     from omegaconf import OmegaConf
 
@@ -36,7 +36,7 @@ def _run(folder, backbone: str, strategy: str, n: int, sc: list[float], ids: lis
     if net is None and backbone != "optimate":  # a class that does not exist: its parameters cannot be counted
         net = {"_target_": f"optimate_pl.models.{backbone}.{backbone.title()}Crystal"}
     pd.DataFrame({"mat_id": ids, "sc": sc}).to_csv(folder / "test_results.csv", index=False)
-    cfg = OmegaConf.create({"model": {"net": net}, "strategy": {"name": strategy, "checkpoint": checkpoint}, "trainer": {"max_epochs": 10, "precision": precision},
+    cfg = OmegaConf.create({"model": {"net": net}, "strategy": {"name": strategy, "init": init}, "trainer": {"max_epochs": 10, "precision": precision},
                             "data": {} if rpa_repeat is None else {"rpa_repeat": rpa_repeat}})
     return Run(folder, cfg, {"n_train": n, "test/sc_median": float(np.median(sc)), "test/mse_median": 0.1,
                              "time_s": 20.0})
@@ -53,7 +53,7 @@ def test_mf_and_dl_are_also_compared_with_tl_on_their_own_backbone(tmp_path):
             _run(tmp_path / "v-mf-1", "visnet", "mf", 100, list(base + 0.03), ids, precision="bf16-mixed",
                  rpa_repeat=1),
             _run(tmp_path / "v-mf-r4", "visnet", "mf", 100, list(base + 0.10), ids, rpa_repeat=4),
-            _run(tmp_path / "v-mf-ipa", "visnet", "mf", 100, list(base - 0.01), ids, checkpoint="auto"),
+            _run(tmp_path / "v-mf-ipa", "visnet", "mf", 100, list(base - 0.01), ids, init="auto"),
             _run(tmp_path / "lin-tl", "linear", "tl", 100, list(base), ids,
                  net={"_target_": "torch.nn.Linear", "in_features": 3, "out_features": 2})]
     table = backbones_table(runs).set_index(["backbone", "strategy"])

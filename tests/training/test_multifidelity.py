@@ -94,7 +94,8 @@ def test_mf_can_weigh_the_rpa_rung_by_repeating_it(mf_data, tmp_path):
 def test_mf_ipa_starts_from_the_ipa_model_that_tl_starts_from(tmp_path, cfg_train):
     """strategy=mf_ipa: the automatic IPA model is TL's very own file (one pretraining serves both), and a run from
     a given IPA weight file starts at those weights (with a learning rate of 1e-12 they are what it saves), the rung
-    embeddings at zero; plain MF starts elsewhere."""
+    embeddings at zero; plain MF records no start, and a study's TL start (strategy.checkpoint) does not reach it."""
+    from optimate_pl.config import start_checkpoint
     from optimate_pl.models.module import SpectraModule
     from optimate_pl.models.weights import read_weights
     from optimate_pl.training.pretrain import ipa_checkpoint_path
@@ -102,25 +103,38 @@ def test_mf_ipa_starts_from_the_ipa_model_that_tl_starts_from(tmp_path, cfg_trai
 
     mf_ipa = cfg_train(tmp_path, "strategy=mf_ipa", "data.subset=50", "strategy.pretrain_seed=3")
     assert mf_ipa.strategy.name == "mf" and mf_ipa.optimizer.lr == 1e-5  # TL's recipe
+    assert mf_ipa.strategy.epochs.synthetic == cfg_train(tmp_path, "strategy=tl").strategy.epochs.synthetic
     assert ipa_checkpoint_path(mf_ipa) == ipa_checkpoint_path(
         cfg_train(tmp_path, "strategy=tl", "data.subset=50", "strategy.pretrain_seed=3"))
     assert ipa_checkpoint_path(mf_ipa) != ipa_checkpoint_path(
         cfg_train(tmp_path, "strategy=tl", "data.subset=50", "strategy.pretrain_seed=4"))
+    assert start_checkpoint(cfg_train(tmp_path, "strategy=mf", "++strategy.checkpoint=auto")) is None
 
     ipa = run(cfg_train(tmp_path / "ipa", "strategy=ipa", "trainer.max_epochs=1", "test=false"))
     start = read_weights(ipa["best_checkpoint"]).state_dict
 
-    def saved_backbone(folder, *overrides):
+    def saved_module(folder, *overrides):
         metrics = run(cfg_train(tmp_path / folder, "data.subset=50", "trainer.max_epochs=1",
                                 "optimizer.lr=1e-12", "test=false", *overrides))
-        module = SpectraModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
-        return module, metrics
+        return SpectraModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu"), metrics
 
-    module, metrics = saved_backbone("mf_ipa", "strategy=mf_ipa", f"strategy.checkpoint={ipa['best_checkpoint']}")
+    module, metrics = saved_module("mf_ipa", "strategy=mf_ipa", f"strategy.init={ipa['best_checkpoint']}")
     assert metrics["data"]["initial_weights"] == str(ipa["best_checkpoint"])
     for name, value in module.model.named_parameters():  # the weights (batch norms' running statistics move)
         torch.testing.assert_close(value.detach(), start[name], msg=name)
     assert module.fidelity.weight.abs().max() < 1e-9
-    plain, _ = saved_backbone("mf", "strategy=mf")
-    first = next(name for name, _ in plain.model.named_parameters())
-    assert not torch.allclose(dict(plain.model.named_parameters())[first].detach(), start[first])
+    _, plain = saved_module("mf", "strategy=mf")
+    assert plain["data"]["initial_weights"] is None
+
+
+def test_mf_from_scratch_and_from_ipa_never_resume_each_other(tmp_path, cfg_train):
+    """Both are task mf with the same settings; ckpt_path of the one in the other is refused, naming strategy.init."""
+    from optimate_pl.config import ConfigError
+    from optimate_pl.training.stages import run
+
+    ipa = run(cfg_train(tmp_path / "ipa", "strategy=ipa", "trainer.max_epochs=1", "test=false"))
+    scratch = run(cfg_train(tmp_path / "mf", "strategy=mf", "data.subset=50", "trainer.max_epochs=1", "test=false"))
+    with pytest.raises(ConfigError, match="strategy.init .*started from scratch"):
+        run(cfg_train(tmp_path / "mf2", "strategy=mf_ipa", f"strategy.init={ipa['best_checkpoint']}",
+                      "optimizer=adam", "data.subset=50", "trainer.max_epochs=2", "test=false",
+                      f"ckpt_path={scratch['best_checkpoint']}"))
