@@ -160,9 +160,11 @@ def backbones_figure(table: pd.DataFrame):
     return fig
 
 
-def backbones(runs_dir: Path, out: Path) -> list[Path]:
-    """``backbones.csv/.md`` and ``backbones.png/.pdf`` from the runs of ``experiment=backbones``."""
-    runs = load_runs(runs_dir, "backbones")
+def backbones(runs_dir: Path | list[Path], out: Path) -> list[Path]:
+    """``backbones.csv/.md`` and ``backbones.png/.pdf`` from the runs of ``experiment=backbones`` (one folder, or
+    several pooled: e.g. a variant's runs beside the reference cells of another folder)."""
+    folders = runs_dir if isinstance(runs_dir, list) else [runs_dir]
+    runs = [run for folder in folders for run in load_runs(folder, "backbones")]
     table = backbones_table(runs)
     statement = data_statement(runs)
     note = (f"Per cell the mean over seeds of each run's median test SC (spread: std, min, max over seeds); "

@@ -368,7 +368,7 @@ STUDIES: dict[str, tuple[Any, str]] = {
 }
 
 
-def _backbones(runs: Path, out: Path) -> list[Path]:
+def _backbones(runs: Path | list[Path], out: Path) -> list[Path]:
     from .backbones import backbones
 
     return backbones(runs, out)
@@ -387,18 +387,24 @@ def main(argv: list[str] | None = None) -> None:
     p = tool_parser("python -m optimate_pl.studies", "Turn an experiment's runs into the paper's tables and figures.")
     p.add_argument("study", choices=sorted(STUDIES), help="the report")
     p.add_argument("--root", default=".", help="the folder holding experiments/ (default: here)")
-    p.add_argument("--runs", default=None, help="the runs (default: experiments/<preset>/runs)")
+    p.add_argument("--runs", nargs="+", default=None,
+                   help="the runs (default: experiments/<preset>/runs); backbones pools several folders, or single "
+                        "runs, into one report")
     p.add_argument("--out", default=None, help="where to write (default: experiments/<study>/results)")
     args = p.parse_args(argv)
     fn, preset = STUDIES[args.study]
     root = Path(args.root)
-    runs = Path(args.runs) if args.runs else root / "experiments" / preset / "runs"
+    folders = [Path(r) for r in args.runs] if args.runs else [root / "experiments" / preset / "runs"]
+    runs = folders if args.study == "backbones" else folders[0]
     out = Path(args.out) if args.out else root / "experiments" / args.study / "results"
     def check_paths() -> None:
         from ..utils.atomic import writable_problem
 
-        if args.runs and not runs.exists():
-            raise StudyInputError(f"--runs {runs}: no such folder")
+        if len(folders) > 1 and args.study != "backbones":
+            raise StudyInputError(f"--runs: {args.study} reads one folder (only backbones pools several)")
+        for folder in folders if args.runs else []:
+            if not folder.exists():
+                raise StudyInputError(f"--runs {folder}: no such folder")
         if args.study == "gpaw_ladder" and args.runs and not (runs / "materials.json.gz").is_file():
             raise StudyInputError(f"--runs {runs}: not a packed dataset folder (no materials.json.gz; "
                                   f"python -m optimate_pl.data.ladder pack makes one)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from optimate_pl.studies.backbones import paired_interval
@@ -72,3 +73,28 @@ def test_mf_and_dl_are_also_compared_with_tl_on_their_own_backbone(tmp_path):
     assert table.loc[("linear", "tl")].parameters == 8 and pd.isna(mf.parameters)
     # A cell whose seeds trained in different precisions says so.
     assert mf.precision == "32-true+bf16-mixed" and table.loc[("visnet", "tl")].precision == "32-true"
+
+
+def test_the_report_pools_several_run_folders(tmp_path):
+    """--runs A B: a variant's runs in one folder, the reference cell's in another (or single run folders); a second
+    folder is refused for a study that reads one."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from optimate_pl.studies import report
+    from optimate_pl.studies.runs import StudyInputError
+
+    ids = [f"m{i}" for i in range(65)]
+    base = np.linspace(0.5, 0.95, 65)
+    for folder, backbone, shift in ((tmp_path / "a" / "visnet-tl-300-s0", "visnet", 0.02),
+                                    (tmp_path / "b" / "optimate-tl-300-s0", "optimate", 0.0)):
+        run = _run(folder, backbone, "tl", 300, list(base + shift), ids)
+        OmegaConf.save(OmegaConf.merge(run.cfg, {"data": {"source": "gpaw"}}), folder / "config.yaml")
+        (folder / "metrics.json").write_text(json.dumps(run.metrics))
+    report.main(["backbones", "--runs", str(tmp_path / "a"), str(tmp_path / "b" / "optimate-tl-300-s0"),
+                 "--out", str(tmp_path / "out")])
+    table = pd.read_csv(tmp_path / "out" / "backbones.csv", comment="#").set_index("backbone")
+    assert set(table.index) == {"optimate", "visnet"} and np.isclose(table.loc["visnet", "vs_optimate_tl"], 0.02)
+    with pytest.raises(SystemExit):
+        report.main(["efficiency", "--runs", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "e")])
