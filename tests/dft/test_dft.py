@@ -207,7 +207,10 @@ def test_ctrl_c_stops_the_workers_at_once_and_records_nothing(tmp_path):
     slow = {**LOW.as_dict(), "pw_cutoff_eV": 600, "kpt_density_gs": 6.0, "kpt_density_nscf": 8.0}
     cmd = [str(Path(sys.executable).with_name("optimate-pl-compute")), f"input={src}", f"output={out}", "nice=0",
            *(f"settings.{k}={v}" for k, v in slow.items())]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A suite started in the background by a non-interactive shell inherits SIGINT ignored, and Python then keeps it
+    # ignored: the command gets the default disposition back, as from a terminal.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     workers: list[int] = []
     deadline = time.time() + 60
     while time.time() < deadline and not workers:  # a GPAW worker (not the probe of GPAW before it) is running
