@@ -55,7 +55,7 @@ def test_presets_and_launcher_compose():
     assert job_dir("model=visnet", "strategy=tl", "data.subset=300", "seed=1") == "visnet-tl-300-s1"
     assert job_dir("model=optimate", "strategy=mf", "data.subset=100") == "optimate-mf-100-s0"
     assert job_dir("model=optimate", "strategy=mf", "data.subset=100", "data.rpa_repeat=4") == "optimate-mf-r4-100-s0"
-    assert job_dir("model=visnet", "strategy=mf_ipa", "data.subset=100") == "visnet-mf-ipa-100-s0"
+    assert job_dir("model=visnet", "strategy=mf_ipa", "data.subset=100") == "visnet-mf-ipa-r4-100-s0"
     assert job_dir("model=optimate", "strategy=mf_ipa", "data.subset=100", "data.rpa_repeat=2") == "optimate-mf-ipa-r2-100-s0"
     assert job_dir("model=optimate", "strategy=tl", "data.subset=100") == "optimate-tl-100-s0"  # TL's checkpoint: no suffix
     assert job_dir("model=optimate", "strategy=dl", "data.subset=null") == "optimate-dl-full-s0"

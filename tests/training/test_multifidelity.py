@@ -102,7 +102,8 @@ def test_mf_ipa_starts_from_the_ipa_model_that_tl_starts_from(tmp_path, cfg_trai
     from optimate_pl.training.stages import run
 
     mf_ipa = cfg_train(tmp_path, "strategy=mf_ipa", "data.subset=50", "strategy.pretrain_seed=3")
-    assert mf_ipa.strategy.name == "mf" and mf_ipa.optimizer.lr == 1e-5  # TL's recipe
+    assert mf_ipa.strategy.name == "mf" and mf_ipa.optimizer.lr == 4.430375245218267e-05  # its sweep's best
+    assert mf_ipa.data.rpa_repeat == 4  # (the batch of 32 is the tests' 16 here)
     assert mf_ipa.strategy.epochs.synthetic == cfg_train(tmp_path, "strategy=tl").strategy.epochs.synthetic
     assert ipa_checkpoint_path(mf_ipa) == ipa_checkpoint_path(
         cfg_train(tmp_path, "strategy=tl", "data.subset=50", "strategy.pretrain_seed=3"))
