@@ -59,14 +59,19 @@ def sweep_values(value) -> str:
 
 
 def mf_variant(strategy, init=None, repeat=1) -> str:
-    """``${mf_variant:${strategy.name},${oc.select:strategy.init,null},${oc.select:data.rpa_repeat,1}}``: the suffix
-    that keeps MF's variants apart from plain MF runs (folders, sweeps, report cells): ``-ipa`` for MF started from
-    IPA weights (``strategy.init``, set by ``strategy=mf_ipa``), ``-r4`` for ``data.rpa_repeat=4``, both joined; ``""``
-    for plain MF and for every other strategy, so their folder names stay as they were."""
+    """The suffix that keeps MF's variants apart from plain MF runs (folders, sweeps, report cells): ``-ipa`` for MF
+    started from IPA weights (``strategy.init``, set by ``strategy=mf_ipa``), ``-r4`` for ``data.rpa_repeat=4``, both
+    joined; ``""`` for plain MF and for every other strategy, so their folder names stay as they were."""
     if str(strategy) != "mf":
         return ""
     n = 1 if repeat is None else int(repeat)
     return ("-ipa" if init else "") + ("" if n == 1 else f"-r{n}")
+
+
+def _mf_variant_of(*, _root_) -> str:
+    """``${mf_variant:}``: :func:`mf_variant` of the config it is written in (its strategy and data nodes)."""
+    return mf_variant(OmegaConf.select(_root_, "strategy.name"), OmegaConf.select(_root_, "strategy.init"),
+                      OmegaConf.select(_root_, "data.rpa_repeat", default=1))
 
 
 def target_dim(name):
@@ -80,6 +85,6 @@ def target_dim(name):
 
 for _name, _fn in (("repeat", repeat), ("gat_stack", gat_stack), ("or_default", or_default),
                    ("backbone_suffix", backbone_suffix), ("target_dim", target_dim), ("sweep_values", sweep_values),
-                   ("mf_variant", mf_variant)):
+                   ("mf_variant", _mf_variant_of)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)

@@ -138,7 +138,7 @@ def backbones_figure(table: pd.DataFrame):
         lo_seeds, hi_seeds = int(part.seeds.min()), int(part.seeds.max())
         seeds = (f"{lo_seeds}-{hi_seeds} seeds" if lo_seeds != hi_seeds
                  else f"{lo_seeds} seed{'s' if lo_seeds > 1 else ''}")
-        ax.errorbar(x, part.sc_median, yerr=err, ls="none" if one_size else styles.get(strategy, styles.get(strategy.split("_")[0], "-")),
+        ax.errorbar(x, part.sc_median, yerr=err, ls="none" if one_size else styles.get("mf_ipa" if strategy.startswith("mf_ipa") else strategy.split("_")[0], "-"),
                     marker=markers.get(name, "D"), capsize=3, label=f"{name} {strategy.upper()} ({seeds})")
         if one_size and "vs_optimate_tl" in part and np.isfinite(part.vs_optimate_tl.iloc[0]):
             r = part.iloc[0]
@@ -171,7 +171,7 @@ def backbones(runs_dir: Path | list[Path], out: Path) -> list[Path]:
             f"vs_optimate_tl: difference of the median SC to OPTIMATE-TL at the same size on the same test "
             f"materials (each material averaged over seeds), with a paired bootstrap 95 % interval ({RESAMPLES} "
             f"resamples); vs_own_tl: the same against TL on the same backbone, for DL and MF (mf_ipa: MF started from the IPA "
-            f"model with TL's recipe, strategy=mf_ipa; mf_rN: MF with each RPA spectrum N times an epoch, "
+            f"model, strategy=mf_ipa; mf_rN: MF with each RPA spectrum N times an epoch, "
             f"data.rpa_repeat=N). parameters: the network's weights. s_per_epoch: a "
             f"run's wall time over its epochs (pretraining not included; a busy "
             f"machine inflates it: benchmarks/ has the idle measurement); precision: the runs' training precision "
