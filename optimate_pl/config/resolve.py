@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..data.cache import SOURCES
+from ..data.ladder import packed_dir
 from ..models.backbones import OPTIMATE_ARCHITECTURE_KEYS, architecture, is_optimate
 from .groups import STRATEGIES, dl_architecture_for, load_group_config
 from .schema import ConfigError, _cuda, validate_config
@@ -216,6 +217,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown data.source {cfg.data.source!r}; use data.source=gpaw, synthetic, figshare or files")
     if cfg.data.source == "figshare" and not cfg.data.root:
         raise ConfigError("data.source=figshare needs data.root=/path/to/database (folder of JSON files or .zip)")
+    if cfg.data.source == "gpaw" and cfg.data.get("root"):
+        try:
+            packed_dir(cfg.data.root)
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
     if cfg.data.source == "files":
         check_files_source(cfg.data, needs_ipa=name == "mf" or name == "tl" and cfg.strategy.get("checkpoint") == "auto")
     if name == "tl" and not cfg.strategy.get("checkpoint"):

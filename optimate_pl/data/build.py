@@ -132,12 +132,17 @@ def _build_synthetic(paths: dict[str, Path], key: str, seed: int, ipa_sizes: Seq
 
 
 def gpaw_store(kind: str, cache_dir: str | Path | None = None, cutoff: float = 5.0, strict: bool = False,
-               workers: int | None = None) -> Path:
-    """The built-in GPAW ladder (:mod:`optimate_pl.data.ladder`) as a cached store, via the real-format reader."""
+               workers: int | None = None, root: str | Path | None = None) -> Path:
+    """The built-in GPAW ladder (:mod:`optimate_pl.data.ladder`) as a cached store, via the real-format reader.
+
+    ``root``: another packed ladder (a folder with ``materials.json.gz`` and ``spectra.npz``, what ``ladder pack``
+    writes), e.g. the growing ladder's snapshot, instead of the built-in one."""
     from . import ladder
 
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    return figshare_store(kind, ladder.unpack(cache_dir)[kind], cache_dir, cutoff, strict, workers, source="gpaw")
+    src = ladder.packed_dir(root) if root else None
+    return figshare_store(kind, ladder.unpack(cache_dir, src)[kind], cache_dir, cutoff, strict, workers,
+                          source="gpaw")
 
 
 def rung_folder(root: str | Path, kind: str) -> Path:

@@ -49,7 +49,8 @@ class SpectraDataModule(pl.LightningDataModule):
             generator, not physics), ``"figshare"`` (the authors' real databases at ``root``) or ``"files"``
             (one's own database in their format at ``root``: a folder with ``ipa/`` and ``rpa/``, or this rung's
             folder).
-        root: database folder or ``.zip`` (figshare, files).
+        root: database folder or ``.zip`` (figshare, files); for gpaw, another packed ladder than the built-in
+            one (a ``ladder pack`` folder, e.g. ``experiments/gpaw_ladder/snapshot``).
         split: ``published`` (the authors' split, shipped with the package; default for gpaw and figshare),
             ``formula`` (recompute the authors' seeded formula-grouped split; default for synthetic
             data), ``auto`` (published where a material is in it, else formula-grouped by a hash of the
@@ -140,7 +141,7 @@ class SpectraDataModule(pl.LightningDataModule):
             return synthetic_stores(self.cache_dir, self.synthetic_seed, self.synthetic_sizes["ipa"],
                                     self.synthetic_sizes["rpa"], self.cutoff)[kind]
         if self.source == "gpaw":
-            return gpaw_store(kind, self.cache_dir, self.cutoff, self.strict)
+            return gpaw_store(kind, self.cache_dir, self.cutoff, self.strict, root=self.root)
         if not self.has_rung(kind):
             raise ValueError(f"this needs the {kind.upper()} database of data.source={self.source}: set data.ipa_root"
                              + (f" or give data.root a folder holding {kind}/" if self.source == "files" else ""))

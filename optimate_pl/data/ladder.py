@@ -167,6 +167,21 @@ def _read_entry(path: Path) -> dict:
     return entry
 
 
+def packed_dir(path: str | Path) -> Path:
+    """``path`` as a packed ladder dataset folder, or a one-line error saying what it is instead."""
+    folder = Path(path).expanduser()
+    if (folder / "materials.json.gz").is_file() and (folder / "spectra.npz").is_file():
+        return folder
+    if not folder.exists():
+        raise FileNotFoundError(f"data.root={path}: no such folder (data.source=gpaw takes a packed ladder: a folder "
+                                f"with materials.json.gz and spectra.npz, what `python -m optimate_pl.data.ladder "
+                                f"pack` writes)")
+    hint = (f"; it is an optimate-pl-compute output folder: train on it as data.source=files, or pack it first "
+            f"(python -m optimate_pl.data.ladder pack {path} DEST)" if (folder / "ipa").is_dir() else "")
+    raise FileNotFoundError(f"data.root={path} is not a packed ladder (data.source=gpaw needs materials.json.gz and "
+                            f"spectra.npz in it){hint}")
+
+
 def load(src: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
     """The packed materials and their spectra rows on the 2001-point grid (cubic interpolation)."""
     from scipy.interpolate import CubicSpline
@@ -211,7 +226,7 @@ def _entry(m: dict, rows: np.ndarray, kind: str) -> dict:
 
 def digest(src: str | Path | None = None) -> str:
     """16 hex digits of the packed files' SHA-256: names what is derived from this version of the dataset."""
-    src = Path(src) if src else builtin_dir()
+    src = Path(src).expanduser() if src else builtin_dir()
     h = hashlib.sha256()
     for name in ("materials.json.gz", "spectra.npz"):
         h.update((src / name).read_bytes())

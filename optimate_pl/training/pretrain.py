@@ -73,7 +73,7 @@ def ipa_checkpoint_path(cfg: DictConfig, ipa_cfg: DictConfig | None = None) -> P
     if cfg.data.source == "gpaw":  # the built-in ladder grows between versions: a new one needs a new model
         from ..data import ladder
 
-        shapes["dataset"] = ladder.digest()
+        shapes["dataset"] = ladder.digest(cfg.data.get("root"))
     key = fingerprint(shapes)
     return Path(cfg.paths.checkpoint_dir) / f"ipa-{cfg.data.source}-{key[:16]}.ckpt"
 

@@ -73,3 +73,57 @@ def test_azides_and_nitrates_are_found_by_geometry():
     assert family(["Na", "N", "O", "O", "O"], nitrate.as_dict()) == "nitrate"
     assert family(["Na", "N", "O", "O", "O"]) == "chalcogenide"  # without the structure: by elements only
     assert family(["N", "N", "O"], n2o.as_dict()) == "chalcogenide"
+
+
+def test_gpaw_source_takes_another_packed_ladder_at_data_root(tmp_path, cfg_train):
+    """``data.source=gpaw data.root=PACK`` (issue #37 item 5): a packed ladder other than the built-in one, e.g. the
+    growing ladder's snapshot with IPA-only materials. Its IPA rung holds every material, its RPA rung the ones with
+    both; the published split holds on both; its own IPA model (a different dataset digest); a folder that is not a
+    pack is named with what it is instead."""
+    import pytest
+
+    from optimate_pl.config.resolve import check_config
+    from optimate_pl.config.schema import ConfigError
+    from optimate_pl.data.entries import entry_file_name
+    from optimate_pl.training.pretrain import ipa_checkpoint_path
+
+    materials, rows = ladder.load()
+    split = published_split()
+    chosen = {}
+    for part in ("train", "validation", "test"):  # 8 of each split, 3 of them without their RPA rung
+        chosen[part] = [m for m in materials if m["has_rpa"] and split[m["mat_id"]] == part][:8]
+    run = tmp_path / "run"
+    ipa_only = {m["mat_id"] for ms in chosen.values() for m in ms[:3]}
+    for m in (m for ms in chosen.values() for m in ms):
+        for kind in ("ipa",) if m["mat_id"] in ipa_only else ("ipa", "rpa"):
+            (run / kind).mkdir(parents=True, exist_ok=True)
+            (run / kind / entry_file_name(m["mat_id"])).write_text(json.dumps(ladder._entry(m, rows, kind)))
+    pack = tmp_path / "pack"
+    assert ladder.pack(run, pack, compact=True) == {"materials": 24, "rpa": 15, "rows": ladder.pack(
+        run, tmp_path / "again", compact=True)["rows"], "compact": 9}
+    cache = tmp_path / "cache"
+    ipa = IPADataModule(source="gpaw", root=str(pack), cache_dir=str(cache))
+    rpa = RPADataModule(source="gpaw", root=str(pack), cache_dir=str(cache))
+    ipa.setup()
+    rpa.setup()
+    assert ipa.describe()["sizes"] == {"train": 8, "validation": 8, "test": 8}
+    assert rpa.describe()["sizes"] == {"train": 5, "validation": 5, "test": 5}
+    # Every material where the published split puts it, on both rungs; the RPA rung without the IPA-only ones.
+    assert ipa.assignment == {m["mat_id"]: part for part, ms in chosen.items() for m in ms}
+    assert rpa.assignment == {m: part for m, part in ipa.assignment.items() if m not in ipa_only}
+    # The automatic IPA model of a TL run on it is its own, not the built-in ladder's, and a new snapshot at the
+    # same path (the ladder grew) needs a new one.
+    builtin = cfg_train(tmp_path, "strategy=tl", "data.source=gpaw")
+    other = cfg_train(tmp_path, "strategy=tl", "data.source=gpaw", f"data.root={pack}")
+    check_config(other)
+    before = ipa_checkpoint_path(other)
+    assert before != ipa_checkpoint_path(builtin)
+    (run / "ipa" / entry_file_name(chosen["test"][-1]["mat_id"])).unlink()
+    (run / "rpa" / entry_file_name(chosen["test"][-1]["mat_id"])).unlink()
+    assert ladder.pack(run, pack, compact=True, replace=True)["materials"] == 23
+    assert ipa_checkpoint_path(other) != before
+    with pytest.raises(ConfigError, match=r"data.root=.*run is not a packed ladder .*optimate-pl-compute output "
+                                          r"folder: train on it as data.source=files, or pack it first"):
+        check_config(cfg_train(tmp_path, "strategy=tl", "data.source=gpaw", f"data.root={run}"))
+    with pytest.raises(ConfigError, match=r"data.root=.*nowhere: no such folder"):
+        check_config(cfg_train(tmp_path, "strategy=tl", "data.source=gpaw", f"data.root={tmp_path / 'nowhere'}"))
