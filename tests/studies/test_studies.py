@@ -210,3 +210,29 @@ def test_study_tool_inputs_are_checked_before_any_work(tmp_path, capsys):
         p.unlink()
     ladder.pack(folder, tmp_path / "packed")
     assert "has both rungs" in said("gpaw_ladder", "--runs", str(tmp_path / "packed"), "--out", str(tmp_path / "o"))
+
+
+def test_the_ladder_report_gives_the_cost_of_an_ipa_only_rung_apart(tmp_path):
+    """A pack with a cheap IPA-only rung (issue #37): the both-rungs cost table stays the both-rung materials'; the
+    IPA-only materials get their own table, whose core-hours are the sum of their entries' recorded core-seconds."""
+    import json
+
+    import pandas as pd
+
+    from optimate_pl.data import ladder
+    from optimate_pl.studies.ladder import gpaw_ladder
+
+    folder = tmp_path / "run"
+    ladder.restore(ladder.builtin_dir(), folder, ids=[m["mat_id"] for m in ladder.load()[0][:5]])
+    ipa_only = sorted((folder / "rpa").glob("*.json"))[:2]
+    for p in ipa_only:
+        p.unlink()
+    seconds = [json.loads((folder / "ipa" / p.name).read_text())["parameters"]["core_seconds"]["total"]
+               for p in ipa_only]
+    ladder.pack(folder, tmp_path / "packed", compact=True)
+    gpaw_ladder(tmp_path / "packed", tmp_path / "out")
+    both = pd.read_csv(tmp_path / "out" / "ladder_cost.csv")
+    apart = pd.read_csv(tmp_path / "out" / "ladder_cost_ipa_only.csv")
+    assert both["materials"].sum() == 3 and apart["materials"].sum() == 2
+    assert (apart["mean core-s"] * apart["materials"]).sum() == pytest.approx(sum(seconds))
+    assert f"{sum(seconds) / 3600:.2f} core-hours in all" in (tmp_path / "out" / "ladder_cost_ipa_only.md").read_text()
