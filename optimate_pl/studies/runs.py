@@ -105,8 +105,10 @@ def is_real(runs: list[Run]) -> bool:
 def data_statement(runs: list[Run]) -> str:
     """What the runs were trained on: SYNTHETIC, the built-in GPAW ladder, or the database path and fingerprint."""
     if runs and all(r.cfg.data.source == "gpaw" for r in runs):
-        return ("GPAW-computed (real physics: the built-in PBE ladder of Alexandria materials; not the authors' "
-                "databases, so no published numbers beside it)")
+        roots = sorted({str(r.cfg.data.get("root") or "") for r in runs})
+        ladder = ("the built-in PBE ladder of Alexandria materials" if roots == [""] else
+                  f"the PBE ladder of Alexandria materials packed at {', '.join(p or 'the built-in one' for p in roots)}")
+        return f"GPAW-computed (real physics: {ladder}; not the authors' databases, so no published numbers beside it)"
     if not is_real(runs):
         return SYNTHETIC_STATEMENT
     data = runs[0].metrics.get("data") or {}

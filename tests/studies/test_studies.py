@@ -236,3 +236,22 @@ def test_the_ladder_report_gives_the_cost_of_an_ipa_only_rung_apart(tmp_path):
     assert both["materials"].sum() == 3 and apart["materials"].sum() == 2
     assert (apart["mean core-s"] * apart["materials"]).sum() == pytest.approx(sum(seconds))
     assert f"{sum(seconds) / 3600:.2f} core-hours in all" in (tmp_path / "out" / "ladder_cost_ipa_only.md").read_text()
+
+
+def test_a_report_names_the_packed_ladder_its_runs_learned():
+    """Runs on another packed ladder (data.root, e.g. the growing ladder's snapshot) are never reported as the
+    built-in one."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from optimate_pl.studies.runs import data_statement
+
+    def run(root):
+        return SimpleNamespace(cfg=OmegaConf.create({"data": {"source": "gpaw", "root": root}}))
+
+    assert "the built-in PBE ladder" in data_statement([run(None), run(None)])
+    snap = data_statement([run("experiments/gpaw_ladder/snapshot")] * 2)
+    assert "packed at experiments/gpaw_ladder/snapshot;" in snap and "built-in" not in snap
+    assert "packed at the built-in one, experiments/gpaw_ladder/snapshot" in data_statement(
+        [run(None), run("experiments/gpaw_ladder/snapshot")])
