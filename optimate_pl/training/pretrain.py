@@ -34,8 +34,9 @@ def ipa_pretraining_config(cfg: DictConfig) -> DictConfig:
     (``strategy.pretrain_epochs`` overrides the epochs); no test.
     """
     # The IPA database: data.ipa_root; one's own files keep data.root too (its ipa/ folder, and the RPA side the
-    # data.split=auto of the IPA module places materials with, as the RPA module does).
-    ipa_root = cfg.data.root if cfg.data.source == "files" else cfg.data.get("ipa_root")
+    # data.split=auto of the IPA module places materials with, as the RPA module does), and so does another packed
+    # GPAW ladder (it holds both rungs; without it the pretraining would learn the built-in ladder's IPA rung).
+    ipa_root = cfg.data.root if cfg.data.source in ("files", "gpaw") else cfg.data.get("ipa_root")
     overrides = {"data._target_": load_group_config("data", "ipa")._target_, "data.root": ipa_root,
                  "data.subset": None, "data.max_sites": None, "data.target": "eps_imag", "data.train_on": "train",
                  "data.train_ids": None, "test": False, "compile": cfg.get("compile", False)}

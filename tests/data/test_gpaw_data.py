@@ -85,7 +85,9 @@ def test_gpaw_source_takes_another_packed_ladder_at_data_root(tmp_path, cfg_trai
     from optimate_pl.config.resolve import check_config
     from optimate_pl.config.schema import ConfigError
     from optimate_pl.data.entries import entry_file_name
-    from optimate_pl.training.pretrain import ipa_checkpoint_path
+    import hydra.utils
+
+    from optimate_pl.training.pretrain import ipa_checkpoint_path, ipa_pretraining_config
 
     materials, rows = ladder.load()
     split = published_split()
@@ -114,8 +116,12 @@ def test_gpaw_source_takes_another_packed_ladder_at_data_root(tmp_path, cfg_trai
     # The automatic IPA model of a TL run on it is its own, not the built-in ladder's, and a new snapshot at the
     # same path (the ladder grew) needs a new one.
     builtin = cfg_train(tmp_path, "strategy=tl", "data.source=gpaw")
-    other = cfg_train(tmp_path, "strategy=tl", "data.source=gpaw", f"data.root={pack}")
+    other = cfg_train(tmp_path, "strategy=tl", "data.source=gpaw", f"data.root={pack}", f"data.cache_dir={cache}")
     check_config(other)
+    # ... and learns the pack's IPA rung (all 24 materials' spectra, 8 for training), not the built-in one.
+    pretraining = hydra.utils.instantiate(ipa_pretraining_config(other).data, _convert_="all")
+    pretraining.setup()
+    assert pretraining.assignment == ipa.assignment
     before = ipa_checkpoint_path(other)
     assert before != ipa_checkpoint_path(builtin)
     (run / "ipa" / entry_file_name(chosen["test"][-1]["mat_id"])).unlink()
