@@ -18,8 +18,10 @@ SOURCE_LABELS = {"synthetic": "SYNTHETIC (generated, not physics)",
                  "files": "your own data (imported or computed files)"}
 
 
-def source_label(source: str | None) -> str:
-    """What a data source is, in words, for logs, tables and figures."""
+def source_label(source: str | None, root: str | None = None) -> str:
+    """What a data source is, in words, for logs, tables and figures (``root``: another packed GPAW ladder)."""
+    if source == "gpaw" and root:
+        return f"GPAW-computed (real physics: the PBE ladder of Alexandria materials packed at {root})"
     return SOURCE_LABELS.get(str(source), f"unknown data ({source})")
 
 

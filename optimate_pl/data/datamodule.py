@@ -250,7 +250,7 @@ class SpectraDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         store, meta = self.load_rung()
-        log.info("data: %s %s database", source_label(self.source), self.kind.upper())
+        log.info("data: %s %s database", source_label(self.source, self.root), self.kind.upper())
         self.meta = meta
         assignment, origin = self.split_assignment(store, meta)
         self.split_origin = origin
