@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..data.cache import SOURCES
-from ..data.ladder import packed_dir
 from ..models.backbones import OPTIMATE_ARCHITECTURE_KEYS, architecture, is_optimate
 from .groups import STRATEGIES, dl_architecture_for, load_group_config
 from .schema import ConfigError, _cuda, validate_config
@@ -218,6 +217,10 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.data.source == "figshare" and not cfg.data.root:
         raise ConfigError("data.source=figshare needs data.root=/path/to/database (folder of JSON files or .zip)")
     if cfg.data.source == "gpaw" and cfg.data.get("root"):
+        # Imported here: the data package imports this module, and `python -m optimate_pl.data.ladder` would then
+        # find the ladder module imported before it runs (runpy's RuntimeWarning).
+        from ..data.ladder import packed_dir
+
         try:
             packed_dir(cfg.data.root)
         except FileNotFoundError as e:
