@@ -37,7 +37,8 @@ def trained_on(data: dict[str, Any]) -> tuple[str, str]:
         source = "files"
     words = ("SYNTHETIC data (generated, not physics)" if data.get("synthetic") else
              "real DFT data (figshare)" if source == "figshare" else
-             "real DFT data (the built-in GPAW-computed ladder)" if source == "gpaw" else
+             f"real DFT data (the GPAW-computed ladder packed at {data['root']})" if source == "gpaw" and data.get("root")
+             else "real DFT data (the built-in GPAW-computed ladder)" if source == "gpaw" else
              "your own data (" + ", ".join(f"{n} from {o}" for o, n in (data.get("origins") or {}).items())
              + ")" if source == "files" else
              "unknown data (a weight file without a model card, e.g. the authors' published weights)")

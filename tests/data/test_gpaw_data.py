@@ -86,6 +86,7 @@ def test_gpaw_source_takes_another_packed_ladder_at_data_root(tmp_path, cfg_trai
     from optimate_pl.config.schema import ConfigError
     from optimate_pl.data.cache import source_label
     from optimate_pl.data.entries import entry_file_name
+    from optimate_pl.inference.predictor import trained_on
     import hydra.utils
 
     from optimate_pl.training.pretrain import ipa_checkpoint_path, ipa_pretraining_config
@@ -112,6 +113,7 @@ def test_gpaw_source_takes_another_packed_ladder_at_data_root(tmp_path, cfg_trai
     assert ipa.describe()["sizes"] == {"train": 8, "validation": 8, "test": 8}
     assert rpa.describe()["sizes"] == {"train": 5, "validation": 5, "test": 5}
     assert source_label("gpaw", str(pack)).endswith(f"packed at {pack})") and "built-in" in source_label("gpaw")
+    assert trained_on(rpa.describe()) == ("gpaw", f"real DFT data (the GPAW-computed ladder packed at {pack})")
     # Every material where the published split puts it, on both rungs; the RPA rung without the IPA-only ones.
     assert ipa.assignment == {m["mat_id"]: part for part, ms in chosen.items() for m in ms}
     assert rpa.assignment == {m: part for m, part in ipa.assignment.items() if m not in ipa_only}
