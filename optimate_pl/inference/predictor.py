@@ -51,7 +51,8 @@ def model_info(weights: Weights) -> dict[str, Any]:
     source, words = trained_on(data)
     return {"checkpoint": str(weights.path), "layout": weights.layout, "architecture": weights.net,
             "target": target_of_weights(weights),
-            "data_source": source, "synthetic": bool(data.get("synthetic")), "trained_on": words,
+            "data_source": source, "data_root": data.get("root") if source == "gpaw" else None,
+            "synthetic": bool(data.get("synthetic")), "trained_on": words,
             "cutoff": float(data.get("cutoff") or 5.0), "split": data.get("split"),
             "fingerprint": data.get("fingerprint"), "domain": data.get("domain")}
 

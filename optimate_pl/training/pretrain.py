@@ -75,6 +75,8 @@ def ipa_checkpoint_path(cfg: DictConfig, ipa_cfg: DictConfig | None = None) -> P
         from ..data import ladder
 
         shapes["dataset"] = ladder.digest(cfg.data.get("root"))
+        # Another pack is named by its content, not by how its path was spelt (relative, absolute, trailing /).
+        data["root"] = None
     key = fingerprint(shapes)
     return Path(cfg.paths.checkpoint_dir) / f"ipa-{cfg.data.source}-{key[:16]}.ckpt"
 

@@ -112,7 +112,8 @@ def assemble(folder: str | Path, size: int | None = None) -> dict[str, Any]:
             "calibration": cal.to_dict(), "test": summary, "target": "eps_imag",
             "data": (metrics[0].get("data") or {})}
     atomic_write_text(json.dumps(card, indent=2, default=str) + "\n", folder / ENSEMBLE_CARD)
-    write_report(folder, summary, rows, predicted.numpy(), real_error.numpy(), dm.test_set, cfg.data.source)
+    write_report(folder, summary, rows, predicted.numpy(), real_error.numpy(), dm.test_set, cfg.data.source,
+                 cfg.data.get("root"))
     log.info("ensemble of %d in %s: the %.0f %% band covers %.1f %% of the test points; Spearman(expected, real "
              "1 - SC) = %.2f", len(members), folder, 100 * cal.level, 100 * summary["test_coverage"],
              summary["spearman_expected_vs_real_sc_error"])
@@ -121,11 +122,11 @@ def assemble(folder: str | Path, size: int | None = None) -> dict[str, Any]:
 
 
 def write_report(folder: Path, summary: dict[str, Any], rows: list[dict], predicted: np.ndarray, real: np.ndarray,
-                 test_set, source: str) -> None:
+                 test_set, source: str, root: str | None = None) -> None:
     """The test report of an ensemble: the summary table, the reliability plot, per-material results."""
     from ..utils.plots import plt, save_with_statement
 
-    statement = source_label(source)  # SYNTHETIC, GPAW-computed or the authors' databases: never just "real"
+    statement = source_label(source, root)  # SYNTHETIC, GPAW-computed or the authors' databases: never just "real"
     table = pd.DataFrame([summary])
     atomic_write_text(table.to_csv(index=False), folder / "uncertainty.csv")
     atomic_write_text(f"Data: {statement}.\n\n{table.T.to_markdown(floatfmt='.4f')}\n\n"

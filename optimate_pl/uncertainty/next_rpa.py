@@ -37,17 +37,18 @@ def database_candidates(source: str, ipa_root: str | None, rpa_root: str | None,
     return GraphDataset(ipa.store, rows, "eps_imag"), GraphDataset(rpa.store, range(len(rpa.store)), "eps_imag")
 
 
-def computed_ids(source: str, exclude: str | None) -> set[str]:
+def computed_ids(source: str, exclude: str | None, pack: str | None = None) -> set[str]:
     """Materials that already have their RPA spectrum: ``exclude`` (a database folder or zip, or a file
-    of ids) and, for ``source=gpaw``, the built-in ladder's RPA materials."""
+    of ids) and, for ``source=gpaw``, the RPA materials of the packed ladder (``pack``, else the built-in one)."""
     out: set[str] = set()
     if source == "gpaw":
         import gzip
         import json
 
-        from ..data.ladder import builtin_dir
+        from ..data.ladder import builtin_dir, packed_dir
 
-        out |= {m["mat_id"] for m in json.loads(gzip.decompress((builtin_dir() / "materials.json.gz").read_bytes()))
+        folder = packed_dir(pack) if pack else builtin_dir()
+        out |= {m["mat_id"] for m in json.loads(gzip.decompress((folder / "materials.json.gz").read_bytes()))
                 if m["has_rpa"]}
     if exclude:
         path = Path(exclude).expanduser()
@@ -134,8 +135,11 @@ def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candid
 
     model = load_model(model_path)
     source = source or trained_source(model.info)
+    if source == "gpaw":  # a packed ladder other than the built-in one: the one given, else the model's own
+        ipa_root = rpa_root = ipa_root or rpa_root or model.info.get("data_root")
     if candidates:
-        ids, arrays = input_candidates(candidates, model.cutoff, computed_ids(source, exclude))
+        ids, arrays = input_candidates(candidates, model.cutoff, computed_ids(source, exclude, ipa_root if source ==
+                                                                              "gpaw" else None))
         cand = [batch_from_arrays(arrays[i:i + batch_size]) for i in range(0, len(arrays), batch_size)]
         ref: list = []
     else:
@@ -163,8 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--source", default=None, choices=["gpaw", "synthetic", "figshare"],
                    help="the candidates' database (default: the one the model was trained on, from its card)")
     p.add_argument("--exclude", default=None, help="materials already computed: a database folder/zip or a file "
-                   "of ids (source=gpaw always leaves out the built-in ladder's)")
-    p.add_argument("--ipa-root", default=None, help="figshare: the IPA database")
+                   "of ids (source=gpaw always leaves out its ladder's)")
+    p.add_argument("--ipa-root", default=None, help="figshare: the IPA database; gpaw: a packed ladder (default: the "
+                   "one the model was trained on, data.root, else the built-in one)")
     p.add_argument("--rpa-root", default=None, help="figshare: the RPA database")
     p.add_argument("--max-sites", type=positive_int, default=8, help="the RPA database's limit on sites")
     p.add_argument("--out", default="next_rpa.csv")

@@ -87,6 +87,7 @@ def test_gpaw_source_takes_another_packed_ladder_at_data_root(tmp_path, cfg_trai
     from optimate_pl.data.cache import source_label
     from optimate_pl.data.entries import entry_file_name
     from optimate_pl.inference.predictor import trained_on
+    from optimate_pl.uncertainty.next_rpa import computed_ids
     import hydra.utils
 
     from optimate_pl.training.pretrain import ipa_checkpoint_path, ipa_pretraining_config
@@ -103,8 +104,8 @@ def test_gpaw_source_takes_another_packed_ladder_at_data_root(tmp_path, cfg_trai
             (run / kind).mkdir(parents=True, exist_ok=True)
             (run / kind / entry_file_name(m["mat_id"])).write_text(json.dumps(ladder._entry(m, rows, kind)))
     pack = tmp_path / "pack"
-    assert ladder.pack(run, pack, compact=True) == {"materials": 24, "rpa": 15, "rows": ladder.pack(
-        run, tmp_path / "again", compact=True)["rows"], "compact": 9}
+    info = ladder.pack(run, pack, compact=True)
+    assert (info["materials"], info["rpa"], info["compact"]) == (24, 15, 9)
     cache = tmp_path / "cache"
     ipa = IPADataModule(source="gpaw", root=str(pack), cache_dir=str(cache))
     rpa = RPADataModule(source="gpaw", root=str(pack), cache_dir=str(cache))
@@ -128,6 +129,10 @@ def test_gpaw_source_takes_another_packed_ladder_at_data_root(tmp_path, cfg_trai
     assert pretraining.assignment == ipa.assignment
     before = ipa_checkpoint_path(other)
     assert before != ipa_checkpoint_path(builtin)
+    # The pack is named by its content, not by how its path is spelt.
+    assert ipa_checkpoint_path(cfg_train(tmp_path, "strategy=tl", "data.source=gpaw", f"data.root={pack}/")) == before
+    # Active learning on it leaves out the pack's RPA materials, not the built-in ladder's.
+    assert computed_ids("gpaw", None, str(pack)) == set(rpa.assignment)
     (run / "ipa" / entry_file_name(chosen["test"][-1]["mat_id"])).unlink()
     (run / "rpa" / entry_file_name(chosen["test"][-1]["mat_id"])).unlink()
     assert ladder.pack(run, pack, compact=True, replace=True)["materials"] == 23
