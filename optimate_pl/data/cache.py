@@ -12,8 +12,14 @@ from typing import Any
 #: files in that format (``files``: imported with ``optimate-pl-import`` or computed with ``optimate-pl-compute``).
 SOURCES = ("synthetic", "gpaw", "figshare", "files")
 #: How every output names its data.
+def gpaw_ladder_words(root: str | None = None) -> str:
+    """Which GPAW ladder, in words: the built-in one, or the one packed at ``root`` (``data.root``)."""
+    return f"the PBE ladder of Alexandria materials packed at {root}" if root else \
+        "the built-in PBE ladder of Alexandria materials"
+
+
 SOURCE_LABELS = {"synthetic": "SYNTHETIC (generated, not physics)",
-                 "gpaw": "GPAW-computed (real physics: the built-in PBE ladder of Alexandria materials)",
+                 "gpaw": f"GPAW-computed (real physics: {gpaw_ladder_words()})",
                  "figshare": "the authors' databases (figshare)",
                  "files": "your own data (imported or computed files)"}
 
@@ -21,7 +27,7 @@ SOURCE_LABELS = {"synthetic": "SYNTHETIC (generated, not physics)",
 def source_label(source: str | None, root: str | None = None) -> str:
     """What a data source is, in words, for logs, tables and figures (``root``: another packed GPAW ladder)."""
     if source == "gpaw" and root:
-        return f"GPAW-computed (real physics: the PBE ladder of Alexandria materials packed at {root})"
+        return f"GPAW-computed (real physics: {gpaw_ladder_words(root)})"
     return SOURCE_LABELS.get(str(source), f"unknown data ({source})")
 
 

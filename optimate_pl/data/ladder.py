@@ -131,8 +131,7 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
     for m in materials:  # the float16 rows follow the float32 ones
         if m.get("compact") == "float16":
             m["spectra"]["ipa_epsI"] = [len(rows) + m["spectra"]["ipa_epsI"][0]]
-    packed = json.loads(gzip.decompress((dest / "materials.json.gz").read_bytes())) \
-        if (dest / "materials.json.gz").is_file() else []
+    packed = read_materials(dest) if (dest / "materials.json.gz").is_file() else []
     dropped = sorted({m["mat_id"] for m in packed} - {m["mat_id"] for m in materials})
     if dropped and not replace:
         raise ValueError(f"{dest} holds {len(dropped)} materials that {folder} lacks (e.g. {dropped[0]}): packing "
@@ -167,6 +166,13 @@ def _read_entry(path: Path) -> dict:
     return entry
 
 
+def read_materials(src: str | Path | None = None) -> list[dict]:
+    """The packed materials of ``src`` (default: the built-in ladder) without their spectra: structures, metadata,
+    settings and cost, ``has_rpa``."""
+    folder = Path(src).expanduser() if src else builtin_dir()
+    return json.loads(gzip.decompress((folder / "materials.json.gz").read_bytes()))
+
+
 def packed_dir(path: str | Path) -> Path:
     """``path`` as a packed ladder dataset folder, or a one-line error saying what it is instead."""
     folder = Path(path).expanduser()
@@ -189,7 +195,7 @@ def load(src: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
     src = Path(src) if src else builtin_dir()
     if not (src / "materials.json.gz").is_file():
         raise FileNotFoundError(f"no packed GPAW dataset in {src} (materials.json.gz missing)")
-    materials = json.loads(gzip.decompress((src / "materials.json.gz").read_bytes()))
+    materials = read_materials(src)
     with np.load(src / "spectra.npz") as z:
         rows, grid = z["rows"].astype(np.float64), z["grid"].astype(np.float64)
         if "rows16" in z:  # compact rows (pack(compact=True)): indexed after the float32 ones
@@ -293,7 +299,7 @@ def describe(src: str | Path | None = None) -> dict[str, Any]:
         hint = (" (an optimate-pl-compute output folder: pack it first, `python -m optimate_pl.data.ladder pack "
                 f"{folder} DEST`)" if (folder / "ipa").is_dir() else "")
         raise FileNotFoundError(f"{folder} is not a packed ladder dataset: no materials.json.gz{hint}")
-    materials = json.loads(gzip.decompress((folder / "materials.json.gz").read_bytes()))
+    materials = read_materials(folder)
     sites: dict[int, int] = {}
     for m in materials:
         n = len(m["structure"]["sites"])

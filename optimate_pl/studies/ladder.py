@@ -10,8 +10,6 @@ halides, azides and nitrates), ``ladder_cost.md`` (core-seconds per material by 
 """
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 import numpy as np
@@ -90,15 +88,16 @@ def materials_table(src: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def ipa_only_cost(src: Path | None = None) -> pd.DataFrame:
-    """Core-seconds by number of sites of the materials that have the IPA rung alone (empty where none has)."""
-    folder = src or ladder_data.builtin_dir()
-    materials = json.loads(gzip.decompress((folder / "materials.json.gz").read_bytes()))
-    rows = [{"nsites": len(m["structure"]["sites"]), "core_seconds": m["parameters"]["core_seconds"]["total"]}
-            for m in materials if not m["has_rpa"]]
-    if not rows:
-        return pd.DataFrame()
-    return (pd.DataFrame(rows).groupby("nsites")["core_seconds"].agg(["count", "mean", "median", "max"]).reset_index()
+def ipa_only_materials(src: Path | None = None) -> pd.DataFrame:
+    """Sites and core-seconds of the materials that have the IPA rung alone (no rows where none has)."""
+    rows = [(len(m["structure"]["sites"]), m["parameters"]["core_seconds"]["total"])
+            for m in ladder_data.read_materials(src) if not m["has_rpa"]]
+    return pd.DataFrame(rows, columns=["nsites", "core_seconds"])
+
+
+def cost_by_sites(t: pd.DataFrame) -> pd.DataFrame:
+    """Materials and mean / median / max core-seconds by number of sites (``nsites``, ``core_seconds`` columns)."""
+    return (t.groupby("nsites")["core_seconds"].agg(["count", "mean", "median", "max"]).reset_index()
             .rename(columns={"count": "materials", "mean": "mean core-s", "median": "median core-s",
                              "max": "max core-s"}))
 
@@ -120,17 +119,14 @@ def gpaw_ladder(runs_dir: Path, out: Path) -> list[Path]:
                            f"{len(t)} materials, median SC[RPA;IPA] {t.sc_rpa_ipa.median():.3f} (the paper's "
                            "databases: 0.69 for SC[IPA;RPA]); per anion family, lowest first.")
     written += write_table(lowest, out, "ladder_lowest", STATEMENT, "Where local fields change the spectrum most.")
-    cost = (t.groupby("nsites")["core_seconds"].agg(["count", "mean", "median", "max"]).reset_index()
-            .rename(columns={"count": "materials", "mean": "mean core-s", "median": "median core-s",
-                             "max": "max core-s"}))
-    written += write_table(cost, out, "ladder_cost", STATEMENT,
+    written += write_table(cost_by_sites(t), out, "ladder_cost", STATEMENT,
                            f"Both rungs from one GPAW run; {t.core_seconds.sum() / 3600:.2f} core-hours in all.")
-    ipa_only = ipa_only_cost(src)
+    ipa_only = ipa_only_materials(src)
     if not ipa_only.empty:  # a pack with a cheap IPA-only rung (issue #37): its cost apart, it has other settings
-        hours = (ipa_only["mean core-s"] * ipa_only["materials"]).sum() / 3600
-        written += write_table(ipa_only, out, "ladder_cost_ipa_only", STATEMENT,
-                               f"The {int(ipa_only.materials.sum())} materials with the IPA rung alone (the cheap "
-                               f"run's own settings, in each entry's parameters); {hours:.2f} core-hours in all.")
+        written += write_table(cost_by_sites(ipa_only), out, "ladder_cost_ipa_only", STATEMENT,
+                               f"The {len(ipa_only)} materials with the IPA rung alone (the cheap run's own settings, "
+                               f"in each entry's parameters); {ipa_only.core_seconds.sum() / 3600:.2f} core-hours in "
+                               f"all.")
     fig, ax = plt.subplots(1, 3, figsize=(12, 3.4))
     ax[0].hist(t.sc_rpa_ipa, bins=30, color="tab:blue")
     ax[0].set(xlabel="SC[RPA; IPA]", ylabel="materials", title=f"median {t.sc_rpa_ipa.median():.3f}")

@@ -12,6 +12,8 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..data.cache import gpaw_ladder_words
+
 
 #: What every table and figure made from the built-in data says.
 SYNTHETIC_STATEMENT = "SYNTHETIC data (generated, not physics): not comparable with the paper's numbers"
@@ -106,8 +108,7 @@ def data_statement(runs: list[Run]) -> str:
     """What the runs were trained on: SYNTHETIC, the built-in GPAW ladder, or the database path and fingerprint."""
     if runs and all(r.cfg.data.source == "gpaw" for r in runs):
         roots = sorted({str(r.cfg.data.get("root") or "") for r in runs})
-        ladder = ("the built-in PBE ladder of Alexandria materials" if roots == [""] else
-                  f"the PBE ladder of Alexandria materials packed at {', '.join(p or 'the built-in one' for p in roots)}")
+        ladder = gpaw_ladder_words(", ".join(p or "the built-in one" for p in roots) if roots != [""] else None)
         return f"GPAW-computed (real physics: {ladder}; not the authors' databases, so no published numbers beside it)"
     if not is_real(runs):
         return SYNTHETIC_STATEMENT

@@ -42,14 +42,9 @@ def computed_ids(source: str, exclude: str | None, pack: str | None = None) -> s
     of ids) and, for ``source=gpaw``, the RPA materials of the packed ladder (``pack``, else the built-in one)."""
     out: set[str] = set()
     if source == "gpaw":
-        import gzip
-        import json
+        from ..data.ladder import packed_dir, read_materials
 
-        from ..data.ladder import builtin_dir, packed_dir
-
-        folder = packed_dir(pack) if pack else builtin_dir()
-        out |= {m["mat_id"] for m in json.loads(gzip.decompress((folder / "materials.json.gz").read_bytes()))
-                if m["has_rpa"]}
+        out |= {m["mat_id"] for m in read_materials(packed_dir(pack) if pack else None) if m["has_rpa"]}
     if exclude:
         path = Path(exclude).expanduser()
         if path.is_dir() or path.suffix == ".zip":
@@ -138,8 +133,7 @@ def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candid
     if source == "gpaw":  # a packed ladder other than the built-in one: the one given, else the model's own
         ipa_root = rpa_root = ipa_root or rpa_root or model.info.get("data_root")
     if candidates:
-        ids, arrays = input_candidates(candidates, model.cutoff, computed_ids(source, exclude, ipa_root if source ==
-                                                                              "gpaw" else None))
+        ids, arrays = input_candidates(candidates, model.cutoff, computed_ids(source, exclude, ipa_root))
         cand = [batch_from_arrays(arrays[i:i + batch_size]) for i in range(0, len(arrays), batch_size)]
         ref: list = []
     else:
