@@ -4,7 +4,7 @@ Per cell: the median test SC and MSE of each seed's run, their mean and spread o
 paired bootstrap of the difference to OPTIMATE-TL at the same size (and, for DL and MF, to TL on the same
 backbone): the test materials are resampled with replacement (the same resample for both), each material's
 SC averaged over a cell's seeds, and the difference of the medians taken; the 2.5 and 97.5 % quantiles of
-2,000 resamples are the interval. Both models are scored on the same materials, so the material-to-material
+50,000 resamples are the interval. Both models are scored on the same materials, so the material-to-material
 spread (65 materials move a median by about 0.01) cancels where the models agree.
 """
 from __future__ import annotations
@@ -21,10 +21,16 @@ from .runs import Run, StudyInputError, data_statement, load_runs
 
 log = logging.getLogger(__name__)
 
-#: Bootstrap resamples of the interval, and its seed (the interval is reproducible).
-RESAMPLES, BOOTSTRAP_SEED = 2000, 0
+#: Bootstrap resamples of the interval, and its seed (the interval is reproducible). The upper end of ViSNet-TL's
+#: interval against OPTIMATE-TL at 100 (v5, 65 materials) moved over 0.041-0.054 across 20 bootstrap seeds with
+#: 2,000 resamples, 0.043-0.051 with 10,000, and not in the 4th decimal with 50,000 (0.2 s a comparison).
+RESAMPLES, BOOTSTRAP_SEED = 50_000, 0
 #: The reference every cell is compared with: the paper's method on the authors' network.
 REFERENCE = ("optimate", "tl")
+#: What makes a cell's recipe beside its backbone, strategy and size: runs that differ in any of these are not seeds
+#: of one cell, and the report refuses to pool them. Seeds, paths and the precision (a column of its own) may differ.
+RECIPE_KEYS = ("model.net", "optimizer", "trainer.max_epochs", "data.source", "data.split", "data.extra",
+               "data.batch_size", "data.max_sites", "data.train_on", "data.cutoff", "data.target")
 
 
 def backbone(run: Run) -> str:
@@ -63,6 +69,67 @@ def parameters(run: Run) -> float:
     return float(sum(p.numel() for p in network.parameters()))
 
 
+def recipe(run: Run) -> dict:
+    """The settings of :data:`RECIPE_KEYS` as the run resolved them, whether TL started from the automatic IPA model
+    or a given one, and the fingerprint of the data it learned (so a pack at another path is the same recipe)."""
+    from omegaconf import OmegaConf
+
+    out: dict = {}
+
+    def flat(key: str, value) -> None:  # dotted keys, so a difference names the setting (model.net.width)
+        if isinstance(value, dict):
+            for k, v in value.items():
+                flat(f"{key}.{k}", v)
+        else:
+            out[key] = value
+
+    for key in RECIPE_KEYS:
+        value = OmegaConf.select(run.cfg, key, default=None)
+        flat(key, OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
+    checkpoint = OmegaConf.select(run.cfg, "strategy.checkpoint", default=None)
+    out["strategy.checkpoint"] = "auto" if checkpoint in (None, "auto") else "a given IPA model"
+    out["data fingerprint"] = (run.metrics.get("data") or {}).get("fingerprint")
+    return out
+
+
+def _seed(run: Run) -> tuple:
+    from omegaconf import OmegaConf
+
+    return (OmegaConf.select(run.cfg, "seed", default=None),
+            OmegaConf.select(run.cfg, "strategy.pretrain_seed", default=None))
+
+
+def _check_cell(key: tuple[str, str, int], runs: list[Run]) -> None:
+    """Refuse a cell whose runs are not seeds of one recipe on one test set (a clear error naming two runs)."""
+    name = "-".join(map(str, key))
+    first, first_recipe, first_ids = runs[0], recipe(runs[0]), set(runs[0].results.mat_id)
+    seen = {_seed(first): first}
+    for r in runs[1:]:
+        other = recipe(r)
+        differ = [k for k in sorted(set(other) | set(first_recipe)) if other.get(k) != first_recipe.get(k)]
+        if differ:
+            raise StudyInputError(
+                f"cell {name}: {first.dir} and {r.dir} differ in {', '.join(differ)} "
+                f"({', '.join(f'{first_recipe.get(k)} vs {other.get(k)}' for k in differ)}): not seeds of one recipe; "
+                f"report them apart (one --runs list each)")
+        if set(r.results.mat_id) != first_ids:
+            raise StudyInputError(f"cell {name}: {first.dir} and {r.dir} were tested on different materials")
+        if _seed(r) in seen:
+            raise StudyInputError(f"cell {name}: {seen[_seed(r)].dir} and {r.dir} are the same seed "
+                                  f"(seed, pretrain_seed) = {_seed(r)}; give each run once")
+        seen[_seed(r)] = r
+
+
+def _compare(cell: list[Run], ref: list[Run], what: str) -> tuple[float, float, float]:
+    """:func:`paired_interval` of two cells, which must have been tested on the same materials."""
+    a, b = _per_material(cell), _per_material(ref)
+    if set(a.index) != set(b.index):
+        raise StudyInputError(f"{cell[0].dir} and {ref[0].dir} ({what}) were tested on different materials "
+                              f"({len(a)} and {len(b)}, {len(a.index.intersection(b.index))} shared): "
+                              f"not a paired comparison")
+    return paired_interval(a, b)
+
+
 def _per_material(runs: list[Run]) -> pd.Series:
     """Each test material's SC averaged over the runs (seeds) of one cell."""
     frames = [r.results.set_index("mat_id")["sc"] for r in runs]
@@ -72,7 +139,7 @@ def _per_material(runs: list[Run]) -> pd.Series:
 def paired_interval(cell: pd.Series, ref: pd.Series, resamples: int = RESAMPLES,
                     seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
     """(difference of the medians, 2.5 %, 97.5 %) of ``cell - ref`` over the materials both scored."""
-    common = cell.index.intersection(ref.index)
+    common = cell.index.intersection(ref.index).sort_values()  # the materials' order must not move the interval
     a, b = cell.loc[common].to_numpy(), ref.loc[common].to_numpy()
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(common), size=(resamples, len(common)))
@@ -93,12 +160,22 @@ def _epochs(run: Run) -> int:
 def backbones_table(runs: list[Run]) -> pd.DataFrame:
     """One row per backbone, strategy and training-set size (see the module docstring)."""
     cells: dict[tuple[str, str, int], list[Run]] = {}
+    given: set[Path] = set()
     for r in runs:
-        if r.strategy in ("dl", "tl", "mf") and r.results is not None:
-            cells.setdefault((backbone(r), strategy_label(r), r.n_train), []).append(r)
+        if r.dir.resolve() in given:  # the same run named twice (a folder and a run inside it) counts once
+            continue
+        given.add(r.dir.resolve())
+        if r.strategy not in ("dl", "tl", "mf"):
+            continue
+        if not (r.dir / "test_results.csv").is_file():
+            log.warning("%s: no test_results.csv (trained with test=false?), left out", r.dir)
+            continue
+        cells.setdefault((backbone(r), strategy_label(r), r.n_train), []).append(r)
     if not cells:
         raise StudyInputError("no DL/TL/MF run with test results (python -m optimate_pl experiment=backbones)")
-    refs = {n: _per_material(rs) for (b, s, n), rs in cells.items() if (b, s) == REFERENCE}
+    for key, rs in cells.items():
+        _check_cell(key, rs)
+    refs = {n: rs for (b, s, n), rs in cells.items() if (b, s) == REFERENCE}
     rows = []
     for (name, strategy, n), rs in sorted(cells.items()):
         sc = np.array([r.metrics.get("test/sc_median", np.nan) for r in rs], dtype=float)
@@ -110,11 +187,11 @@ def backbones_table(runs: list[Run]) -> pd.DataFrame:
                "s_per_epoch": float(np.mean([r.metrics.get("time_s", np.nan) / _epochs(r) for r in rs])),
                "precision": _precision(rs)}
         if n in refs and (name, strategy) != REFERENCE:
-            diff, lo, hi = paired_interval(_per_material(rs), refs[n])
+            diff, lo, hi = _compare(rs, refs[n], "against OPTIMATE-TL")
             row.update({"vs_optimate_tl": diff, "ci_low": lo, "ci_high": hi})
         own_tl = cells.get((name, "tl", n))
         if strategy != "tl" and own_tl:  # MF or DL against TL on the same backbone (issue #35: MF >= TL at 100)
-            diff, lo, hi = paired_interval(_per_material(rs), _per_material(own_tl))
+            diff, lo, hi = _compare(rs, own_tl, "against its own TL")
             row.update({"vs_own_tl": diff, "own_tl_ci_low": lo, "own_tl_ci_high": hi})
         rows.append(row)
     table = pd.DataFrame(rows)

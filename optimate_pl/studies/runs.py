@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.cache import gpaw_ladder_words
+
+log = logging.getLogger(__name__)
 
 
 #: What every table and figure made from the built-in data says.
@@ -46,7 +49,10 @@ class Run:
     @cached_property
     def results(self) -> pd.DataFrame:
         """The per-material test results (``test_results.csv``)."""
-        return pd.read_csv(self.dir / "test_results.csv")
+        path = self.dir / "test_results.csv"
+        if not path.is_file():
+            raise StudyInputError(f"run {self.dir} has no test results ({path.name}; trained with test=false?)")
+        return pd.read_csv(path)
 
     def model(self):
         """The tested model (best checkpoint) as a :class:`~optimate_pl.inference.predictor.Predictor`."""
@@ -88,6 +94,12 @@ def load_runs(root: str | Path, what: str = "") -> list[Run]:
             runs.append(Run(run_dir, OmegaConf.load(run_dir / "config.yaml"), json.loads(metrics_path.read_text())))
     if not runs:
         raise StudyInputError(f"no finished run (metrics.json + config.yaml) below {root}{hint}")
+    # A run still training (or stopped) has its config but not yet its metrics: say which are left out.
+    unfinished = sorted(str(c.parent) for c in root.rglob("config.yaml")
+                        if c.parent.name != ".hydra" and not (c.parent / "metrics.json").is_file())
+    if unfinished:
+        log.warning("%d unfinished run(s) below %s left out (no metrics.json): %s", len(unfinished), root,
+                    ", ".join(unfinished))
     return runs
 
 

@@ -27,7 +27,8 @@ def test_paired_interval_uses_only_shared_materials_and_brackets_the_difference(
 
 
 def _run(folder, backbone: str, strategy: str, n: int, sc: list[float], ids: list[str], precision: str = "32-true",
-         rpa_repeat: int | None = None, net: dict | None = None, init: str | None = None):
+         rpa_repeat: int | None = None, net: dict | None = None, init: str | None = None, seed: int = 0,
+         lr: float = 1e-5):
     """A finished run as the report reads it: config, metrics and per-material test results."""
     from omegaconf import OmegaConf
 
@@ -37,7 +38,8 @@ def _run(folder, backbone: str, strategy: str, n: int, sc: list[float], ids: lis
     if net is None and backbone != "optimate":  # a class that does not exist: its parameters cannot be counted
         net = {"_target_": f"optimate_pl.models.{backbone}.{backbone.title()}Crystal"}
     pd.DataFrame({"mat_id": ids, "sc": sc}).to_csv(folder / "test_results.csv", index=False)
-    cfg = OmegaConf.create({"model": {"net": net}, "strategy": {"name": strategy, "init": init}, "trainer": {"max_epochs": 10, "precision": precision},
+    cfg = OmegaConf.create({"seed": seed, "model": {"net": net}, "strategy": {"name": strategy, "init": init},
+                            "trainer": {"max_epochs": 10, "precision": precision}, "optimizer": {"lr": lr},
                             "data": {} if rpa_repeat is None else {"rpa_repeat": rpa_repeat}})
     return Run(folder, cfg, {"n_train": n, "test/sc_median": float(np.median(sc)), "test/mse_median": 0.1,
                              "time_s": 20.0})
@@ -52,7 +54,7 @@ def test_mf_and_dl_are_also_compared_with_tl_on_their_own_backbone(tmp_path):
             _run(tmp_path / "v-tl", "visnet", "tl", 100, list(base + 0.02), ids),
             _run(tmp_path / "v-mf-0", "visnet", "mf", 100, list(base + 0.05), ids),
             _run(tmp_path / "v-mf-1", "visnet", "mf", 100, list(base + 0.03), ids, precision="bf16-mixed",
-                 rpa_repeat=1),
+                 rpa_repeat=1, seed=1),
             _run(tmp_path / "v-mf-r4", "visnet", "mf", 100, list(base + 0.10), ids, rpa_repeat=4),
             _run(tmp_path / "v-mf-ipa", "visnet", "mf", 100, list(base - 0.01), ids, init="auto"),
             _run(tmp_path / "lin-tl", "linear", "tl", 100, list(base), ids,
@@ -98,3 +100,66 @@ def test_the_report_pools_several_run_folders(tmp_path):
     assert set(table.index) == {"optimate", "visnet"} and np.isclose(table.loc["visnet", "vs_optimate_tl"], 0.02)
     with pytest.raises(SystemExit):
         report.main(["efficiency", "--runs", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "e")])
+
+
+def test_a_cell_pools_only_seeds_of_one_recipe_on_one_test_set(tmp_path):
+    """Runs that differ in a setting, repeat a seed, or were tested on other materials are refused by name; the same
+    run given twice counts once."""
+    from optimate_pl.studies.backbones import backbones_table
+    from optimate_pl.studies.runs import StudyInputError
+
+    ids = [f"m{i}" for i in range(65)]
+    base = np.linspace(0.5, 0.95, 65)
+    ref = _run(tmp_path / "o-tl-s0", "optimate", "tl", 100, list(base), ids)
+    tuned = _run(tmp_path / "o-tl-s1", "optimate", "tl", 100, list(base + 0.02), ids, seed=1, lr=7e-5)
+    with pytest.raises(StudyInputError, match=r"o-tl-s0 and .*o-tl-s1 differ in optimizer\.lr \(1e-05 vs 7e-05\)"):
+        backbones_table([ref, tuned])
+    again = _run(tmp_path / "elsewhere" / "o-tl-s0", "optimate", "tl", 100, list(base + 0.01), ids)
+    with pytest.raises(StudyInputError, match="same seed"):
+        backbones_table([ref, again])
+    other_test = _run(tmp_path / "o-tl-s2", "optimate", "tl", 100, list(base[:60]), ids[:60], seed=2)
+    with pytest.raises(StudyInputError, match="different materials"):
+        backbones_table([ref, other_test])
+    # The same folder named twice (a sweep folder and a run inside it): one seed, not two.
+    table = backbones_table([ref, ref])
+    assert table.seeds.tolist() == [1]
+    # A cell tested on other materials than OPTIMATE-TL is no paired comparison.
+    visnet = _run(tmp_path / "v-tl", "visnet", "tl", 100, list(base[:60]), ids[:60])
+    with pytest.raises(StudyInputError, match="not a paired comparison"):
+        backbones_table([ref, visnet])
+
+
+def test_the_interval_does_not_depend_on_the_order_of_the_materials():
+    rng = np.random.default_rng(3)
+    ids = [f"m{i}" for i in range(65)]
+    ref = pd.Series(rng.uniform(0.3, 1.0, 65), index=ids)
+    cell = ref + rng.normal(0.01, 0.05, 65)
+    order = rng.permutation(65)
+    for resamples in (500, 10_000):
+        assert paired_interval(cell.iloc[order], ref, resamples) == paired_interval(cell, ref, resamples)
+
+
+def test_unfinished_runs_and_runs_without_test_results_are_named_not_counted(tmp_path, caplog):
+    import json
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from optimate_pl.studies.backbones import backbones_table
+    from optimate_pl.studies.runs import load_runs
+
+    ids = [f"m{i}" for i in range(65)]
+    done = _run(tmp_path / "sweep" / "optimate-tl-100-s0", "optimate", "tl", 100, list(np.linspace(0.5, 0.9, 65)), ids)
+    OmegaConf.save(done.cfg, done.dir / "config.yaml")
+    (done.dir / "metrics.json").write_text(json.dumps(done.metrics))
+    running = tmp_path / "sweep" / "optimate-tl-100-s1"
+    running.mkdir()
+    OmegaConf.save(done.cfg, running / "config.yaml")  # still training: no metrics.json yet
+    untested = _run(tmp_path / "sweep" / "optimate-tl-100-s2", "optimate", "tl", 100, [0.5] * 65, ids, seed=2)
+    (untested.dir / "test_results.csv").unlink()
+    with caplog.at_level(logging.WARNING):
+        runs = load_runs(tmp_path / "sweep")
+        table = backbones_table([*runs, untested])
+    assert [r.dir.name for r in runs] == ["optimate-tl-100-s0"] and table.seeds.tolist() == [1]
+    assert "1 unfinished run(s)" in caplog.text and "optimate-tl-100-s1" in caplog.text
+    assert "optimate-tl-100-s2: no test_results.csv" in caplog.text
