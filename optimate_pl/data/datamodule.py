@@ -94,6 +94,10 @@ class SpectraDataModule(pl.LightningDataModule):
                              + (" or .zip from figshare)" if source == "figshare" else
                                 ": what optimate-pl-import or optimate-pl-compute wrote)"))
         self.extra = [str(e) for e in (extra or [])]
+        if self.extra and source == "synthetic":  # its RPA rung is split over the generator's IPA database alone,
+            # its IPA rung would be split over that plus the extras: the rungs would disagree (TL would leak)
+            raise ValueError(f"data.extra={self.extra} mixes real databases into real data: use it with "
+                             f"data.source=gpaw, files or figshare, not synthetic")
         for e in self.extra:
             if e != "gpaw" and not Path(e).expanduser().is_dir():
                 raise ValueError(f"data.extra: {e} is neither gpaw (the built-in ladder) nor a database folder")
@@ -216,15 +220,16 @@ class SpectraDataModule(pl.LightningDataModule):
         return mixed, {**meta, "source": self.source, "extra": list(self.extra), "synthetic": False,
                        "fingerprint": fingerprint({"parts": prints})}
 
-    def split_assignment(self, store: GraphStore, meta: dict) -> tuple[dict[str, str], str]:
-        """``mat_id -> split`` for this database, and where it came from (for the log)."""
+    def split_assignment(self, store: GraphStore, meta: dict, kind: str | None = None) -> tuple[dict[str, str], str]:
+        """``mat_id -> split`` for this database (or ``store`` of rung ``kind``, e.g. MF's IPA rung beside its
+        RPA one), and where it came from (for the log)."""
         mode = self.split or {"synthetic": "formula", "files": "auto"}.get(self.source, "published")
         if mode == "published":
             return published_split(), "the authors' published split"
         if mode == "formula":
             return self.formula_assignment(store, meta), f"the authors' formula split, seed {self.seed}"
         if mode == "auto":
-            return self.auto_assignment(store), (f"the published split where it has a material, else formula groups "
+            return self.auto_assignment(store, kind), (f"the published split where it has a material, else formula groups "
                                                  f"placed by hash (seed {self.seed})")
         folder = Path(str(mode)).expanduser()
         if not folder.is_dir():
@@ -232,13 +237,14 @@ class SpectraDataModule(pl.LightningDataModule):
                              f"ipa_{{train,validation,test}}_ids.txt (no such folder)")
         return read_split_files(folder), f"the split files in {folder}"
 
-    def auto_assignment(self, store: GraphStore) -> dict[str, str]:
+    def auto_assignment(self, store: GraphStore, kind: str | None = None) -> dict[str, str]:
         """:func:`grouped_split` over every material of both rungs of this source (so that the IPA and RPA
-        modules agree, and no RPA validation/test material is an IPA training one)."""
+        modules agree, and no RPA validation/test material is an IPA training one): ``store``, of rung ``kind``
+        (this module's by default), and the other rung."""
         ids, formulas = list(store.mat_id), list(store.formula)
-        for kind in ("ipa", "rpa"):
-            if kind != self.kind and self.has_rung(kind):
-                o, _ = self.load_rung(kind)
+        for other in ("ipa", "rpa"):
+            if other != (kind or self.kind) and self.has_rung(other):
+                o, _ = self.load_rung(other)
                 ids, formulas = ids + o.mat_id, formulas + o.formula
         return grouped_split(ids, formulas, known=published_split(), seed=self.seed)
 
@@ -412,7 +418,7 @@ class RPADataModule(SpectraDataModule):
         """The IPA database's formula split, which RPA materials inherit by ``mat_id``."""
         if "ipa_mat_ids" in meta:  # synthetic: the generator's IPA database
             return formula_split(meta["ipa_mat_ids"], meta["ipa_formulas"], self.seed)
-        if self.has_rung("ipa") and self.source in ("figshare", "files"):
+        if self.has_rung("ipa") and self.source in ("figshare", "files", "gpaw"):
             ipa_store, _ = self.load_rung("ipa")
             return formula_split(ipa_store.mat_id, ipa_store.formula, self.seed)
         raise ValueError("data.split=formula on RPA data recomputes the IPA database's formula split: set "

@@ -77,8 +77,34 @@ def ipa_checkpoint_path(cfg: DictConfig, ipa_cfg: DictConfig | None = None) -> P
         shapes["dataset"] = ladder.digest(cfg.data.get("root"))
         # Another pack is named by its content, not by how its path was spelt (relative, absolute, trailing /).
         data["root"] = None
+    contents = data_contents(ipa_cfg.data)
+    if contents:
+        shapes["contents"] = contents
     key = fingerprint(shapes)
     return Path(cfg.paths.checkpoint_dir) / f"ipa-{cfg.data.source}-{key[:16]}.ckpt"
+
+
+def data_contents(data: DictConfig) -> dict[str, Any]:
+    """What the folders an IPA pretraining reads hold, beyond their paths: one's own database (``data.source=files``
+    or ``figshare``, the files' names, sizes and times), each ``data.extra`` (the built-in ladder by its digest) and a
+    split folder (its ids). A folder that grows can move materials between splits (``data.split=auto`` places new
+    formula groups among the old), so a grown folder needs a new IPA model, not the one pretrained on its former
+    split, which may have seen today's validation and test materials."""
+    from ..data import ladder
+    from ..data.cache import source_stats
+    from ..data.splits import read_split_files
+
+    out: dict[str, Any] = {}
+    root = data.get("root")
+    if data.source in ("files", "figshare") and root and Path(str(root)).expanduser().exists():
+        out["root"] = source_stats(Path(str(root)).expanduser())
+    for extra in data.get("extra") or []:
+        extra = str(extra)
+        out[f"extra {extra}"] = ladder.digest() if extra == "gpaw" else source_stats(Path(extra).expanduser())
+    split = data.get("split")
+    if split and str(split) not in ("published", "formula", "auto") and Path(str(split)).expanduser().is_dir():
+        out["split"] = sorted(read_split_files(Path(str(split)).expanduser()).items())
+    return out
 
 
 def _resolved(node: DictConfig, skip: tuple[str, ...]) -> dict[str, Any]:

@@ -108,6 +108,32 @@ def test_auto_pretraining_on_the_builtin_ladder_is_named_by_its_version(tmp_path
     assert key() != before and key().startswith("ipa-gpaw-")
 
 
+def test_auto_pretraining_on_ones_own_folders_is_named_by_what_they_hold(tmp_path, cfg_train):
+    """A database folder that grows (data.source=files, data.extra) or a split folder whose ids change gets a new IPA
+    model: data.split=auto may have moved materials, so the old model may have learned today's test materials."""
+    from optimate_pl.data.splits import write_split_files
+    from optimate_pl.training.pretrain import ipa_checkpoint_path
+
+    db, more = tmp_path / "db", tmp_path / "more"
+    for folder in (db / "ipa", db / "rpa", more / "ipa"):
+        folder.mkdir(parents=True)
+        (folder / "a.json").write_text("{}")
+    split = write_split_files({"a": "train", "b": "validation", "c": "test"}, tmp_path / "split")
+
+    def key(*overrides):
+        return ipa_checkpoint_path(cfg_train(tmp_path, "strategy=tl", "data.source=files", f"data.root={db}",
+                                             *overrides)).name
+
+    before, with_extra, with_split = key(), key(f"data.extra=[{more}]"), key(f"data.split={split}")
+    assert key() == before and len({before, with_extra, with_split}) == 3
+    (db / "rpa" / "b.json").write_text("{}")  # a new RPA material: the auto split is placed over both rungs
+    grown = key()
+    (more / "ipa" / "b.json").write_text("{}")
+    write_split_files({"a": "train", "b": "test", "c": "validation"}, split)
+    assert len({before, grown}) == 2 and key(f"data.extra=[{more}]") not in (with_extra, grown)
+    assert key(f"data.split={split}") not in (with_split, grown)
+
+
 @pytest.mark.parametrize("strategy", ["dl", "sc"])
 def test_dl_and_sc_strategies(tmp_path, cache_dir, strategy, monkeypatch, cfg_train):
     compiled = []  # compile=true reaches the network (compiling itself is tested in test_model.py)

@@ -6,6 +6,7 @@ import gzip
 import json
 
 import numpy as np
+import pytest
 
 from optimate_pl.data import IPADataModule, RPADataModule, ladder
 from optimate_pl.spectra.grid import ENERGY_GRID
@@ -47,6 +48,22 @@ def test_gpaw_source_reads_through_the_real_format_path(cache_dir):
     eps_inf = np.array([[rows[m["spectra"][key]].mean(0)[0] for key in ("ipa_epsR", "rpa_epsR")]
                         for m in materials if m["has_rpa"]])
     assert np.mean(eps_inf[:, 1] < eps_inf[:, 0]) > 0.9 and (eps_inf > 1).all()
+
+
+def test_the_formula_split_of_the_ladder_is_one_split_of_both_rungs(cache_dir):
+    """data.split=formula on the built-in ladder: the RPA rung inherits the IPA rung's formula split (it was refused,
+    naming data.ipa_root, which the ladder does not need)."""
+    from optimate_pl.data.splits import formula_split
+
+    ipa = IPADataModule(source="gpaw", split="formula", cache_dir=str(cache_dir))
+    rpa = RPADataModule(source="gpaw", split="formula", cache_dir=str(cache_dir))
+    ipa.setup()
+    rpa.setup()
+    assert rpa.split_origin.startswith("the authors' formula split")
+    assert rpa.assignment and all(ipa.assignment[m] == s for m, s in rpa.assignment.items())
+    assert ipa.assignment == formula_split(ipa.store.mat_id, ipa.store.formula, 0)  # the authors' call, on the IPA rung
+    with pytest.raises(ValueError, match="data.extra=.*not synthetic"):
+        RPADataModule(source="synthetic", extra=["gpaw"], cache_dir=str(cache_dir))
 
 
 def test_azides_and_nitrates_are_found_by_geometry():

@@ -139,3 +139,22 @@ def test_mf_from_scratch_and_from_ipa_never_resume_each_other(tmp_path, cfg_trai
         run(cfg_train(tmp_path / "mf2", "strategy=mf_ipa", f"strategy.init={ipa['best_checkpoint']}",
                       "optimizer=adam", "data.subset=50", "trainer.max_epochs=2", "test=false",
                       f"ckpt_path={scratch['best_checkpoint']}"))
+
+
+def test_mf_splits_the_ipa_rung_as_the_ipa_module_does_on_ones_own_data(tmp_path, cache_dir):
+    """data.split=auto on one's own database whose RPA rung holds a material the IPA rung lacks: MF's IPA split is
+    the IPA module's (placed over both rungs), so MF fits no IPA spectrum that TL's pretraining holds out. (MF
+    placed the IPA rung over the IPA rung alone, and on these six materials two moved.)"""
+    from optimate_pl.data.datamodule import IPADataModule
+    from tests.data.test_files_source import own_database
+
+    db = own_database(tmp_path, cache_dir, n=6)
+    sorted((db / "ipa").glob("*.json"))[-1].unlink()  # an RPA-only material
+    kw = dict(source="files", root=str(db), cache_dir=str(cache_dir))
+    ipa, mf = IPADataModule(**kw), MultiFidelityDataModule(**kw)
+    store, meta = ipa.load_rung()
+    assignment, _ = ipa.split_assignment(store, meta)  # (its test split is empty here: it would not set up)
+    mf.setup()
+    fit = mf.fit_set.store
+    fitted = sorted(m for m, f in zip(fit.mat_id, fit.fidelity.tolist()) if f == IPA)
+    assert fitted == sorted(m for m in store.mat_id if assignment[m] == "train") and len(fitted) == 4
