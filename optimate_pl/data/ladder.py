@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import zipfile
 from collections.abc import Collection
@@ -73,7 +74,8 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
 
     A ``dest`` that already holds materials the folder lacks is refused (packing would drop them: the shipped
     dataset replaced by a folder of two materials) unless ``replace``; restoring ``dest`` into the folder first
-    makes the new pack hold both.
+    makes the new pack hold both. So is a folder holding another calculation of a packed material (other settings,
+    another local-field basis; the RPA rung lost): ``replace`` takes the folder's, ``restore --replace`` the pack's.
 
     ``compact`` keeps of a material with the IPA rung alone only what a model learns from: the trace of Im ε
     (no Re ε, no separate Cartesian components), in float16 where lossless at 1e-3 of its maximum (about a fifth
@@ -99,7 +101,10 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
             source.update({k: v for k, v in rpa["data"].items() if k in SPECTRA})
         index: dict[str, list[int]] = {}
         extra: dict[str, Any] = {}
-        trace = _components(source, "ipa_epsI") if compact and rpa is None else None
+        # A material restored from a compact pack has its Im ε trace alone (no Re ε, no yy/zz): it packs compact
+        # again, with or without --compact (else it would pass for an isotropic material without Re ε).
+        restored_compact = rpa is None and _components(source, "ipa_epsR") is None and "ipa_epsI_1" not in source
+        trace = _components(source, "ipa_epsI") if (compact or restored_compact) and rpa is None else None
         if trace is not None:
             row, half = _compact_row(trace)
             (halves if half else rows).append(row)
@@ -137,20 +142,52 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
         raise ValueError(f"{dest} holds {len(dropped)} materials that {folder} lacks (e.g. {dropped[0]}): packing "
                          f"would drop them. Restore it into the folder first (python -m optimate_pl.data.ladder "
                          f"restore {dest} {folder}) so that the pack holds both, or pass --replace to drop them")
+    changed = _other_calculations(packed, materials)
+    if changed and not replace:
+        first, what = next(iter(changed.items()))
+        raise ValueError(f"{folder} holds other calculations of {len(changed)} materials {dest} has (e.g. {first}: "
+                         f"{what}): packing would replace them. Pass --replace to take the folder's (recomputed on "
+                         f"purpose), or keep the pack's: python -m optimate_pl.data.ladder restore --replace {dest} "
+                         f"{folder}")
     dest.mkdir(parents=True, exist_ok=True)
+    listing = io.BytesIO()
+    with gzip.GzipFile(fileobj=listing, mode="wb", mtime=0) as gz:
+        gz.write(json.dumps(materials).encode())
     arrays = {"rows": np.stack(rows) if rows else np.zeros((0, len(PACK_GRID)), np.float32)}
     if halves:
         arrays["rows16"] = np.stack(halves)
+    # The two files are written one after the other: the spectra name the listing they belong to, so a pack cut
+    # between the two (or two packs at once) is an error on reading, not spectra under another material's name.
+    arrays["materials_sha256"] = np.array(hashlib.sha256(listing.getvalue()).hexdigest())
+    with atomic_open(dest / "materials.json.gz", "wb") as fh:
+        fh.write(listing.getvalue())
     with atomic_open(dest / "spectra.npz", "wb") as fh:
         np.savez_compressed(fh, **arrays, grid=PACK_GRID.astype(np.float32))
-    with atomic_open(dest / "materials.json.gz", "wb") as fh:
-        with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
-            gz.write(json.dumps(materials).encode())
     out = {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows) + len(halves)}
     n_compact = sum("compact" in m for m in materials)
     if n_compact:
         out["compact"] = n_compact
     return {**out, "dropped": len(dropped)} if dropped else out
+
+
+def _other_calculations(packed: list[dict], materials: list[dict]) -> dict[str, str]:
+    """``mat_id -> what differs`` for the materials of ``packed`` that ``materials`` holds from another calculation
+    (other settings or cost, another local-field basis, the RPA rung lost); gaining the RPA rung is growth."""
+    old = {m["mat_id"]: m for m in packed}
+    out = {}
+    for m in materials:
+        before = old.get(m["mat_id"])
+        if before is None or (m["has_rpa"] and not before["has_rpa"]):
+            continue
+        if before["has_rpa"] and not m["has_rpa"]:
+            out[m["mat_id"]] = "the RPA rung would be lost"
+            continue
+        differ = sorted({k for part in ("parameters", "rpa_parameters")
+                         for k in set(before.get(part) or {}) | set(m.get(part) or {})
+                         if (before.get(part) or {}).get(k) != (m.get(part) or {}).get(k)})
+        if differ:
+            out[m["mat_id"]] = f"{', '.join(differ)} differ"
+    return out
 
 
 def _read_entry(path: Path) -> dict:
@@ -197,6 +234,10 @@ def load(src: str | Path | None = None) -> tuple[list[dict], np.ndarray]:
         raise FileNotFoundError(f"no packed GPAW dataset in {src} (materials.json.gz missing)")
     materials = read_materials(src)
     with np.load(src / "spectra.npz") as z:
+        if "materials_sha256" in z and str(z["materials_sha256"]) != \
+                hashlib.sha256((src / "materials.json.gz").read_bytes()).hexdigest():
+            raise ValueError(f"{src}: spectra.npz was not packed with this materials.json.gz (a pack cut short between "
+                             f"its two files, or two at once): pack it again from its compute folder")
         rows, grid = z["rows"].astype(np.float64), z["grid"].astype(np.float64)
         if "rows16" in z:  # compact rows (pack(compact=True)): indexed after the float32 ones
             rows = np.concatenate([rows, z["rows16"].astype(np.float64)])
@@ -267,13 +308,15 @@ def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Pa
     return paths
 
 
-def restore(src: str | Path, folder: str | Path, ids: Collection[str] | None = None) -> dict[str, int]:
+def restore(src: str | Path, folder: str | Path, ids: Collection[str] | None = None,
+            replace: bool = False) -> dict[str, int]:
     """Write a packed dataset back as an ``optimate-pl-compute`` output folder (``ipa/``, ``rpa/`` entries).
 
     A compute run pointed at ``folder`` then takes these materials as done and goes on with the rest: how
     a long computation continues on another machine from its committed packed progress. An entry the folder
-    already holds whole is kept, not replaced. ``ids``: only these materials (all by default). Returns the
-    materials and the entries restored and kept.
+    already holds whole is kept, not replaced, unless ``replace`` (the pack's calculation wins: e.g. a material
+    recomputed elsewhere and packed, over the folder's older one). ``ids``: only these materials (all by default).
+    Returns the materials and the entries restored and kept.
     """
     materials, rows = load(src)
     if ids is not None:
@@ -284,7 +327,7 @@ def restore(src: str | Path, folder: str | Path, ids: Collection[str] | None = N
     for m in materials:
         for kind in ("ipa", "rpa") if m["has_rpa"] else ("ipa",):
             path = folder / kind / entry_file_name(m["mat_id"])
-            if path.exists() and damaged_entry(path) is None:
+            if not replace and path.exists() and damaged_entry(path) is None:
                 counts["kept"] += 1  # the folder's own entry (perhaps a newer calculation) is never replaced
                 continue
             atomic_write_text(json.dumps(_entry(m, rows, kind)), path)
@@ -325,12 +368,14 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("pack", help="pack an optimate-pl-compute output folder into the package")
     p.add_argument("folder")
     p.add_argument("dest", nargs="?")
-    p.add_argument("--replace", action="store_true", help="drop the materials of DEST that FOLDER lacks")
+    p.add_argument("--replace", action="store_true",
+                   help="drop the materials of DEST that FOLDER lacks, take FOLDER's calculations of the others")
     p.add_argument("--compact", action="store_true",
                    help="materials with the IPA rung alone: the Im ε trace only, float16 where lossless at 1e-3")
     r = sub.add_parser("restore", help="a packed folder back into a compute output folder (to continue it)")
     r.add_argument("packed")
     r.add_argument("folder")
+    r.add_argument("--replace", action="store_true", help="write the pack's entries over the folder's own")
     d = sub.add_parser("describe", help="counts of the packed dataset")
     d.add_argument("dest", nargs="?")
     args = ap.parse_args(argv)
@@ -340,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
               + (f", {info['compact']} IPA-only compact" if info.get("compact") else "") + f") into "
               f"{args.dest or builtin_dir()}" + (f", dropping {info['dropped']}" if info.get("dropped") else ""))
     elif args.cmd == "restore":
-        info = run_tool(lambda: restore(args.packed, args.folder), args)
+        info = run_tool(lambda: restore(args.packed, args.folder, replace=args.replace), args)
         print(f"restored {info['materials']} materials into {args.folder}: {info['restored']} entries written"
               + (f", {info['kept']} already there kept as they are" if info["kept"] else ""))
     else:

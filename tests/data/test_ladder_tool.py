@@ -117,3 +117,57 @@ def test_a_compact_pack_keeps_the_ipa_only_trace_within_1e_3_and_the_rest_exactl
     assert ladder.pack(tmp_path / "again", tmp_path / "repacked")["materials"] == 3
     m = next(m for m in ladder.load(tmp_path / "repacked")[0] if not m["has_rpa"])
     assert "ipa_epsR" not in m["spectra"]
+
+
+def test_a_pack_never_swaps_a_calculation_unasked_and_its_two_files_belong_together(folder, tmp_path):
+    """A folder holding an older calculation of a packed material (the 24 RPA rungs v5 recomputed with the
+    local-field floor were still pre-floor in the progress folders) is refused by name; ``--replace`` takes the
+    folder's, ``restore --replace`` the pack's. A pack cut short between its two files is an error on reading."""
+    import shutil
+
+    ladder.pack(folder, tmp_path / "packed")
+    older = tmp_path / "older"
+    shutil.copytree(folder, older)
+    path = next((older / "rpa").glob("*.json"))
+    entry = json.loads(path.read_text())
+    entry["parameters"]["rpa_n_G"] = 3  # computed before the floor
+    path.write_text(json.dumps(entry))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "packed").iterdir()}
+    with pytest.raises(ValueError, match=rf"other calculations of 1 materials .*\(e.g. {path.stem}: rpa_n_G differ\)"
+                                         r".*restore --replace"):
+        ladder.pack(older, tmp_path / "packed")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "packed").iterdir()} == before  # untouched
+    # Losing the RPA rung is refused too; gaining it is growth.
+    ipa_only = tmp_path / "ipa_only"
+    shutil.copytree(folder, ipa_only)
+    path_rpa = next((ipa_only / "rpa").glob("*.json"))
+    path_rpa.unlink()
+    with pytest.raises(ValueError, match=f"{path_rpa.stem}: the RPA rung would be lost"):
+        ladder.pack(ipa_only, tmp_path / "packed")
+    ladder.pack(ipa_only, tmp_path / "grows")
+    assert ladder.pack(folder, tmp_path / "grows")["rpa"] == 2
+    # Keep the pack's calculation: restore --replace writes it over the folder's, and the pack goes through.
+    ladder.main(["restore", "--replace", str(tmp_path / "packed"), str(older)])
+    assert json.loads(path.read_text())["parameters"]["rpa_n_G"] != 3
+    assert ladder.pack(older, tmp_path / "packed")["materials"] == 3
+    # Or take the folder's on purpose.
+    path.write_text(json.dumps(entry))
+    assert ladder.pack(older, tmp_path / "packed", replace=True)["materials"] == 3
+    assert [m["rpa_parameters"]["rpa_n_G"] for m in ladder.read_materials(tmp_path / "packed")
+            if m["mat_id"] == path.stem] == [3]
+    # The spectra of one pack beside the listing of another: refused on reading, naming the pack.
+    ladder.pack(folder, tmp_path / "other")
+    shutil.copy(tmp_path / "other" / "spectra.npz", tmp_path / "packed" / "spectra.npz")
+    with pytest.raises(ValueError, match="spectra.npz was not packed with this materials.json.gz"):
+        ladder.load(tmp_path / "packed")
+
+
+def test_a_material_restored_from_a_compact_pack_packs_compact_again(folder, tmp_path):
+    """Its Im ε trace alone came back: packed again without --compact it stays a compact trace (it packed as an
+    isotropic material without Re ε)."""
+    ladder.pack(folder, tmp_path / "compact", compact=True)
+    ladder.restore(tmp_path / "compact", tmp_path / "again")
+    info = ladder.pack(tmp_path / "again", tmp_path / "repacked")
+    assert info["compact"] == 1
+    m = next(m for m in ladder.read_materials(tmp_path / "repacked") if not m["has_rpa"])
+    assert m["compact"] == "float16" and set(m["spectra"]) == {"ipa_epsI"}
