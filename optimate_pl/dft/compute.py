@@ -39,7 +39,7 @@ from .settings import LadderSettings
 log = logging.getLogger(__name__)
 ERROR_COLUMNS = ("id", "source", "reason", "message", "seconds")
 #: Failures worth another try on a later run only when asked (retry_failed=true); the others are the material's.
-TRANSIENT = frozenset({"time_limit", "gpaw_error"})
+TRANSIENT = frozenset({"time_limit", "gpaw_error", "after_dft"})
 #: Materials left out by a setting of the run (max_sites, min_gap_eV), not by their own physics: never taken as done,
 #: so that a run with other settings computes them (each run's filters decide again, before any DFT).
 BY_SETTINGS = frozenset({"too_large", "small_gap"})
@@ -109,15 +109,23 @@ class Workdir:
 
     def done(self, mat_id: str, retry_failed: bool) -> bool:
         """Whether ``mat_id`` has its entries (whole ones: a damaged file is set aside and computed again), or failed
-        for a reason of its own (not to be retried)."""
-        path = self.entry_path(mat_id)
-        if path.exists():
+        for a reason of its own (not to be retried). ``level=both`` needs both: a whole RPA entry beside a damaged
+        IPA one would be counted done and fail every pack."""
+        kinds = ("ipa", "rpa") if self.level == "both" else ("ipa",)
+        whole = 0
+        for kind in kinds:
+            path = self.entry_path(mat_id, kind)
+            if not path.exists():
+                continue
             problem = damaged_entry(path)
             if problem is None:
-                return True
+                whole += 1
+                continue
             aside = path.with_name(path.name + ".damaged")
             path.replace(aside)
             log.warning("%s is damaged (%s): moved to %s, computing %s again", path, problem, aside.name, mat_id)
+        if whole == len(kinds):
+            return True
         err = self.known.get(mat_id)
         return bool(err) and err["reason"] not in BY_SETTINGS and not (retry_failed and err["reason"] in TRANSIENT)
 
@@ -231,7 +239,10 @@ def _compute_one(item: InputItem, opts: ComputeOptions, settings: LadderSettings
 
 
 def _compute_entries(item: InputItem, opts: ComputeOptions, settings: LadderSettings, python: str):
-    structure = read_structure(item)
+    try:
+        structure = read_structure(item)
+    except ValueError as err:  # the input's own problem: never retried
+        raise MaterialFailed("unreadable", str(err)) from None
     if opts.max_sites is not None and len(structure) > opts.max_sites:
         raise MaterialFailed("too_large", f"{len(structure)} sites > max_sites={opts.max_sites}")
     result = run_material(structure, settings, opts.level, python=python, time_limit=opts.time_limit_s,
@@ -332,9 +343,10 @@ def _drain(running: dict, pending, pool, opts: ComputeOptions, settings: LadderS
                 workdir.record_failure(item, err.reason, str(err), getattr(err, "seconds", 0.0))
                 stats["failed"] += 1
                 log.info("%s: not computed (%s: %s)", item.id, err.reason, err)
-            except ValueError as err:  # unreadable input structure
-                workdir.record_failure(item, "unreadable", str(err), getattr(err, "seconds", 0.0))
+            except ValueError as err:  # after the DFT (reading its spectra, making the entries): worth a retry
+                workdir.record_failure(item, "after_dft", str(err), getattr(err, "seconds", 0.0))
                 stats["failed"] += 1
+                log.info("%s: not computed (after_dft: %s)", item.id, err)
             else:
                 workdir.write_entries(item.id, entries)
                 stats["computed"] += 1

@@ -45,8 +45,10 @@ def test_chunks_partition_and_done_materials_are_skipped(tmp_path):
                      Workdir(out, "both", f"{i}/3"))[0] for i in range(3)]
     ids = [it.id for c in chunks for it in c]
     assert sorted(ids) == ["a", "b", "c", "d", "e", "f"] and len(set(ids)) == 6
-    # b finished (its RPA entry), d failed in another chunk for a reason of its own, e timed out.
-    (out / "rpa" / "b.json").write_text(json.dumps({"structure": {}, "data": {"mat_id": "b"}}))
+    # b finished (its IPA and RPA entries), d failed in another chunk for a reason of its own, e timed out.
+    for kind in ("ipa", "rpa"):
+        (out / kind).mkdir(exist_ok=True)
+        (out / kind / "b.json").write_text(json.dumps({"structure": {}, "data": {"mat_id": "b"}}))
     (out / "errors-1-of-3.csv").write_text("id,source,reason,message,seconds\n"
                                            "d,x,not_insulator,metal,1\ne,x,time_limit,slow,900\n")
     todo, _ = select(items(), ComputeOptions("x", str(out), min_gap_eV=None), Workdir(out, "both"))
@@ -59,6 +61,7 @@ def test_damaged_entries_are_computed_again(tmp_path):
     out = tmp_path / "out"
     wd = Workdir(out, "both")
     whole = json.dumps({"structure": {"lattice": {}}, "data": {"mat_id": "a"}})
+    (out / "ipa" / "a.json").write_text(whole)
     (out / "rpa" / "a.json").write_text(whole)
     (out / "rpa" / "b.json").write_text(whole[:20])          # cut short (a full disk, a killed copy)
     (out / "rpa" / "c.json").write_text("[1, 2]")            # JSON, but no entry
@@ -347,3 +350,50 @@ def test_the_commands_settings_are_the_ladder_settings():
             assert cfg.settings[key] == value, key
     _, settings = options_from_config(cfg)
     assert settings == LadderSettings(eigenstates_tol=0.5, basis="dzp")
+
+
+def test_a_damaged_ipa_entry_beside_a_whole_rpa_one_is_computed_again(tmp_path):
+    """level=both counted a material done by its RPA entry alone: a damaged IPA entry was never recomputed, and every
+    pack of the folder failed on it."""
+    out = tmp_path / "out"
+    wd = Workdir(out, "both")
+    whole = json.dumps({"structure": {"lattice": {}}, "data": {"mat_id": "a"}})
+    for kind in ("ipa", "rpa"):
+        (out / kind / "a.json").write_text(whole)
+        (out / kind / "b.json").write_text(whole)
+    (out / "ipa" / "a.json").write_text(whole[:20])
+    todo, _ = select(items(), ComputeOptions("x", str(out), min_gap_eV=None), wd)
+    assert [it.id for it in todo] == ["a", "c", "d", "e", "f"]
+    assert sorted(p.name for p in (out / "ipa").iterdir()) == ["a.json.damaged", "b.json"]
+    # level=ipa needs the IPA entry alone.
+    (out / "ipa" / "c.json").write_text(whole)
+    assert Workdir(out, "ipa").done("c", retry_failed=False) and not Workdir(out, "both").done("c", retry_failed=False)
+
+
+def test_a_failure_after_the_dft_is_retried_on_request_an_unreadable_structure_never(tmp_path, monkeypatch):
+    """Any ValueError after GPAW had finished (making the entries) was recorded as an unreadable input: skipped for
+    good, even with retry_failed=true."""
+    import csv
+
+    from optimate_pl.dft import compute as mod
+
+    monkeypatch.setattr(mod, "gpaw_python", lambda _: ("python", "stub"))
+    monkeypatch.setattr(mod, "run_material", lambda *a, **k: _Result())
+
+    def no_entry(*a):
+        raise ValueError("no RPA rung in the output")
+
+    monkeypatch.setattr(mod, "rpa_entry", no_entry)
+    monkeypatch.setattr(mod, "ipa_entry", lambda *a: {"structure": {}, "data": {}})
+    src = tmp_path / "in.json"
+    good = {"lattice": {"matrix": [[3, 0, 0], [0, 3, 0], [0, 0, 3]]},
+            "sites": [{"species": [{"element": "Na", "occu": 1}], "abc": [0, 0, 0]}]}
+    src.write_text(json.dumps([{"structure": good, "data": {"mat_id": "a", "nsites": 1}},
+                               {"structure": {"lattice": "nonsense"}, "data": {"mat_id": "b", "nsites": 1}}]))
+    out = tmp_path / "out"
+    mod.compute(ComputeOptions(str(src), str(out), min_gap_eV=None), progress=False)
+    reasons = {r["id"]: r["reason"] for r in csv.DictReader((out / "errors.csv").open())}
+    assert reasons == {"a": "after_dft", "b": "unreadable"}
+    todo, _ = select(mod.iter_inputs(str(src)), ComputeOptions(str(src), str(out), min_gap_eV=None, retry_failed=True),
+                     Workdir(out, "both"))
+    assert [it.id for it in todo] == ["a"]
