@@ -117,15 +117,21 @@ def is_real(runs: list[Run]) -> bool:
 
 
 def data_statement(runs: list[Run]) -> str:
-    """What the runs were trained on: SYNTHETIC, the built-in GPAW ladder, or the database path and fingerprint."""
-    if runs and all(r.cfg.data.source == "gpaw" for r in runs):
+    """What the runs were trained on: SYNTHETIC, the built-in GPAW ladder (or another pack), the authors' databases
+    or one's own (path and fingerprint); runs of several sources say so, each named."""
+    sources = sorted({str(r.cfg.data.source) for r in runs})
+    if len(sources) > 1:
+        return (f"MIXED data sources, not comparable with each other: "
+                f"{'; '.join(data_statement([r for r in runs if r.cfg.data.source == s]) for s in sources)}")
+    if sources == ["gpaw"]:
         roots = sorted({str(r.cfg.data.get("root") or "") for r in runs})
         ladder = gpaw_ladder_words(", ".join(p or "the built-in one" for p in roots) if roots != [""] else None)
         return f"GPAW-computed (real physics: {ladder}; not the authors' databases, so no published numbers beside it)"
-    if not is_real(runs):
+    if sources != ["figshare"] and sources != ["files"]:
         return SYNTHETIC_STATEMENT
     data = runs[0].metrics.get("data") or {}
-    return f"real data: {runs[0].cfg.data.root} (database fingerprint {str(data.get('fingerprint'))[:16]})"
+    what = "real data" if sources == ["figshare"] else "your own data (data.source=files)"
+    return f"{what}: {runs[0].cfg.data.root} (database fingerprint {str(data.get('fingerprint'))[:16]})"
 
 
 @torch.no_grad()

@@ -255,3 +255,24 @@ def test_a_report_names_the_packed_ladder_its_runs_learned():
     assert "packed at experiments/gpaw_ladder/snapshot;" in snap and "built-in" not in snap
     assert "packed at the built-in one, experiments/gpaw_ladder/snapshot" in data_statement(
         [run(None), run("experiments/gpaw_ladder/snapshot")])
+
+
+def test_a_report_of_ones_own_data_or_of_mixed_sources_says_so():
+    """Runs on data.source=files were reported as SYNTHETIC, and a mix of GPAW and figshare runs as well."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from optimate_pl.studies.runs import SYNTHETIC_STATEMENT, data_statement
+
+    def run(source, root=None):
+        return SimpleNamespace(cfg=OmegaConf.create({"data": {"source": source, "root": root}}),
+                               metrics={"data": {"fingerprint": "0123456789abcdef0123"}})
+
+    own = data_statement([run("files", "/data/my_db")])
+    assert own == "your own data (data.source=files): /data/my_db (database fingerprint 0123456789abcdef)"
+    assert data_statement([run("figshare", "/data/rpa")]).startswith("real data: /data/rpa")
+    assert data_statement([run("synthetic")]) == SYNTHETIC_STATEMENT
+    mixed = data_statement([run("gpaw"), run("figshare", "/data/rpa"), run("gpaw")])
+    assert mixed.startswith("MIXED data sources, not comparable with each other: real data: /data/rpa")
+    assert "the built-in PBE ladder" in mixed and "SYNTHETIC" not in mixed
