@@ -96,7 +96,7 @@ class SpectraDataModule(pl.LightningDataModule):
         self.extra = [str(e) for e in (extra or [])]
         if self.extra and source == "synthetic":  # its RPA rung is split over the generator's IPA database alone,
             # its IPA rung would be split over that plus the extras: the rungs would disagree (TL would leak)
-            raise ValueError(f"data.extra={self.extra} mixes real databases into real data: use it with "
+            raise ValueError(f"data.extra={self.extra} mixes real databases into real data, not into SYNTHETIC data: use it with "
                              f"data.source=gpaw, files or figshare, not synthetic")
         for e in self.extra:
             if e != "gpaw" and not Path(e).expanduser().is_dir():

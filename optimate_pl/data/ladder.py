@@ -325,10 +325,13 @@ def restore(src: str | Path, folder: str | Path, ids: Collection[str] | None = N
     folder = Path(folder)
     counts = {"restored": 0, "kept": 0}
     for m in materials:
+        # A material the folder has since computed with both rungs keeps its own pair even with ``replace``: the
+        # pack's IPA entry beside the folder's RPA one would mix two calculations of one material.
+        grown = not m["has_rpa"] and (folder / "rpa" / entry_file_name(m["mat_id"])).exists()
         for kind in ("ipa", "rpa") if m["has_rpa"] else ("ipa",):
             path = folder / kind / entry_file_name(m["mat_id"])
-            if not replace and path.exists() and damaged_entry(path) is None:
-                counts["kept"] += 1  # the folder's own entry (perhaps a newer calculation) is never replaced
+            if (not replace or grown) and path.exists() and damaged_entry(path) is None:
+                counts["kept"] += 1  # the folder's own entry (perhaps a newer calculation), unless replace
                 continue
             atomic_write_text(json.dumps(_entry(m, rows, kind)), path)
             counts["restored"] += 1

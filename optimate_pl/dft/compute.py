@@ -102,8 +102,8 @@ class Workdir:
         return self.root / f"errors{self.suffix}.csv"
 
     def entry_path(self, mat_id: str, kind: str | None = None) -> Path:
-        """The entry file of ``mat_id``: ``kind`` ipa or rpa; by default the one that marks it done (the last
-        written: RPA for ``level=both``)."""
+        """The entry file of ``mat_id``: ``kind`` ipa or rpa; by default the last one written (RPA for
+        ``level=both``)."""
         kind = kind or ("rpa" if self.level == "both" else "ipa")
         return self.root / kind / entry_file_name(mat_id)
 
@@ -130,7 +130,7 @@ class Workdir:
         return bool(err) and err["reason"] not in BY_SETTINGS and not (retry_failed and err["reason"] in TRANSIENT)
 
     def write_entries(self, mat_id: str, entries: dict[str, dict]) -> None:
-        # IPA before RPA: the RPA file is what marks a level=both material as done.
+        # IPA before RPA: a run killed in between leaves no RPA entry, so the material is computed again.
         for kind in ("ipa", "rpa"):
             if kind in entries:
                 atomic_write_text(json.dumps(entries[kind]), self.entry_path(mat_id, kind))

@@ -28,9 +28,13 @@ RESAMPLES, BOOTSTRAP_SEED = 50_000, 0
 #: The reference every cell is compared with: the paper's method on the authors' network.
 REFERENCE = ("optimate", "tl")
 #: What makes a cell's recipe beside its backbone, strategy and size: runs that differ in any of these are not seeds
-#: of one cell, and the report refuses to pool them. Seeds, paths and the precision (a column of its own) may differ.
-RECIPE_KEYS = ("model.net", "optimizer", "trainer.max_epochs", "data.source", "data.split", "data.extra",
-               "data.batch_size", "data.max_sites", "data.train_on", "data.cutoff", "data.target")
+#: of one cell, and the report refuses to pool them. Seeds, paths, machines and the precision (a column of its own)
+#: may differ; the data by what they are (:func:`recipe`), and the test set by the materials (checked apart).
+RECIPE_KEYS = ("model.net", "optimizer", "scheduler", "trainer.max_epochs", "strategy.pretrain_epochs",
+               "callbacks.model_checkpoint.monitor", "data.source", "data.extra", "data.batch_size",
+               "data.max_sites", "data.train_on", "data.train_ids", "data.cutoff", "data.target")
+#: Bootstrap resamples drawn at once (bounds the memory: 50,000 x 639 test materials would be 250 MB).
+_BLOCK = 5_000
 
 
 def backbone(run: Run) -> str:
@@ -70,8 +74,10 @@ def parameters(run: Run) -> float:
 
 
 def recipe(run: Run) -> dict:
-    """The settings of :data:`RECIPE_KEYS` as the run resolved them, whether TL started from the automatic IPA model
-    or a given one, and the fingerprint of the data it learned (so a pack at another path is the same recipe)."""
+    """The settings of :data:`RECIPE_KEYS` as the run resolved them, whether TL (or MF from the IPA model) started
+    from the automatic IPA model or a given file, the split (its default named), and the data root (another GPAW pack
+    by its digest, so the same pack under another path is the same recipe). Not the cached data's fingerprint: it
+    depends on the machine's cache folder and file times."""
     from omegaconf import OmegaConf
 
     out: dict = {}
@@ -86,9 +92,21 @@ def recipe(run: Run) -> dict:
     for key in RECIPE_KEYS:
         value = OmegaConf.select(run.cfg, key, default=None)
         flat(key, OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
-    checkpoint = OmegaConf.select(run.cfg, "strategy.checkpoint", default=None)
-    out["strategy.checkpoint"] = "auto" if checkpoint in (None, "auto") else "a given IPA model"
-    out["data fingerprint"] = (run.metrics.get("data") or {}).get("fingerprint")
+    for key in ("strategy.checkpoint", "strategy.init"):  # the automatic IPA model (by seed) or a given file
+        start = OmegaConf.select(run.cfg, key, default=None)
+        out[key] = start if start in (None, "auto") else "a given weight file"
+    source = out["data.source"]
+    split = OmegaConf.select(run.cfg, "data.split", default=None)
+    out["data.split"] = split or {"synthetic": "formula", "files": "auto"}.get(str(source), "published")
+    root = OmegaConf.select(run.cfg, "data.root", default=None)
+    if source == "gpaw" and root:  # another pack: by its content, however its path was spelt
+        from ..data import ladder
+
+        try:
+            root = f"pack {ladder.digest(root)}"
+        except OSError:  # moved or deleted since: its path is all there is
+            pass
+    out["data.root"] = root
     return out
 
 
@@ -142,8 +160,10 @@ def paired_interval(cell: pd.Series, ref: pd.Series, resamples: int = RESAMPLES,
     common = cell.index.intersection(ref.index).sort_values()  # the materials' order must not move the interval
     a, b = cell.loc[common].to_numpy(), ref.loc[common].to_numpy()
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(common), size=(resamples, len(common)))
-    diffs = np.median(a[idx], axis=1) - np.median(b[idx], axis=1)
+    diffs = np.empty(resamples)
+    for start in range(0, resamples, _BLOCK):
+        idx = rng.integers(0, len(common), size=(min(_BLOCK, resamples - start), len(common)))
+        diffs[start:start + len(idx)] = np.median(a[idx], axis=1) - np.median(b[idx], axis=1)
     return float(np.median(a) - np.median(b)), float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
 
 

@@ -85,22 +85,26 @@ def ipa_checkpoint_path(cfg: DictConfig, ipa_cfg: DictConfig | None = None) -> P
 
 
 def data_contents(data: DictConfig) -> dict[str, Any]:
-    """What the folders an IPA pretraining reads hold, beyond their paths: one's own database (``data.source=files``
-    or ``figshare``, the files' names, sizes and times), each ``data.extra`` (the built-in ladder by its digest) and a
-    split folder (its ids). A folder that grows can move materials between splits (``data.split=auto`` places new
-    formula groups among the old), so a grown folder needs a new IPA model, not the one pretrained on its former
-    split, which may have seen today's validation and test materials."""
+    """What the folders an IPA pretraining reads hold, beyond their paths: one's own database (``data.source=files``:
+    its files' names and sizes), each ``data.extra`` (the built-in ladder by its digest) and a split folder (its ids).
+    A folder that grows can move materials between splits (``data.split=auto`` places new formula groups among the
+    old), so a grown folder needs a new IPA model, not the one pretrained on its former split, which may have seen
+    today's validation and test materials. Not file times: a copy or a checkout is the same data. (The authors'
+    databases, ``figshare``, do not grow: their models keep their names.)"""
     from ..data import ladder
     from ..data.cache import source_stats
     from ..data.splits import read_split_files
 
+    def files(path: Path) -> list:
+        return [stat[:2] for stat in source_stats(path)]  # name and size
+
     out: dict[str, Any] = {}
     root = data.get("root")
-    if data.source in ("files", "figshare") and root and Path(str(root)).expanduser().exists():
-        out["root"] = source_stats(Path(str(root)).expanduser())
+    if data.source == "files" and root and Path(str(root)).expanduser().exists():
+        out["root"] = files(Path(str(root)).expanduser())
     for extra in data.get("extra") or []:
         extra = str(extra)
-        out[f"extra {extra}"] = ladder.digest() if extra == "gpaw" else source_stats(Path(extra).expanduser())
+        out[f"extra {extra}"] = ladder.digest() if extra == "gpaw" else files(Path(extra).expanduser())
     split = data.get("split")
     if split and str(split) not in ("published", "formula", "auto") and Path(str(split)).expanduser().is_dir():
         out["split"] = sorted(read_split_files(Path(str(split)).expanduser()).items())

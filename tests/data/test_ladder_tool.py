@@ -150,6 +150,13 @@ def test_a_pack_never_swaps_a_calculation_unasked_and_its_two_files_belong_toget
     ladder.main(["restore", "--replace", str(tmp_path / "packed"), str(older)])
     assert json.loads(path.read_text())["parameters"]["rpa_n_G"] != 3
     assert ladder.pack(older, tmp_path / "packed")["materials"] == 3
+    # A material IPA-only in the pack that the folder has since computed with both rungs keeps its own pair.
+    grown = tmp_path / "grown"
+    shutil.copytree(folder, grown)
+    ladder.pack(ipa_only, tmp_path / "ipa_pack")
+    mine = (grown / "ipa" / f"{path_rpa.stem}.json").read_bytes()
+    ladder.restore(tmp_path / "ipa_pack", grown, replace=True)
+    assert (grown / "ipa" / f"{path_rpa.stem}.json").read_bytes() == mine
     # Or take the folder's on purpose.
     path.write_text(json.dumps(entry))
     assert ladder.pack(older, tmp_path / "packed", replace=True)["materials"] == 3

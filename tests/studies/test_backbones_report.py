@@ -123,6 +123,14 @@ def test_a_cell_pools_only_seeds_of_one_recipe_on_one_test_set(tmp_path):
     # The same folder named twice (a sweep folder and a run inside it): one seed, not two.
     table = backbones_table([ref, ref])
     assert table.seeds.tolist() == [1]
+    # Seeds from two machines (another cache folder: another fingerprint of the cached data) are one recipe; a
+    # scheduler is part of it.
+    other_machine = _run(tmp_path / "o-tl-s3", "optimate", "tl", 100, list(base), ids, seed=3)
+    ref.metrics["data"], other_machine.metrics["data"] = {"fingerprint": "aaaa"}, {"fingerprint": "bbbb"}
+    assert backbones_table([ref, other_machine]).seeds.tolist() == [2]
+    other_machine.cfg.scheduler = {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau"}
+    with pytest.raises(StudyInputError, match="differ in scheduler._target_"):
+        backbones_table([ref, other_machine])
     # A cell tested on other materials than OPTIMATE-TL is no paired comparison.
     visnet = _run(tmp_path / "v-tl", "visnet", "tl", 100, list(base[:60]), ids[:60])
     with pytest.raises(StudyInputError, match="not a paired comparison"):
