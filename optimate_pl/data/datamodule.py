@@ -127,6 +127,7 @@ class SpectraDataModule(pl.LightningDataModule):
         self.meta: dict = {}
         self.split_origin = ""
         self.assignment: dict[str, str] = {}
+        self.split_record: dict[str, str] = {}
         self.train_set = self.val_set = self.test_set = None
 
     # -- building -------------------------------------------------------------------------------
@@ -220,10 +221,15 @@ class SpectraDataModule(pl.LightningDataModule):
         return mixed, {**meta, "source": self.source, "extra": list(self.extra), "synthetic": False,
                        "fingerprint": fingerprint({"parts": prints})}
 
+    @property
+    def split_mode(self) -> str:
+        """``data.split`` with the source's default named: formula (synthetic), auto (files), else published."""
+        return self.split or {"synthetic": "formula", "files": "auto"}.get(self.source, "published")
+
     def split_assignment(self, store: GraphStore, meta: dict, kind: str | None = None) -> tuple[dict[str, str], str]:
         """``mat_id -> split`` for this database (or ``store`` of rung ``kind``, e.g. MF's IPA rung beside its
         RPA one), and where it came from (for the log)."""
-        mode = self.split or {"synthetic": "formula", "files": "auto"}.get(self.source, "published")
+        mode = self.split_mode
         if mode == "published":
             return published_split(), "the authors' published split"
         if mode == "formula":
@@ -261,6 +267,9 @@ class SpectraDataModule(pl.LightningDataModule):
         assignment, origin = self.split_assignment(store, meta)
         self.split_origin = origin
         self.assignment = {m: assignment[m] for m in store.mat_id if m in assignment}
+        # What a run's split/ folder keeps (data.split=<run>/split): for auto, the materials of both rungs, so that
+        # a TL pretraining on those files loses no IPA-only material; else this rung's.
+        self.split_record = dict(assignment) if self.split_mode == "auto" else self.assignment
         rows, unknown = apply_split(store.mat_id, assignment)
         sizes = tuple(len(rows[s]) for s in SPLITS)
         log.info("%s splits from %s: train %d, validation %d, test %d", self.kind.upper(), origin, *sizes)

@@ -61,7 +61,7 @@ class MultiFidelityDataModule(RPADataModule):
 
     def ipa_assignment(self, ipa: GraphStore, meta: dict) -> tuple[dict[str, str], str]:
         """``mat_id -> split`` of the IPA database: the split the RPA materials inherit (formula: computed on it)."""
-        if (self.split or {"synthetic": "formula", "files": "auto"}.get(self.source, "published")) == "formula":
+        if self.split_mode == "formula":
             return formula_split(ipa.mat_id, ipa.formula, self.seed), f"the authors' formula split, seed {self.seed}"
         return self.split_assignment(ipa, meta, kind="ipa")  # auto: over both rungs, as the RPA module's
 

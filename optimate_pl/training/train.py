@@ -106,7 +106,7 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
         atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), out / "config.yaml")
         if cfg.data.source == "files" or cfg.data.get("split") == "auto":
             # One's own materials have no published split: keep the one used, for data.split=<run>/split.
-            write_split_files(datamodule.assignment, out / "split")
+            write_split_files(datamodule.split_record, out / "split")
             log.info("wrote the split to %s (reuse it with data.split=%s)", out / "split", out / "split")
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, module))

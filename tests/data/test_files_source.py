@@ -139,3 +139,23 @@ def test_own_entries_read_as_the_authors_format_are_labelled_own_data(tmp_path, 
     assert "written by optimate-pl-compute/import" in caplog.text
     assert trained_on(data) == ("files", f"your own data ({len(dm.store)} from files:my_ladder)")
     assert trained_on({"source": "figshare", "origins": {"figshare": 5}}) == ("figshare", "real DFT data (figshare)")
+
+
+def test_a_runs_split_folder_keeps_the_ipa_only_materials(tmp_path, cache_dir):
+    """An RPA run's split/ (data.split=<run>/split) listed the RPA materials alone: a TL pretraining on it dropped the
+    IPA-only ones. With data.split=auto it keeps both rungs' materials, placed as the IPA module places them."""
+    from optimate_pl.data.splits import write_split_files
+
+    db = own_database(tmp_path, cache_dir, n=40)
+    ipa_only = sorted((db / "rpa").glob("*.json"))[:3]
+    for path in ipa_only:
+        path.unlink()
+    kw = dict(source="files", root=str(db), cache_dir=str(cache_dir))
+    rpa, ipa = RPADataModule(**kw), IPADataModule(**kw)
+    rpa.setup()
+    ipa.setup()
+    folder = write_split_files(rpa.split_record, tmp_path / "split")
+    again = IPADataModule(**kw, split=str(folder))
+    again.setup()
+    assert len(rpa.assignment) == 37 and len(again.assignment) == 40
+    assert again.assignment == ipa.assignment
