@@ -47,6 +47,8 @@ BY_SETTINGS = frozenset({"too_large", "small_gap"})
 #: it (its result then lost): the entries (~40-70 kB each) and the worker's scratch (the ``nscf.gpw`` file with
 #: wave functions, up to a few hundred MB for a 6-site cell at the default cutoff).
 OUTPUT_SPACE = 16 << 20
+#: The settings of the latest run into a folder (written when it starts), for the next run to compare with.
+RUN_SETTINGS = "run_settings.json"
 SCRATCH_SPACE = 512 << 20
 
 
@@ -280,9 +282,29 @@ def compute(opts: ComputeOptions, settings: LadderSettings | None = None, progre
             todo = todo[: int(opts.limit)]
         log.info("GPAW %s (%s): %d materials to compute (level=%s, %d worker%s) -> %s", version, python, len(todo),
                  opts.level, opts.workers, "s" if opts.workers > 1 else "", out)
+        drift = settings_drift(out, settings)
+        if drift and todo:
+            log.warning("%s: the previous run into it used %s; this run uses %s. The folder will hold both (each "
+                        "entry records its settings); if that is not meant, stop (Ctrl-C) and pass the same settings",
+                        out, ", ".join(f"{k}={v[0]}" for k, v in drift.items()),
+                        ", ".join(f"{k}={v[1]}" for k, v in drift.items()))
+        atomic_write_text(json.dumps(settings.as_dict(), indent=1), out / RUN_SETTINGS)
         stats = _run(todo, opts, settings, python, workdir, progress)
         summary = _summary(out, opts, settings, version, stats, workdir)
     return summary
+
+
+def settings_drift(out: Path, settings: LadderSettings) -> dict[str, tuple]:
+    """``setting -> (before, now)`` where the previous run into ``out`` (its ``run_settings.json``) used other settings
+    than ``settings``: a resumed run that forgot e.g. ``settings.pw_cutoff_eV=350`` would otherwise fill the folder
+    with another rung unnoticed (materials are never recomputed, so nothing else would tell). The entries' own
+    settings cannot say it: a folder may hold several on purpose, and restored entries are all written at once."""
+    try:
+        before = json.loads((out / RUN_SETTINGS).read_text())
+    except (OSError, ValueError):  # a first run, or a folder restored from a pack
+        return {}
+    now = settings.as_dict()
+    return {k: (before[k], now[k]) for k in now if k in before and before[k] != now[k]}
 
 
 def _run(todo: list[InputItem], opts: ComputeOptions, settings: LadderSettings, python: str, workdir: Workdir,

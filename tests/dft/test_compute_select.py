@@ -397,3 +397,22 @@ def test_a_failure_after_the_dft_is_retried_on_request_an_unreadable_structure_n
     todo, _ = select(mod.iter_inputs(str(src)), ComputeOptions(str(src), str(out), min_gap_eV=None, retry_failed=True),
                      Workdir(out, "both"))
     assert [it.id for it in todo] == ["a"]
+
+
+def test_a_run_with_other_settings_than_the_previous_one_is_told(tmp_path, monkeypatch, caplog):
+    """A resumed IPA-rung run that forgot settings.pw_cutoff_eV=350 would add PW-400 entries to a PW-350 folder
+    without a word (materials are never recomputed, so nothing else shows it)."""
+    import logging
+
+    from optimate_pl.dft.settings import LadderSettings
+
+    mod = _fake_compute(monkeypatch, lambda: 1 << 40)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        mod.compute(_opts(tmp_path, out), LadderSettings(pw_cutoff_eV=350.0), progress=False)
+        assert "previous run" not in caplog.text  # a first run: nothing to compare with
+        assert mod.settings_drift(out, LadderSettings(pw_cutoff_eV=350.0)) == {}
+        (out / "rpa" / "a.json").unlink()  # one material left to compute
+        mod.compute(_opts(tmp_path, out), progress=False)
+    assert "the previous run into it used pw_cutoff_eV=350.0; this run uses pw_cutoff_eV=400.0" in caplog.text
+    assert mod.settings_drift(out, LadderSettings()) == {}  # this run's are now the previous ones
