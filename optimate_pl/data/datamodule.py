@@ -23,7 +23,7 @@ from .padding import PadCollate, PaddedLoader
 from .build import figshare_store, files_store, gpaw_store, load_store, synthetic_stores
 from .cache import SOURCES, fingerprint, source_label
 from .splits import (PAPER_SIZES, SPLITS, apply_split, formula_split, grouped_split, published_split,
-                     read_split_files, training_subset)
+                     read_split_files, split_mode, training_subset)
 from .store import TARGETS, GraphDataset, GraphStore
 
 log = logging.getLogger(__name__)
@@ -223,8 +223,8 @@ class SpectraDataModule(pl.LightningDataModule):
 
     @property
     def split_mode(self) -> str:
-        """``data.split`` with the source's default named: formula (synthetic), auto (files), else published."""
-        return self.split or {"synthetic": "formula", "files": "auto"}.get(self.source, "published")
+        """``data.split`` with the source's default named (:func:`~optimate_pl.data.splits.split_mode`)."""
+        return split_mode(self.split, self.source)
 
     def split_assignment(self, store: GraphStore, meta: dict, kind: str | None = None) -> tuple[dict[str, str], str]:
         """``mat_id -> split`` for this database (or ``store`` of rung ``kind``, e.g. MF's IPA rung beside its

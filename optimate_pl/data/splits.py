@@ -19,6 +19,11 @@ SPLITS = ("train", "validation", "test")
 PAPER_SIZES = {"ipa": (7742, 944, 1059), "rpa": (4610, 603, 639)}
 
 
+def split_mode(split: str | None, source: str) -> str:
+    """``data.split`` with the source's default named: formula (synthetic), auto (files), else published."""
+    return split or {"synthetic": "formula", "files": "auto"}.get(str(source), "published")
+
+
 def formula_split(mat_ids: Sequence[str], formulas: Sequence[str], seed: int = 0) -> dict[str, str]:
     """The authors' formula-grouped 80/10/10 split: ``mat_id -> 'train'|'validation'|'test'``.
 

@@ -103,10 +103,8 @@ class Workdir:
     def errors_path(self) -> Path:
         return self.root / f"errors{self.suffix}.csv"
 
-    def entry_path(self, mat_id: str, kind: str | None = None) -> Path:
-        """The entry file of ``mat_id``: ``kind`` ipa or rpa; by default the last one written (RPA for
-        ``level=both``)."""
-        kind = kind or ("rpa" if self.level == "both" else "ipa")
+    def entry_path(self, mat_id: str, kind: str) -> Path:
+        """The entry file of ``mat_id``: ``kind`` ipa or rpa."""
         return self.root / kind / entry_file_name(mat_id)
 
     def done(self, mat_id: str, retry_failed: bool) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.splits import split_mode
 from ..utils.plots import plt
 from .output import save, write_table
 from .runs import Run, StudyInputError, data_statement, load_runs
@@ -96,8 +97,7 @@ def recipe(run: Run) -> dict:
         start = OmegaConf.select(run.cfg, key, default=None)
         out[key] = start if start in (None, "auto") else "a given weight file"
     source = out["data.source"]
-    split = OmegaConf.select(run.cfg, "data.split", default=None)
-    out["data.split"] = split or {"synthetic": "formula", "files": "auto"}.get(str(source), "published")
+    out["data.split"] = split_mode(OmegaConf.select(run.cfg, "data.split", default=None), source)
     root = OmegaConf.select(run.cfg, "data.root", default=None)
     if source == "gpaw" and root:  # another pack: by its content, however its path was spelt
         from ..data import ladder
@@ -138,7 +138,7 @@ def _check_cell(key: tuple[str, str, int], runs: list[Run]) -> None:
         seen[_seed(r)] = r
 
 
-def _compare(cell: list[Run], ref: list[Run], what: str) -> tuple[float, float, float]:
+def compare_cells(cell: list[Run], ref: list[Run], what: str) -> tuple[float, float, float]:
     """:func:`paired_interval` of two cells, which must have been tested on the same materials."""
     a, b = _per_material(cell), _per_material(ref)
     if set(a.index) != set(b.index):
@@ -207,11 +207,11 @@ def backbones_table(runs: list[Run]) -> pd.DataFrame:
                "s_per_epoch": float(np.mean([r.metrics.get("time_s", np.nan) / _epochs(r) for r in rs])),
                "precision": _precision(rs)}
         if n in refs and (name, strategy) != REFERENCE:
-            diff, lo, hi = _compare(rs, refs[n], "against OPTIMATE-TL")
+            diff, lo, hi = compare_cells(rs, refs[n], "against OPTIMATE-TL")
             row.update({"vs_optimate_tl": diff, "ci_low": lo, "ci_high": hi})
         own_tl = cells.get((name, "tl", n))
         if strategy != "tl" and own_tl:  # MF or DL against TL on the same backbone (issue #35: MF >= TL at 100)
-            diff, lo, hi = _compare(rs, own_tl, "against its own TL")
+            diff, lo, hi = compare_cells(rs, own_tl, "against its own TL")
             row.update({"vs_own_tl": diff, "own_tl_ci_low": lo, "own_tl_ci_high": hi})
         rows.append(row)
     table = pd.DataFrame(rows)

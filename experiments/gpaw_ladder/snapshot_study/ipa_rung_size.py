@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from optimate_pl.studies.backbones import _per_material, paired_interval
+from optimate_pl.studies.backbones import compare_cells
 from optimate_pl.studies.output import write_table
 from optimate_pl.studies.runs import data_statement, load_runs
 
@@ -38,11 +38,11 @@ def main() -> None:
         row = {"train_size": n, "seeds": f"{len(tl730)}/{len(tl396)}",
                "tl_ipa730": np.mean([r.metrics["test/sc_median"] for r in tl730]),
                "tl_ipa396": np.mean([r.metrics["test/sc_median"] for r in tl396])}
-        row["diff"], row["ci_low"], row["ci_high"] = paired_interval(_per_material(tl730), _per_material(tl396))
+        row["diff"], row["ci_low"], row["ci_high"] = compare_cells(tl730, tl396, "730 against 396 IPA materials")
         if dl:
             row["dl"] = np.mean([r.metrics["test/sc_median"] for r in dl])
             for name, runs in (("tl_ipa730_vs_dl", tl730), ("tl_ipa396_vs_dl", tl396)):
-                d, lo, hi = paired_interval(_per_material(runs), _per_material(dl))
+                d, lo, hi = compare_cells(runs, dl, "against DL")
                 row[name] = f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
         rows.append(row)
     statement = data_statement([r for rs in big.values() for r in rs])
