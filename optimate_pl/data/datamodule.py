@@ -352,7 +352,16 @@ class SpectraDataModule(pl.LightningDataModule):
                 "max_sites": self.max_sites, "seed": self.seed, "target": self.target, "train_on": self.train_on,
                 "train_ids": str(self.train_ids) if self.train_ids else None,
                 "sizes": {"train": len(self.train_set), "validation": len(self.val_set), "test": len(self.test_set)},
-                "domain": self.domain()}
+                "ladder": self.ladder_version(), "domain": self.domain()}
+
+    def ladder_version(self) -> str | None:
+        """The digest of the GPAW ladder pack read (``data.source=gpaw`` or ``data.extra=[gpaw]``), else None. The
+        built-in ladder changes between versions under the same config, so a run records which one it learned."""
+        from . import ladder
+
+        if self.source == "gpaw":
+            return ladder.digest(self.root)
+        return ladder.digest() if "gpaw" in [str(e) for e in self.extra] else None
 
     def domain(self) -> dict:
         """The training materials' elements, sites per cell and volume per site (:mod:`optimate_pl.data.domain`)."""

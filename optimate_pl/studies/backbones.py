@@ -99,13 +99,18 @@ def recipe(run: Run) -> dict:
     source = out["data.source"]
     out["data.split"] = split_mode(OmegaConf.select(run.cfg, "data.split", default=None), source)
     root = OmegaConf.select(run.cfg, "data.root", default=None)
-    if source == "gpaw" and root:  # another pack: by its content, however its path was spelt
+    recorded = (run.metrics.get("data") or {}).get("ladder")
+    if source == "gpaw" and recorded:  # the pack the run learned, built in or not, as the run recorded it
+        root = f"pack {recorded}"
+    elif source == "gpaw" and root:  # another pack: by its content, however its path was spelt
         from ..data import ladder
 
         try:
             root = f"pack {ladder.digest(root)}"
         except OSError:  # moved or deleted since: its path is all there is
             pass
+    elif source == "gpaw":  # runs before v6 did not record it; the built-in ladder has changed since (v5 -> v6)
+        root = "the built-in ladder (version not recorded)"
     out["data.root"] = root
     return out
 

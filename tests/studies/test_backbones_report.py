@@ -131,6 +131,17 @@ def test_a_cell_pools_only_seeds_of_one_recipe_on_one_test_set(tmp_path):
     other_machine.cfg.scheduler = {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau"}
     with pytest.raises(StudyInputError, match="differ in scheduler._target_"):
         backbones_table([ref, other_machine])
+    # The GPAW ladder a run learned is the pack it recorded, wherever it was read from: the built-in one changes
+    # between versions (v5 -> v6) under the same config. Runs from before the record are one recipe among themselves.
+    v5a, v5b, v6, pinned = (_run(tmp_path / f"gpaw-{i}", "optimate", "tl", 100, list(base), ids, seed=10 + i)
+                            for i in range(4))
+    for run, ladder, root in ((v5a, None, None), (v5b, None, None), (v6, "6666", None), (pinned, "6666", "/v6")):
+        run.cfg.data = {"source": "gpaw", "root": root}
+        run.metrics["data"] = {"ladder": ladder} if ladder else {}
+    assert backbones_table([v5a, v5b]).seeds.tolist() == [2] and backbones_table([v6, pinned]).seeds.tolist() == [2]
+    with pytest.raises(StudyInputError, match=r"differ in data\.root \(the built-in ladder \(version not recorded\) "
+                                              r"vs pack 6666\)"):
+        backbones_table([v5a, v6])
     # A cell tested on other materials than OPTIMATE-TL is no paired comparison.
     visnet = _run(tmp_path / "v-tl", "visnet", "tl", 100, list(base[:60]), ids[:60])
     with pytest.raises(StudyInputError, match="not a paired comparison"):
