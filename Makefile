@@ -108,18 +108,23 @@ gpaw-efficiency: $(STAMP)
 	for s in efficiency example_spectra correlations; do $(REPORT) $$s --runs $(GPAW_DIR)/runs/efficiency --out $(GPAW_DIR)/results || exit 1; done
 	$(REPORT) gpaw_ladder --out $(GPAW_DIR)/results
 
-## The growing ladder's snapshot (issue #37 items 5-6): DL vs TL at 50 / 100 / 300 / all, 3 seeds (TL: one IPA
-## pretraining per seed on the snapshot's IPA rung), and the reports (the IPA rung's size alone:
-## experiments/gpaw_ladder/snapshot_study/README.md). SNAPSHOT_SUBSETS to run part of it.
-SNAPSHOT := $(GPAW_DIR)/snapshot
-SNAPSHOT_RUNS := $(GPAW_DIR)/snapshot_study
-SNAPSHOT_SUBSETS ?= 50,100,300,null
-gpaw-snapshot: $(STAMP)
+## The paper's study on the built-in ladder at its shape (issue #37 item 6): DL vs TL at 50 / 100 / 300 / all, 3 seeds
+## (TL: one IPA pretraining per seed on the ladder's IPA rung), the report, and the ladder's chemistry report.
+## SHAPE_SUBSETS to run part of it; SHAPE_ROOT another pack (gpaw-snapshot: the session-21 snapshot and its study).
+SHAPE_ROOT ?=
+SHAPE_RUNS ?= $(GPAW_DIR)/v6_study
+SHAPE_LADDER_OUT ?= $(GPAW_DIR)/results/v6
+SHAPE_SUBSETS ?= 50,100,300,null
+gpaw-shape: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=backbones study.models=optimate "study.strategies='tl,dl'" \
-		"study.subsets='$(SNAPSHOT_SUBSETS)'" "study.seeds='0,1,2'" 'strategy.pretrain_seed=$${seed}' \
-		data.root=$(SNAPSHOT) hydra.sweep.dir=$(SNAPSHOT_RUNS)/runs $(GPAW_ARGS)
-	$(REPORT) backbones --runs $(SNAPSHOT_RUNS)/runs --out $(SNAPSHOT_RUNS)/results
-	$(REPORT) gpaw_ladder --runs $(SNAPSHOT) --out $(GPAW_DIR)/results/snapshot
+		"study.subsets='$(SHAPE_SUBSETS)'" "study.seeds='0,1,2'" 'strategy.pretrain_seed=$${seed}' \
+		$(if $(SHAPE_ROOT),data.root=$(SHAPE_ROOT)) hydra.sweep.dir=$(SHAPE_RUNS)/runs $(GPAW_ARGS)
+	$(REPORT) backbones --runs $(SHAPE_RUNS)/runs --out $(SHAPE_RUNS)/results
+	$(REPORT) gpaw_ladder $(if $(SHAPE_ROOT),--runs $(SHAPE_ROOT)) --out $(SHAPE_LADDER_OUT)
+
+gpaw-snapshot:
+	$(MAKE) gpaw-shape SHAPE_ROOT=$(GPAW_DIR)/snapshot SHAPE_RUNS=$(GPAW_DIR)/snapshot_study \
+		SHAPE_LADDER_OUT=$(GPAW_DIR)/results/snapshot SHAPE_SUBSETS=$(or $(SNAPSHOT_SUBSETS),50,100,300,null)
 
 gpaw-sc-predictor: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=gpaw_sc_predictor $(GPAW_ARGS)
@@ -155,7 +160,7 @@ import-speed: $(STAMP)
 GPU_WHEELS ?= .gpu-wheels
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 GPU_CHECK_ARGS ?=
-.PHONY: gpu-check gpu-wheels gpaw-studies gpaw-snapshot gpaw-efficiency gpaw-sc-predictor gpaw-uncertainty gpaw-active-learning
+.PHONY: gpu-check gpu-wheels gpaw-studies gpaw-shape gpaw-snapshot gpaw-efficiency gpaw-sc-predictor gpaw-uncertainty gpaw-active-learning
 
 gpu-wheels: $(STAMP)
 	$(BIN)/python benchmarks/gpu_check.py wheels --dir $(GPU_WHEELS)

@@ -1,10 +1,10 @@
 """The domain a model was trained on, and whether a structure lies in it.
 
 A model is only as good as what it has seen: on the built-in ladder that is main-group elements of rows 1-5 in
-cells of 1-5 sites. ``training_domain`` records the elements, the sites per cell and the volume per site of the
+cells of 1-6 sites. ``training_domain`` records the elements, the sites per cell and the volume per site of the
 training materials (saved in checkpoints and model cards by the data module); ``outside`` says, for a predicted
 structure, every way it lies outside them, in words (an empty string: inside). Predictions carry it as the column
-``outside_domain`` and count it in their summary, so that a 6-site crystal on a model of 1-5-site cells, or an
+``outside_domain`` and count it in their summary, so that an 8-site crystal on a model of 1-6-site cells, or an
 element the model never saw, is never reported silently as if it were like the rest.
 """
 from __future__ import annotations

@@ -45,8 +45,8 @@ class MultiFidelityDataModule(RPADataModule):
     Spectra targets only (``data.target=eps_imag``).
 
     ``rpa_repeat``: how many times each RPA training spectrum is in ``fit_set`` (an epoch sees it that often).
-    With 100 RPA spectra beside ~400 IPA ones the expensive rung is a fifth of every epoch; repeating it weighs the
-    rung the model is tested on more (the cost of an epoch grows by the repeats).
+    With 100 RPA spectra beside 820 IPA ones (the built-in v6) the expensive rung is a ninth of every epoch; repeating
+    it weighs the rung the model is tested on more (the cost of an epoch grows by the repeats).
     """
 
     def __init__(self, *args, rpa_repeat: int = 1, **kwargs) -> None:

@@ -52,6 +52,7 @@ def model_info(weights: Weights) -> dict[str, Any]:
     return {"checkpoint": str(weights.path), "layout": weights.layout, "architecture": weights.net,
             "target": target_of_weights(weights),
             "data_source": source, "data_root": data.get("root") if source == "gpaw" else None,
+            "ladder": data.get("ladder"),
             "synthetic": bool(data.get("synthetic")), "trained_on": words,
             "cutoff": float(data.get("cutoff") or 5.0), "split": data.get("split"),
             "fingerprint": data.get("fingerprint"), "domain": data.get("domain")}

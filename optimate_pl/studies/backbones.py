@@ -112,6 +112,9 @@ def recipe(run: Run) -> dict:
     elif source == "gpaw":  # runs before v6 did not record it; the built-in ladder has changed since (v5 -> v6)
         root = "the built-in ladder (version not recorded)"
     out["data.root"] = root
+    if "gpaw" in [str(e) for e in (out.get("data.extra") or [])]:  # the built-in ladder mixed in: which version
+        out["data.extra"] = [f"gpaw (pack {recorded or 'version not recorded'})" if str(e) == "gpaw" else e
+                             for e in out["data.extra"]]
     return out
 
 

@@ -73,12 +73,32 @@ class Run:
         return load_model(path)
 
     def datamodule(self):
-        """The run's data module, set up (from the cache)."""
+        """The run's data module, set up (from the cache). Refused where it is not the data the run learned: the
+        built-in GPAW ladder changes between versions under the same config (v5 -> v6)."""
         import hydra.utils
 
         dm = hydra.utils.instantiate(self.cfg.data, _convert_="all")
         dm.setup()
+        self._check_same_ladder(dm)
         return dm
+
+    def _check_same_ladder(self, dm) -> None:
+        recorded = self.metrics.get("data") or {}
+        now = dm.ladder_version() if hasattr(dm, "ladder_version") else None
+        if now is None:
+            return
+        hint = (". The built-in ladder was v5 until 2026-12-07 (session 23); v5 is kept in "
+                "experiments/gpaw_ladder/builtin_v5: set data.root to that folder in the run's config.yaml")
+        learned = recorded.get("ladder")
+        if learned and learned != now:
+            raise StudyInputError(f"run {self.dir} learned the GPAW ladder pack {learned}, but its config now reads "
+                                  f"pack {now}{hint}")
+        sizes = recorded.get("sizes") or {}
+        for split, dataset in (("validation", dm.val_set), ("test", dm.test_set)):
+            if not learned and sizes.get(split) not in (None, len(dataset)):
+                raise StudyInputError(f"run {self.dir} was tested on {sizes['test']} materials ({sizes['validation']} "
+                                      f"for validation), but its config now reads a GPAW ladder with "
+                                      f"{len(dm.test_set)} ({len(dm.val_set)}): another version{hint}")
 
 
 def load_runs(root: str | Path, what: str = "") -> list[Run]:
@@ -126,7 +146,11 @@ def data_statement(runs: list[Run]) -> str:
     if sources == ["gpaw"]:
         roots = sorted({str(r.cfg.data.get("root") or "") for r in runs})
         ladder = gpaw_ladder_words(", ".join(p or "the built-in one" for p in roots) if roots != [""] else None)
-        return f"GPAW-computed (real physics: {ladder}; not the authors' databases, so no published numbers beside it)"
+        packs = sorted({str(((getattr(r, "metrics", None) or {}).get("data") or {}).get("ladder")
+                            or "version not recorded") for r in runs})
+        mixed = "MIXED ladder versions, not comparable with each other: " if len(packs) > 1 else ""
+        return (f"{mixed}GPAW-computed (real physics: {ladder}, pack {', '.join(packs)}; not the authors' databases, "
+                f"so no published numbers beside it)")
     if sources != ["figshare"] and sources != ["files"]:
         return SYNTHETIC_STATEMENT
     data = runs[0].metrics.get("data") or {}

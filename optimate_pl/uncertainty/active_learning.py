@@ -104,6 +104,7 @@ def run_campaign(cfg: DictConfig, init: Path | Any | None = None) -> dict[str, A
                                   "train_ids": None}, _convert_="all")
     dm.setup()
     pool = list(dm.train_set.mat_ids)
+    ladder_pack = dm.ladder_version()  # the built-in GPAW ladder changes between versions under the same config
     sizes = list(range(int(al.initial), int(al.until) + 1, int(al.step)))
     rows: list[dict[str, Any]] = []
     for rep in range(int(al.repetitions)):
@@ -127,7 +128,7 @@ def run_campaign(cfg: DictConfig, init: Path | Any | None = None) -> dict[str, A
                 atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out / "campaign.csv")
                 log.info("active learning: repetition %d, %s, %d RPA materials: test median SC %.4f", rep, name,
                          len(labelled), metrics.get("test/sc_median", float("nan")))
-    atomic_write_text(json.dumps({"source": cfg.data.source, "sizes": sizes, "acquisitions": list(al.acquisitions),
+    atomic_write_text(json.dumps({"source": cfg.data.source, "ladder": ladder_pack, "sizes": sizes, "acquisitions": list(al.acquisitions),
                                   "repetitions": int(al.repetitions)}, indent=2), out / "campaign.json")
     return {"objective": None, "campaign": str(out / "campaign.csv"), "rows": len(rows)}
 

@@ -142,6 +142,13 @@ def test_a_cell_pools_only_seeds_of_one_recipe_on_one_test_set(tmp_path):
     with pytest.raises(StudyInputError, match=r"differ in data\.root \(the built-in ladder \(version not recorded\) "
                                               r"vs pack 6666\)"):
         backbones_table([v5a, v6])
+    # The built-in ladder mixed into one's own data (data.extra=[gpaw]): its version is part of the recipe too.
+    for run, ladder in ((v5a, None), (v6, "6666")):
+        run.cfg.data = {"source": "files", "extra": ["gpaw"]}
+        run.metrics["data"] = {"ladder": ladder} if ladder else {}
+    with pytest.raises(StudyInputError, match=r"differ in data\.extra \(\['gpaw \(pack version not recorded\)'\] vs "
+                                              r"\['gpaw \(pack 6666\)'\]\)"):
+        backbones_table([v5a, v6])
     # A cell tested on other materials than OPTIMATE-TL is no paired comparison.
     visnet = _run(tmp_path / "v-tl", "visnet", "tl", 100, list(base[:60]), ids[:60])
     with pytest.raises(StudyInputError, match="not a paired comparison"):

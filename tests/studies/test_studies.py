@@ -247,14 +247,45 @@ def test_a_report_names_the_packed_ladder_its_runs_learned():
 
     from optimate_pl.studies.runs import data_statement
 
-    def run(root):
-        return SimpleNamespace(cfg=OmegaConf.create({"data": {"source": "gpaw", "root": root}}))
+    def run(root, pack=None):
+        return SimpleNamespace(cfg=OmegaConf.create({"data": {"source": "gpaw", "root": root}}),
+                               metrics={"data": {"ladder": pack} if pack else {}})
 
     assert "the built-in PBE ladder" in data_statement([run(None), run(None)])
     snap = data_statement([run("experiments/gpaw_ladder/snapshot")] * 2)
-    assert "packed at experiments/gpaw_ladder/snapshot;" in snap and "built-in" not in snap
+    assert "packed at experiments/gpaw_ladder/snapshot, pack version not recorded;" in snap and "built-in" not in snap
     assert "packed at the built-in one, experiments/gpaw_ladder/snapshot" in data_statement(
         [run(None), run("experiments/gpaw_ladder/snapshot")])
+    # The built-in ladder changes between versions under the same config: the statement names the pack each run
+    # recorded, and two packs are not comparable (v5's 65 test materials are not v6's 80).
+    v6 = data_statement([run(None, "c25893c2063477bd")] * 2)
+    assert "pack c25893c2063477bd;" in v6 and not v6.startswith("MIXED")
+    assert data_statement([run(None), run(None, "c25893c2063477bd")]).startswith("MIXED ladder versions")
+
+
+def test_a_run_is_never_read_with_another_ladder_version_than_it_learned(tmp_path):
+    """Rebuilding a run's data module from its config gives today's built-in ladder: a run that learned another
+    version (recorded, or told by its validation and test sizes) is refused, naming where v5 is, instead of pairing
+    its test results with other materials (a KeyError, or a silent figure of other data)."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from optimate_pl.studies.runs import Run, StudyInputError
+
+    dm = SimpleNamespace(ladder_version=lambda: "c25893c2063477bd", val_set=[0] * 63, test_set=[0] * 80)
+    cfg = OmegaConf.create({"data": {"source": "gpaw"}})
+
+    def run(data):
+        return Run(tmp_path, cfg, {"data": data})
+
+    run({"ladder": "c25893c2063477bd", "sizes": {"validation": 63, "test": 80}})._check_same_ladder(dm)
+    with pytest.raises(StudyInputError, match="learned the GPAW ladder pack 3064b4569d124b04, but its config now "
+                                              "reads pack c25893c2063477bd.*builtin_v5"):
+        run({"ladder": "3064b4569d124b04"})._check_same_ladder(dm)
+    with pytest.raises(StudyInputError, match="tested on 65 materials .50 for validation.*with 80 .63.*builtin_v5"):
+        run({"sizes": {"train": 396, "validation": 50, "test": 65}})._check_same_ladder(dm)
+    run({"sizes": {"train": 300, "validation": 63, "test": 80}})._check_same_ladder(dm)  # unrecorded, same sizes
 
 
 def test_a_report_of_ones_own_data_or_of_mixed_sources_says_so():
