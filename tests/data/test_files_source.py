@@ -44,12 +44,13 @@ def test_grouped_split_rules():
     assert sorted(tiny.values()) == sorted(SPLITS)
 
 
-def own_database(folder: Path, cache_dir: Path, n: int) -> Path:
-    """``n`` materials of the built-in ladder under ids of one's own (outside the published split), in the compute
-    command's layout: ``ipa/<id>.json``, ``rpa/<id>.json`` (from the session's unpacked ladder, shared)."""
+def own_database(folder: Path, cache_dir: Path, n: int, start: int = 0) -> Path:
+    """``n`` materials of the built-in ladder (from the ``start``-th, by name) under ids of one's own (outside the
+    published split), in the compute command's layout: ``ipa/<id>.json``, ``rpa/<id>.json`` (from the session's
+    unpacked ladder, shared)."""
     zips = ladder.unpack(cache_dir)
     with zipfile.ZipFile(zips["rpa"]) as zf:  # materials with both rungs (the IPA rung has more)
-        names = sorted(zf.namelist())[:n]
+        names = sorted(zf.namelist())[start:start + n]
     for kind in ("ipa", "rpa"):
         (folder / "db" / kind).mkdir(parents=True)
         with zipfile.ZipFile(zips[kind]) as zf:

@@ -146,14 +146,18 @@ def test_mf_splits_the_ipa_rung_as_the_ipa_module_does_on_ones_own_data(tmp_path
     the IPA module's (placed over both rungs), so MF fits no IPA spectrum that TL's pretraining holds out. (MF
     placed the IPA rung over the IPA rung alone, and on these six materials two moved.)"""
     from optimate_pl.data.datamodule import IPADataModule
+    from optimate_pl.data.splits import grouped_split
     from tests.data.test_files_source import own_database
 
-    db = own_database(tmp_path, cache_dir, n=6)
+    db = own_database(tmp_path, cache_dir, n=6, start=47)  # six of the built-in v6 where the placements differ
     sorted((db / "ipa").glob("*.json"))[-1].unlink()  # an RPA-only material
     kw = dict(source="files", root=str(db), cache_dir=str(cache_dir))
     ipa, mf = IPADataModule(**kw), MultiFidelityDataModule(**kw)
     store, meta = ipa.load_rung()
     assignment, _ = ipa.split_assignment(store, meta)  # (its test split is empty here: it would not set up)
+    # The case tells the two apart: placed over the IPA rung alone (MF's old split), some material moves.
+    alone = grouped_split(list(store.mat_id), list(store.formula), seed=0)
+    assert any(alone[m] != assignment[m] for m in store.mat_id)
     mf.setup()
     fit = mf.fit_set.store
     fitted = sorted(m for m, f in zip(fit.mat_id, fit.fidelity.tolist()) if f == IPA)
