@@ -350,12 +350,12 @@ def describe(src: str | Path | None = None) -> dict[str, Any]:
     for m in materials:
         n = len(m["structure"]["sites"])
         sites[n] = sites.get(n, 0) + 1
+    seconds = [m["parameters"]["core_seconds"]["total"] for m in materials]
     return {"materials": len(materials), "with_rpa": sum(m["has_rpa"] for m in materials),
             "compact": sum("compact" in m for m in materials), "sites": dict(sorted(sites.items())),
-            "core_hours": round(sum(m["parameters"]["core_seconds"]["total"] for m in materials) / 3600, 2),
+            "core_hours": round(sum(seconds) / 3600, 2),
             # The IPA-only materials are a cheaper run (their own settings): their cost apart.
-            "core_hours_ipa_only": round(sum(m["parameters"]["core_seconds"]["total"] for m in materials
-                                             if not m["has_rpa"]) / 3600, 2)}
+            "core_hours_ipa_only": round(sum(s for s, m in zip(seconds, materials) if not m["has_rpa"]) / 3600, 2)}
 
 
 def local_field_shortfall(materials: list[dict], min_G: int) -> list[str]:

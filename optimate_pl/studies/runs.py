@@ -90,15 +90,18 @@ class Run:
         hint = (". The built-in ladder was v5 until 2026-12-07 (session 23); v5 is kept in "
                 "experiments/gpaw_ladder/builtin_v5: set data.root to that folder in the run's config.yaml")
         learned = recorded.get("ladder")
-        if learned and learned != now:
-            raise StudyInputError(f"run {self.dir} learned the GPAW ladder pack {learned}, but its config now reads "
-                                  f"pack {now}{hint}")
+        if learned:
+            if learned != now:
+                raise StudyInputError(f"run {self.dir} learned the GPAW ladder pack {learned}, but its config now "
+                                      f"reads pack {now}{hint}")
+            return
+        # Before the record: the validation and test sizes tell versions apart (v5 50/65, v6 63/80).
         sizes = recorded.get("sizes") or {}
-        for split, dataset in (("validation", dm.val_set), ("test", dm.test_set)):
-            if not learned and sizes.get(split) not in (None, len(dataset)):
-                raise StudyInputError(f"run {self.dir} was tested on {sizes['test']} materials ({sizes['validation']} "
-                                      f"for validation), but its config now reads a GPAW ladder with "
-                                      f"{len(dm.test_set)} ({len(dm.val_set)}): another version{hint}")
+        if any(sizes.get(split) not in (None, n) for split, n in (("validation", len(dm.val_set)),
+                                                                  ("test", len(dm.test_set)))):
+            raise StudyInputError(f"run {self.dir} was tested on {sizes.get('test')} materials "
+                                  f"({sizes.get('validation')} for validation), but its config now reads a GPAW "
+                                  f"ladder with {len(dm.test_set)} ({len(dm.val_set)}): another version{hint}")
 
 
 def load_runs(root: str | Path, what: str = "") -> list[Run]:

@@ -128,8 +128,9 @@ def run_campaign(cfg: DictConfig, init: Path | Any | None = None) -> dict[str, A
                 atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out / "campaign.csv")
                 log.info("active learning: repetition %d, %s, %d RPA materials: test median SC %.4f", rep, name,
                          len(labelled), metrics.get("test/sc_median", float("nan")))
-    atomic_write_text(json.dumps({"source": cfg.data.source, "ladder": ladder_pack, "sizes": sizes, "acquisitions": list(al.acquisitions),
-                                  "repetitions": int(al.repetitions)}, indent=2), out / "campaign.json")
+    atomic_write_text(json.dumps({"source": cfg.data.source, "ladder": ladder_pack, "sizes": sizes,
+                                  "acquisitions": list(al.acquisitions), "repetitions": int(al.repetitions)},
+                                 indent=2), out / "campaign.json")
     return {"objective": None, "campaign": str(out / "campaign.csv"), "rows": len(rows)}
 
 
