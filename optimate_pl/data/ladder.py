@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..utils.atomic import atomic_open, atomic_write_text, file_lock, remove_with_checksum, verify_file
+from . import failures
 from .entries import damaged_entry, entry_file_name
 from ..spectra.grid import ENERGY_GRID
 
@@ -76,6 +77,9 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
     dataset replaced by a folder of two materials) unless ``replace``; restoring ``dest`` into the folder first
     makes the new pack hold both. So is a folder holding another calculation of a packed material (other settings,
     another local-field basis; the RPA rung lost): ``replace`` takes the folder's, ``restore --replace`` the pack's.
+
+    The folder's failures that are the materials' own (a metal, an odd electron count: :mod:`.failures`) go into
+    ``failures.csv`` beside the spectra, so that a run continued from the pack does not compute them again.
 
     ``compact`` keeps of a material with the IPA rung alone only what a model learns from: the trace of Im ε
     (no Re ε, no separate Cartesian components), in float16 where lossless at 1e-3 of its maximum (about a fifth
@@ -149,6 +153,11 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
                          f"{what}): packing would replace them. Pass --replace to take the folder's (recomputed on "
                          f"purpose), or keep the pack's: python -m optimate_pl.data.ladder restore --replace {dest} "
                          f"{folder}")
+    # Read before anything is written (a bad table stops the pack whole). The materials that failed for reasons of their own (the pack's and the folder's), so that a run continued from
+    # the pack does not compute them again; not a material the pack now holds (computed since, other settings).
+    failed = failures.own({**failures.read_table(dest / failures.PACKED_NAME), **failures.read_folder(folder)})
+    held = {m["mat_id"] for m in materials}
+    failed = {k: r for k, r in failed.items() if k not in held}
     dest.mkdir(parents=True, exist_ok=True)
     listing = io.BytesIO()
     with gzip.GzipFile(fileobj=listing, mode="wb", mtime=0) as gz:
@@ -163,7 +172,11 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
         fh.write(listing.getvalue())
     with atomic_open(dest / "spectra.npz", "wb") as fh:
         np.savez_compressed(fh, **arrays, grid=PACK_GRID.astype(np.float32))
+    if failed:
+        failures.write_table(failed, dest / failures.PACKED_NAME)
     out = {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows) + len(halves)}
+    if failed:
+        out["failed"] = len(failed)
     n_compact = sum("compact" in m for m in materials)
     if n_compact:
         out["compact"] = n_compact
@@ -316,7 +329,8 @@ def restore(src: str | Path, folder: str | Path, ids: Collection[str] | None = N
     a long computation continues on another machine from its committed packed progress. An entry the folder
     already holds whole is kept, not replaced, unless ``replace`` (the pack's calculation wins: e.g. a material
     recomputed elsewhere and packed, over the folder's older one). ``ids``: only these materials (all by default).
-    Returns the materials and the entries restored and kept.
+    The pack's failures (``failures.csv``) go into the folder's ``errors-packed.csv``, which the compute command
+    reads as its own. Returns the materials, the entries restored and kept, and the failures restored (if any).
     """
     materials, rows = load(src)
     if ids is not None:
@@ -335,6 +349,17 @@ def restore(src: str | Path, folder: str | Path, ids: Collection[str] | None = N
                 continue
             atomic_write_text(json.dumps(_entry(m, rows, kind)), path)
             counts["restored"] += 1
+    # The pack's failures, as a table of their own that the compute command reads beside its own (never rewritten by
+    # a run): the materials stay failed instead of being computed again. Not those the folder has entries of.
+    failed = failures.read_table(Path(src) / failures.PACKED_NAME)
+    if ids is not None:
+        failed = {k: r for k, r in failed.items() if k in wanted}
+    failed = {k: r for k, r in failed.items() if not (folder / "ipa" / entry_file_name(k)).exists()}
+    if failed:
+        folder.mkdir(parents=True, exist_ok=True)
+        failures.write_table({**failures.read_table(folder / failures.RESTORED_NAME), **failed},
+                             folder / failures.RESTORED_NAME)
+        counts["failed"] = len(failed)
     return {"materials": len(materials), **counts}
 
 
@@ -355,7 +380,8 @@ def describe(src: str | Path | None = None) -> dict[str, Any]:
             "compact": sum("compact" in m for m in materials), "sites": dict(sorted(sites.items())),
             "core_hours": round(sum(seconds) / 3600, 2),
             # The IPA-only materials are a cheaper run (their own settings): their cost apart.
-            "core_hours_ipa_only": round(sum(s for s, m in zip(seconds, materials) if not m["has_rpa"]) / 3600, 2)}
+            "core_hours_ipa_only": round(sum(s for s, m in zip(seconds, materials) if not m["has_rpa"]) / 3600, 2),
+            "failed": len(failures.read_table(folder / failures.PACKED_NAME))}
 
 
 def local_field_shortfall(materials: list[dict], min_G: int) -> list[str]:
@@ -389,11 +415,13 @@ def main(argv: list[str] | None = None) -> None:
         info = run_tool(lambda: pack(args.folder, args.dest, args.replace, args.compact), args)
         print(f"packed {info['materials']} materials ({info['rpa']} with the RPA rung"
               + (f", {info['compact']} IPA-only compact" if info.get("compact") else "") + f") into "
-              f"{args.dest or builtin_dir()}" + (f", dropping {info['dropped']}" if info.get("dropped") else ""))
+              f"{args.dest or builtin_dir()}" + (f", dropping {info['dropped']}" if info.get("dropped") else "")
+              + (f"; {info['failed']} failures of their own kept in failures.csv" if info.get("failed") else ""))
     elif args.cmd == "restore":
         info = run_tool(lambda: restore(args.packed, args.folder, replace=args.replace), args)
         print(f"restored {info['materials']} materials into {args.folder}: {info['restored']} entries written"
-              + (f", {info['kept']} already there kept as they are" if info["kept"] else ""))
+              + (f", {info['kept']} already there kept as they are" if info["kept"] else "")
+              + (f", {info['failed']} failures of their own (not computed again)" if info.get("failed") else ""))
     else:
         print(json.dumps(run_tool(lambda: describe(args.dest), args), indent=2))
 

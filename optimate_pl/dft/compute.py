@@ -32,17 +32,12 @@ from typing import Any, Iterable
 from ..utils.atomic import DiskFullError, atomic_write_text, file_lock, require_free_space
 from ..data.inputs import InputItem, iter_inputs, read_structure
 from ..data.entries import damaged_entry, entry_file_name
+from ..data.failures import BY_SETTINGS, TRANSIENT, read_folder, read_table, write_table
 from .entries import ipa_entry, rpa_entry
 from .runner import MaterialFailed, gpaw_python, run_material, stop_workers
 from .settings import LadderSettings
 
 log = logging.getLogger(__name__)
-ERROR_COLUMNS = ("id", "source", "reason", "message", "seconds")
-#: Failures worth another try on a later run only when asked (retry_failed=true); the others are the material's.
-TRANSIENT = frozenset({"time_limit", "gpaw_error", "after_dft"})
-#: Materials left out by a setting of the run (max_sites, min_gap_eV), not by their own physics: never taken as done,
-#: so that a run with other settings computes them (each run's filters decide again, before any DFT).
-BY_SETTINGS = frozenset({"too_large", "small_gap"})
 #: Free space checked before each material starts, so that a full disk stops the run before a calculation, not after
 #: it (its result then lost): the entries (~40-70 kB each) and the worker's scratch (the ``nscf.gpw`` file with
 #: wave functions, up to a few hundred MB for a 6-site cell at the default cutoff).
@@ -91,13 +86,9 @@ class Workdir:
         (self.root / "ipa").mkdir(parents=True, exist_ok=True)
         if level == "both":
             (self.root / "rpa").mkdir(exist_ok=True)
-        self.errors: dict[str, dict] = {}  # this run's table
-        self.known: dict[str, dict] = {}  # every table of the folder (other chunks too)
-        for path in sorted(self.root.glob("errors*.csv")):
-            for row in csv.DictReader(path.open(newline="")):
-                self.known[row["id"]] = row
-                if path.name == self.errors_path.name:
-                    self.errors[row["id"]] = row
+        self.errors: dict[str, dict] = read_table(self.errors_path)  # this run's table
+        # Every table of the folder: other chunks', and the failures restored from a pack (errors-packed.csv).
+        self.known: dict[str, dict] = read_folder(self.root)
 
     @property
     def errors_path(self) -> Path:
@@ -144,11 +135,7 @@ class Workdir:
         self._write_errors()
 
     def _write_errors(self) -> None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, ERROR_COLUMNS)
-        writer.writeheader()
-        writer.writerows(self.errors.values())
-        atomic_write_text(buf.getvalue(), self.errors_path)
+        write_table(self.errors, self.errors_path)
 
 
 def read_ids(path: str | Path) -> list[str]:

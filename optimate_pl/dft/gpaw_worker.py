@@ -181,6 +181,10 @@ def compute(task: dict, workdir: str) -> dict:
     times["empty_bands"] = time.process_time() - t0
     iterations = {"ground_state": int(gs.scf.niter), "empty_bands": int(nscf.scf.niter)}
     gap_ind, gap_dir, vbm = _gaps(nscf)
+    # The readers' filter reads this (dense-grid) gap, which can lie below the ground state's: stop before the
+    # response rather than compute a spectrum they would drop.
+    if gap_ind < s["min_gap_eV"]:
+        _fail(f"PBE gap {gap_ind:.3f} eV < {s['min_gap_eV']} eV on the dense k-grid of the empty-band step")
     eps_top = min(nscf.get_eigenvalues(kpt=k)[nconv - 1] for k in range(len(nscf.get_ibz_k_points())))
     nkpts_ibz = len(nscf.get_ibz_k_points())
     t0 = time.process_time()

@@ -178,3 +178,41 @@ def test_a_material_restored_from_a_compact_pack_packs_compact_again(folder, tmp
     assert info["compact"] == 1
     m = next(m for m in ladder.read_materials(tmp_path / "repacked") if not m["has_rpa"])
     assert m["compact"] == "float16" and set(m["spectra"]) == {"ipa_epsI"}
+
+
+def test_a_materials_own_failures_travel_with_the_pack_and_are_not_computed_again(folder, tmp_path, capsys):
+    """A metal found after a ground state fails on every run: the pack carries it (failures.csv), a restored folder
+    holds it as failed, and a run continued there skips it. Failures worth a retry, or decided by a run's settings,
+    are not carried; nor one of a material the pack holds."""
+    import shutil
+
+    from optimate_pl.dft.compute import Workdir
+
+    run = tmp_path / "run"
+    shutil.copytree(folder, run)
+    header = "id,source,reason,message,seconds\n"
+    (run / "errors.csv").write_text(header + "agm-metal,in.json#3,not_insulator,PBE gap 0.1 eV < 0.5 eV,9.5\n"
+                                    "agm-slow,in.json#4,time_limit,CPU time limit 3600 s,3600.0\n"
+                                    "agm-big,in.json#5,too_large,7 sites > max_sites 6,0.0\n"
+                                    "agm-ipa-only,in.json#6,not_insulator,an older run's failure,3.0\n")
+    (run / "errors-2-of-4.csv").write_text(header + "agm-odd,in.json#7,not_insulator,odd number of valence "
+                                           "electrons (9),2.1\n")
+    info = ladder.pack(run, tmp_path / "packed")
+    assert info["failed"] == 2 and ladder.describe(tmp_path / "packed")["failed"] == 2
+    target = tmp_path / "target"
+    assert ladder.restore(tmp_path / "packed", target)["failed"] == 2
+    work = Workdir(target, "ipa")
+    assert work.done("agm-metal", retry_failed=True) and work.done("agm-odd", retry_failed=True)
+    assert "odd number of valence electrons" in work.known["agm-odd"]["message"]
+    assert not work.done("agm-slow", retry_failed=True) and not work.done("agm-big", retry_failed=False)
+    # Packed again from the restored folder, and with a new failure of this run: the pack keeps both.
+    (target / "errors.csv").write_text(header + "agm-new-metal,in.json#8,not_insulator,PBE gap 0.2 eV,5.0\n")
+    ladder.main(["pack", str(target), str(tmp_path / "packed")])
+    assert "; 3 failures of their own kept in failures.csv" in capsys.readouterr().out
+    assert ladder.restore(tmp_path / "packed", tmp_path / "other")["failed"] == 3
+    # A table that is not the compute command's stops the pack before it writes anything.
+    before = (tmp_path / "packed" / "materials.json.gz").read_bytes()
+    (run / "errors.csv").write_text("id,why\nagm-metal,a metal\n")
+    with pytest.raises(ValueError, match=r"errors\.csv is not an error table of the compute command.*'reason'"):
+        ladder.pack(run, tmp_path / "packed", replace=True)
+    assert (tmp_path / "packed" / "materials.json.gz").read_bytes() == before

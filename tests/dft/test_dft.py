@@ -239,13 +239,27 @@ def test_bad_level_and_missing_structure_fail_clearly(tmp_path):
         run_material(s, LOW, "ipa", python=GPAW)
 
 
+
+def test_a_gap_that_closes_on_the_dense_grid_stops_before_the_response():
+    """The readers' filter reads the indirect gap of the dense (empty-band) k-grid, which can lie below the ground
+    state's: silicon's conduction minimum lies 85 % of the way to X, which the 5x5x5 grid comes closer to than
+    the 4x4x4 one (PBE at these settings, measured once: 0.69 eV on 4x4x4, 0.56 eV on 5x5x5). With the bound
+    between the two, the material passes the ground state's check and is stopped on the dense grid, before the
+    response is computed for a spectrum the readers would drop."""
+    si = Structure(Lattice([[0, 2.715, 2.715], [2.715, 0, 2.715], [2.715, 2.715, 0]]), ["Si", "Si"],
+                   [[0, 0, 0], [0.25, 0.25, 0.25]])
+    with pytest.raises(MaterialFailed, match=r"PBE gap 0\.5\d\d eV < 0\.62 eV on the dense k-grid") as err:
+        run_material(si, replace(LOW, min_gap_eV=0.62), "ipa", python=GPAW, nice=0)
+    assert err.value.reason == "not_insulator"
+
 def test_pack_keeps_the_spectra(computed, tmp_path):
     """The built-in dataset's packing (0.05 eV grid, float32) and unpacking to the databases loses < 1e-3."""
     from optimate_pl.data import ladder
 
     _, out, _ = computed
     info = ladder.pack(out, tmp_path / "packed")
-    assert info == {"materials": 1, "rpa": 1, "rows": 4}  # cubic: one component per spectrum
+    # Cubic: one component per spectrum. The metal and the disordered cell fail on every run: the pack keeps them.
+    assert info == {"materials": 1, "rpa": 1, "rows": 4, "failed": 2}
     paths = ladder.unpack(tmp_path / "cache", tmp_path / "packed")
     for kind in ("ipa", "rpa"):
         orig = read_database(out / kind, kind, workers=1).records[0]
@@ -255,13 +269,19 @@ def test_pack_keeps_the_spectra(computed, tmp_path):
         assert np.abs(back.spectrum - orig.spectrum).max() < 1e-3 * orig.spectrum.max()
     assert ladder.unpack(tmp_path / "cache", tmp_path / "packed") == paths  # cached, not rewritten
     # Restored into a fresh folder, the packed progress counts as done for the compute command.
-    assert ladder.restore(tmp_path / "packed", tmp_path / "again") == {"materials": 1, "restored": 2, "kept": 0}
+    assert ladder.restore(tmp_path / "packed", tmp_path / "again") == {"materials": 1, "restored": 2, "kept": 0,
+                                                                       "failed": 2}
     again = read_database(tmp_path / "again" / "rpa", "rpa", workers=1).records[0]
     assert np.abs(again.spectrum - read_database(out / "rpa", "rpa", workers=1).records[0].spectrum).max() < 1e-3 * \
         again.spectrum.max()
     from optimate_pl.dft.compute import Workdir
 
     assert Workdir(tmp_path / "again", "both").done(again.mat_id, retry_failed=False)
+    # A run continued there computes nothing: NaCl is done, the metal and the disordered cell stay failed.
+    src = computed[0]
+    rerun = compute(ComputeOptions(input=str(src), output=str(tmp_path / "again"), nice=0, retry_failed=True), LOW,
+                    progress=False)
+    assert rerun["this_run"]["computed"] == 0 and rerun["this_run"]["failed"] == 0
 
 
 def test_packing_never_drops_a_packed_material_unasked(computed, tmp_path):
@@ -286,7 +306,8 @@ def test_packing_never_drops_a_packed_material_unasked(computed, tmp_path):
     assert (tmp_path / "packed" / "materials.json.gz").read_bytes() == before  # untouched
     assert ladder.restore(tmp_path / "packed", other)["restored"] == 2  # the way the error names: both, then pack
     assert ladder.pack(other, tmp_path / "packed")["materials"] == 2
-    assert ladder.pack(out, tmp_path / "packed", replace=True) == {"materials": 1, "rpa": 1, "rows": 4, "dropped": 1}
+    assert ladder.pack(out, tmp_path / "packed", replace=True) == {"materials": 1, "rpa": 1, "rows": 4, "failed": 2,
+                                                                    "dropped": 1}
     with pytest.raises(ValueError, match="not an optimate-pl-compute output folder"):
         ladder.pack(tmp_path / "nothing", tmp_path / "packed")
     shutil.rmtree(other)
