@@ -70,6 +70,10 @@ ARMS = {
     "A12": ("both", {"eigenstates_tol": 1.0, "extra_bands_frac": 0.3, **GS}, "A0"),
     "A13": ("both", {**NEW, **GS3}, "A0"),
     "A14": ("both", {**NEW, **GS3, "kpt_density_gs": 2.0}, "A0"),
+    # A0 and A13 again, timed together with nothing else running (session 24): A13 was computed in a later run than
+    # A0, and the same calculation's CPU seconds can differ twofold with the load of the cores (I9x below).
+    "A0x": ("both", {}, "A0x"),
+    "A13x": ("both", {**NEW, **GS3}, "A0x"),
     "I0": ("ipa", IPA_RUN, "I0"),
     "I1": ("ipa", {**IPA_RUN, **FAST, "ipa_empty_bands_above_vbm_eV": 15.0}, "I0"),
     "I2": ("ipa", {**IPA_RUN, **FASTER, "ipa_empty_bands_above_vbm_eV": 15.0}, "I0"),
@@ -84,6 +88,15 @@ ARMS = {
     # below issue #37's 0.90 (azides, oxides, fluorides: first-row anions want more than 300 eV).
     "I8": ("ipa", {**IPA_RUN, **NEW, **GS3, "kpt_density_gs": 2.0, "pw_cutoff_eV": 400.0}, "I0"),
     "I9": ("ipa", {**IPA_RUN, **NEW, **GS3, "kpt_density_gs": 2.0, "pw_cutoff_eV": 350.0}, "I0"),
+    # I9 on coarser dense k-grids (session 24): the IPA-only run's cost is mostly the empty-band step, whose work grows
+    # with the number of k-points, and I9 sits well above the 0.90 bound against the reference (median 0.948). I9 is
+    # computed again beside them (I9x, the same settings) so that the three are timed under the same conditions: I9's
+    # own rows come from another session, and the same calculation's CPU seconds differ between sessions (load).
+    "I9x": ("ipa", {**IPA_RUN, **NEW, **GS3, "kpt_density_gs": 2.0, "pw_cutoff_eV": 350.0}, "I0"),
+    "I10": ("ipa", {**IPA_RUN, **NEW, **GS3, "kpt_density_gs": 2.0, "pw_cutoff_eV": 350.0, "kpt_density_nscf": 3.5},
+            "I9x"),
+    "I11": ("ipa", {**IPA_RUN, **NEW, **GS3, "kpt_density_gs": 2.0, "pw_cutoff_eV": 350.0, "kpt_density_nscf": 3.0},
+            "I9x"),
     # The IPA rung at the all-larger reference settings of convergence.py (its 7 materials have it already):
     # what the cheap IPA run is scored against on 4-6-site cells (issue #37 item 1).
     "R": ("ipa", REFERENCE, "R"),
@@ -100,7 +113,10 @@ LABELS = {
     "I4": "I0 + A10 + IPA bands to 15 eV", "I5": "I0 + A10 (bands to 20 eV)", "I6": "I0 + A11 (bands to 20 eV)",
     "A13": "A11 + ground state 1e-3 / 1e-5 (**the defaults**)", "A14": "A13 + ground-state k-density 2.0",
     "I7": "I0 + A14 (PW 300: below issue #37's 0.90 against the reference)", "R": "the reference settings (IPA only)",
-    "I8": "I7 at PW 400 eV (k-density 4.0)", "I9": "I7 at PW 350 eV (**the IPA-only run from now on**)",
+    "I8": "I7 at PW 400 eV (k-density 4.0)", "I9": "I7 at PW 350 eV (the IPA-only run, sessions 15-23)",
+    "A0x": "A0 again, timed with A13x, idle", "A13x": "A13 again, timed with A0x, idle (against A0x)",
+    "I9x": "I9 again, timed beside I10 and I11", "I10": "I9 at k-density 3.5 (against I9x)",
+    "I11": "I9 at k-density 3.0 (against I9x; **the IPA-only run from session 24**)",
 }
 
 
@@ -208,7 +224,15 @@ def report() -> str:
     lines += ["", "Columns: ratio of sums = Σ core-s of the arm / Σ of its baseline; nscf = the empty-band step alone; "
               "SC[arm; baseline] of the trace of Im ε; the last two: SC[arm; reference] - SC[baseline; reference] on the 7 "
               "materials of the convergence study, whose all-larger reference is in `convergence_combined_raw.json.gz` "
-              "(the issue's bound: within 0.005).",
+              "(the issue's bound: within 0.005).", "",
+              "**Timing under load.** I9x is I9's calculation again (the same spectra), timed with nothing else running "
+              "beside I10 and I11 (session 24): 209 core-s against I9's 421, timed beside other work in an earlier "
+              "session. CPU seconds of a serial process grow with what shares the cores (caches, memory bandwidth), "
+              "so only arms timed together compare: I10 and I11 with I9x, and A13x with A0x. A0x and A13x are A0 and "
+              "A13 again, timed together with nothing else running (session 24): 669 and 361 core-s, a ratio of "
+              "0.54, against A0's 1620 and A13's 805 (0.50) when A13 ran in a later run than A0, under other load. "
+              "The other arms' ratios are as measured in their own runs, under load: where an arm and its baseline "
+              "ran at different times, a ratio can be off by a factor of this kind.",
               *cheap_rung(by, ref),
               "", "## Per material", "", t.drop(columns=["mat_id"]).to_markdown(index=False, floatfmt=".4g")]
     text = "\n".join(lines) + "\n"
@@ -222,7 +246,7 @@ def cheap_rung(by: dict, ref: dict) -> list[str]:
     refs = {m: np.array(r.ipa) for m, r in ref.items()}
     refs.update({m: np.array(r.ipa) for (m, a), r in by.items() if a == "R"})
     rows = []
-    for arm in ("I0", "I6", "I7", "I9", "I8", "A13"):
+    for arm in ("I0", "I6", "I7", "I11", "I10", "I9", "I8", "A13"):
         for m, x in refs.items():
             if (m, arm) in by:
                 r = by[(m, arm)]

@@ -63,7 +63,8 @@ class LadderSettings:
     extra_bands_frac: float = 0.3
     #: Ground-state convergence: density change (GPAW's default 1e-4) and eigenstate residual (eV² per electron,
     #: GPAW's default 4e-8). 1e-5 / 4e-8 before speedup.md; 1e-3 / 1e-5 (arm A13) took the whole material from 0.55 to
-    #: 0.50 of the core-seconds before it (ground state 13 -> 11 iterations), spectra within SC 0.995 of it and SC
+    #: 0.50 of the core-seconds before it (0.54 timed together on idle cores, A0x/A13x; ground state 13 -> 11
+    #: iterations), spectra within SC 0.995 of it and SC
     #: against the all-larger reference within 0.001, gaps within 21 meV. A coarser ground-state k-grid (2.0, A14) saved
     #: 0.03 more but moved SC by up to 0.02 (KNa2Sb): kept at 2.5 for both rungs, used by the cheap IPA-only run.
     gs_density_tol: float = 1e-3
