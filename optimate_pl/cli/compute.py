@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import hydra
@@ -23,18 +24,32 @@ def _compute_app(cfg: DictConfig) -> None:
     except (*USER_ERRORS, GPAWNotFound, LockedError, DiskFullError) as err:
         fail(err, bool(cfg.get("verbose_errors")))
         return
-    except KeyboardInterrupt as stop:  # Ctrl-C: one line, the shell's code for an interrupt
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: one line, the shell's code for the signal
         print(stop.args[0] if isinstance(stop, Interrupted) else
               "interrupted before any material ran: run the same command to start again", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + (signal.SIGTERM if _TERMINATED else signal.SIGINT))
     run, folder = summary["this_run"], summary["folder"]
     print(f"computed {run['computed']} materials ({run['failed']} not computed) in {run['wall_s']:.0f} s; "
           f"{cfg.output} holds {folder['ipa_entries']} IPA and {folder['rpa_entries']} RPA entries"
           + (f"; not computed: {folder['not_computed']} (errors.csv)" if folder["not_computed"] else ""))
 
 
+_TERMINATED = False
+
+
+def _terminate(signum: int, frame) -> None:
+    global _TERMINATED
+    _TERMINATED = True
+    raise KeyboardInterrupt
+
+
 def compute_main() -> None:
     """Console entry point of the DFT rungs (``optimate-pl-compute``)."""
+    # SIGTERM (`kill PID`, a scheduler's time limit) stops the command as Ctrl-C does: the workers at once, what
+    # finished kept, their scratch removed. It is also the one way to stop a run started in the background by a script
+    # (`nohup ... &`), which inherits SIGINT ignored; without this, the workers died with the command and left their
+    # scratch files (the wave functions, up to a few hundred MB a material) behind.
+    signal.signal(signal.SIGTERM, _terminate)
     sys.argv[1:] = quote_path_overrides(sys.argv[1:])
     precheck("compute", sys.argv[1:])
     _compute_app()

@@ -196,21 +196,28 @@ def test_killed_compute_resumes_and_leaves_no_worker(tmp_path):
     assert f"computed {3 - len(first)} materials" in done.stdout
 
 
-def test_ctrl_c_stops_the_workers_at_once_and_records_nothing(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_the_workers_at_once_and_records_nothing(tmp_path, sig):
     """SIGINT (Ctrl-C) of the command: its GPAW workers stop within seconds (they once ran on to their time limit,
-    an hour), one line and exit code 130, no traceback, the stopped material not recorded as failed."""
+    an hour), one line and exit code 130, no traceback, the stopped material not recorded as failed. SIGTERM (`kill
+    PID`, the one signal that stops a run a script started in the background, where SIGINT is ignored) does the
+    same with exit code 143, and the workers' scratch goes too (it once stayed behind)."""
     src = tmp_path / "in"
     src.mkdir()
     nacl().to(filename=str(src / "NaCl.cif"))
     out = tmp_path / "out"
     # Settings of a minute, not of a second: on an idle machine LOW's NaCl once finished before the signal came.
     slow = {**LOW.as_dict(), "pw_cutoff_eV": 600, "kpt_density_gs": 6.0, "kpt_density_nscf": 8.0}
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     cmd = [str(Path(sys.executable).with_name("optimate-pl-compute")), f"input={src}", f"output={out}", "nice=0",
-           *(f"settings.{k}={v}" for k, v in slow.items())]
+           f"scratch={scratch}", *(f"settings.{k}={v}" for k, v in slow.items())]
     # A suite started in the background by a non-interactive shell inherits SIGINT ignored, and Python then keeps it
-    # ignored: the command gets the default disposition back, as from a terminal.
+    # ignored: the command gets the default disposition back, as from a terminal. For SIGTERM, SIGINT stays ignored,
+    # as in a run a script started in the background.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL if sig == signal.SIGINT
+                                                             else signal.SIG_IGN))
     workers: list[int] = []
     deadline = time.time() + 60
     while time.time() < deadline and not workers:  # a GPAW worker (not the probe of GPAW before it) is running
@@ -221,12 +228,13 @@ def test_ctrl_c_stops_the_workers_at_once_and_records_nothing(tmp_path):
     time.sleep(1.0)  # inside GPAW's ground state
     assert workers, "no GPAW worker started within a minute"
     t0 = time.time()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert time.time() - t0 < 15 and proc.returncode == 130, err[-2000:]
+    assert time.time() - t0 < 15 and proc.returncode == 128 + sig, err[-2000:]
     assert err.strip().splitlines()[-1].startswith("interrupted: 0 materials computed") and "Traceback" not in err
     time.sleep(0.5)
     assert not [w for w in workers if _alive(w)], "a GPAW worker outlived the interrupted command"
+    assert not list(scratch.iterdir()), "the stopped worker's scratch stayed behind"
     assert not (out / "errors.csv").exists() or "NaCl" not in (out / "errors.csv").read_text()
 
 
