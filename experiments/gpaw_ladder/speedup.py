@@ -74,6 +74,11 @@ ARMS = {
     # A0, and the same calculation's CPU seconds can differ twofold with the load of the cores (I9x below).
     "A0x": ("both", {}, "A0x"),
     "A13x": ("both", {**NEW, **GS3}, "A0x"),
+    # The response step is 0.16 of A13x's core-seconds: its frequency grid at twice the spacing (0.1 eV at 0, 0.2 eV at
+    # 20 eV, against the 0.3 eV broadening), alone and with the coarser ground-state k-grid of A14 (timed idle, in the
+    # session of A0x and A13x).
+    "A15": ("both", {**NEW, **GS3, "domega0_eV": 0.1}, "A0x"),
+    "A16": ("both", {**NEW, **GS3, "domega0_eV": 0.1, "kpt_density_gs": 2.0}, "A0x"),
     "I0": ("ipa", IPA_RUN, "I0"),
     "I1": ("ipa", {**IPA_RUN, **FAST, "ipa_empty_bands_above_vbm_eV": 15.0}, "I0"),
     "I2": ("ipa", {**IPA_RUN, **FASTER, "ipa_empty_bands_above_vbm_eV": 15.0}, "I0"),
@@ -115,6 +120,7 @@ LABELS = {
     "I7": "I0 + A14 (PW 300: below issue #37's 0.90 against the reference)", "R": "the reference settings (IPA only)",
     "I8": "I7 at PW 400 eV (k-density 4.0)", "I9": "I7 at PW 350 eV (the IPA-only run, sessions 15-23)",
     "A0x": "A0 again, timed with A13x, idle", "A13x": "A13 again, timed with A0x, idle (against A0x)",
+    "A15": "A13 + frequency spacing 0.1 eV (against A0x, idle)", "A16": "A15 + ground-state k-density 2.0 (against A0x, idle)",
     "I9x": "I9 again, timed beside I10 and I11", "I10": "I9 at k-density 3.5 (against I9x)",
     "I11": "I9 at k-density 3.0 (against I9x; **the IPA-only run from session 24**)",
 }
@@ -232,7 +238,11 @@ def report() -> str:
               "A13 again, timed together with nothing else running (session 24): 669 and 361 core-s, a ratio of "
               "0.54, against A0's 1620 and A13's 805 (0.50) when A13 ran in a later run than A0, under other load. "
               "The other arms' ratios are as measured in their own runs, under load: where an arm and its baseline "
-              "ran at different times, a ratio can be off by a factor of this kind.",
+              "ran at different times, a ratio can be off by a factor of this kind. Even idle, runs drift: A15's ground "
+              "state and empty-band step are A13x's calculations, and took 10 % and 8 % more core-seconds in their own "
+              "run (per material 0.63-1.35 on the empty-band step), so a ratio from two runs carries about +-0.05. "
+              "A15 saved nothing: the response step does not scale with the number of frequencies (57 and 59 core-s "
+              "with the spacing doubled). A16 reaches 0.52 but moves SC by up to 0.02 (KNa2Sb), as A14 did.",
               *cheap_rung(by, ref),
               "", "## Per material", "", t.drop(columns=["mat_id"]).to_markdown(index=False, floatfmt=".4g")]
     text = "\n".join(lines) + "\n"
