@@ -108,15 +108,16 @@ gpaw-efficiency: $(STAMP)
 	for s in efficiency example_spectra correlations; do $(REPORT) $$s --runs $(GPAW_DIR)/runs/efficiency --out $(GPAW_DIR)/results || exit 1; done
 	$(REPORT) gpaw_ladder --out $(GPAW_DIR)/results
 
-## The paper's study on the built-in ladder at its shape (issue #37 item 6): DL vs TL at 50 / 100 / 300 / all, 3 seeds
+## The paper's study on the built-in ladder at its shape (issue #37 item 6): DL vs TL vs MF at 50 / 100 / 300 / all, 3 seeds
 ## (TL: one IPA pretraining per seed on the ladder's IPA rung), the report, and the ladder's chemistry report.
-## SHAPE_SUBSETS to run part of it; SHAPE_ROOT another pack (gpaw-snapshot: the session-21 snapshot and its study).
+## SHAPE_SUBSETS / SHAPE_STRATEGIES to run part of it; SHAPE_ROOT another pack (gpaw-snapshot: the session-21 snapshot and its study).
 SHAPE_ROOT ?=
 SHAPE_RUNS ?= $(GPAW_DIR)/v6_study
 SHAPE_LADDER_OUT ?= $(GPAW_DIR)/results/v6
 SHAPE_SUBSETS ?= 50,100,300,null
+SHAPE_STRATEGIES ?= tl,dl,mf
 gpaw-shape: $(STAMP)
-	$(BIN)/python -m optimate_pl experiment=backbones study.models=optimate "study.strategies='tl,dl'" \
+	$(BIN)/python -m optimate_pl experiment=backbones study.models=optimate "study.strategies='$(SHAPE_STRATEGIES)'" \
 		"study.subsets='$(SHAPE_SUBSETS)'" "study.seeds='0,1,2'" 'strategy.pretrain_seed=$${seed}' \
 		$(if $(SHAPE_ROOT),data.root=$(SHAPE_ROOT)) hydra.sweep.dir=$(SHAPE_RUNS)/runs $(GPAW_ARGS)
 	$(REPORT) backbones --runs $(SHAPE_RUNS)/runs --out $(SHAPE_RUNS)/results
@@ -124,7 +125,7 @@ gpaw-shape: $(STAMP)
 
 gpaw-snapshot:
 	$(MAKE) gpaw-shape SHAPE_ROOT=$(GPAW_DIR)/snapshot SHAPE_RUNS=$(GPAW_DIR)/snapshot_study \
-		SHAPE_LADDER_OUT=$(GPAW_DIR)/results/snapshot SHAPE_SUBSETS=$(or $(SNAPSHOT_SUBSETS),50,100,300,null)
+		SHAPE_LADDER_OUT=$(GPAW_DIR)/results/snapshot SHAPE_STRATEGIES=tl,dl SHAPE_SUBSETS=$(or $(SNAPSHOT_SUBSETS),50,100,300,null)
 
 gpaw-sc-predictor: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=gpaw_sc_predictor $(GPAW_ARGS)
