@@ -21,7 +21,7 @@ TRANSIENT = frozenset({"time_limit", "gpaw_error", "after_dft"})
 #: Materials left out by a setting of the run (max_sites, min_gap_eV), not by their own physics: never taken as done,
 #: so that a run with other settings computes them (each run's filters decide again, before any DFT).
 BY_SETTINGS = frozenset({"too_large", "small_gap"})
-#: The packed copy of a folder's own failures, and the table :func:`restore_into` writes back into a folder.
+#: The packed copy of a folder's own failures, and the table ``ladder.restore`` writes back into a folder.
 PACKED_NAME = "failures.csv"
 RESTORED_NAME = "errors-packed.csv"
 

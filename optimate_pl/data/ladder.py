@@ -153,8 +153,9 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
                          f"{what}): packing would replace them. Pass --replace to take the folder's (recomputed on "
                          f"purpose), or keep the pack's: python -m optimate_pl.data.ladder restore --replace {dest} "
                          f"{folder}")
-    # Read before anything is written (a bad table stops the pack whole). The materials that failed for reasons of their own (the pack's and the folder's), so that a run continued from
-    # the pack does not compute them again; not a material the pack now holds (computed since, other settings).
+    # The materials that failed for reasons of their own (the pack's and the folder's), so that a run continued from
+    # the pack does not compute them again; not one the pack now holds (computed since, with other settings). Read
+    # before anything is written: a bad table stops the pack whole.
     failed = failures.own({**failures.read_table(dest / failures.PACKED_NAME), **failures.read_folder(folder)})
     held = {m["mat_id"] for m in materials}
     failed = {k: r for k, r in failed.items() if k not in held}
