@@ -173,10 +173,9 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
         fh.write(listing.getvalue())
     with atomic_open(dest / "spectra.npz", "wb") as fh:
         np.savez_compressed(fh, **arrays, grid=PACK_GRID.astype(np.float32))
-    if failed:
-        failures.write_table(failed, dest / failures.PACKED_NAME)
     out = {"materials": len(materials), "rpa": sum(m["has_rpa"] for m in materials), "rows": len(rows) + len(halves)}
     if failed:
+        failures.write_table(failed, dest / failures.PACKED_NAME)
         out["failed"] = len(failed)
     n_compact = sum("compact" in m for m in materials)
     if n_compact:
