@@ -296,10 +296,9 @@ def _run(todo: list[InputItem], opts: ComputeOptions, settings: LadderSettings, 
          progress: bool | None) -> dict:
     from tqdm import tqdm
 
-    stats: dict[str, Any] = {"computed": 0, "failed": 0, "seconds": [], "wall": 0.0}
+    stats: dict[str, Any] = {"computed": 0, "failed": 0, "seconds": [], "wall": 0.0, "start": time.perf_counter()}
     bar = tqdm(total=len(todo), desc="computing rungs", unit="mat", file=sys.stderr,
                disable=(not sys.stderr.isatty()) if progress is None else not progress)
-    t_start = time.perf_counter()
     pending = iter(todo)
     with ThreadPoolExecutor(max(1, int(opts.workers))) as pool:
         running = {}
@@ -323,8 +322,18 @@ def _run(todo: list[InputItem], opts: ComputeOptions, settings: LadderSettings, 
             bar.close()
             raise Interrupted(stats["computed"], stopped) from None
     bar.close()
-    stats["wall"] = time.perf_counter() - t_start
+    stats["wall"] = time.perf_counter() - stats["start"]
     return stats
+
+
+def progress_line(done: int, total: int, elapsed_s: float) -> str:
+    """``"12/1866, about 14.2 h left"``: where a run stands, for its log (a background run has no progress bar).
+    The estimate extrapolates this run's wall time per material (all workers together) to the ones left."""
+    left = total - done
+    if not done or not left:
+        return f"{done}/{total}"
+    eta = elapsed_s / done * left
+    return f"{done}/{total}, about " + (f"{eta / 3600:.1f} h" if eta >= 5400 else f"{eta / 60:.0f} min") + " left"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -349,11 +358,11 @@ def _drain(running: dict, pending, pool, opts: ComputeOptions, settings: LadderS
             except MaterialFailed as err:
                 workdir.record_failure(item, err.reason, str(err), getattr(err, "seconds", 0.0))
                 stats["failed"] += 1
-                log.info("%s: not computed (%s: %s)", item.id, err.reason, err)
+                log.info("%s: not computed (%s: %s) [%s]", item.id, err.reason, err, _where(bar, stats))
             except ValueError as err:  # after the DFT (reading its spectra, making the entries): worth a retry
                 workdir.record_failure(item, "after_dft", str(err), getattr(err, "seconds", 0.0))
                 stats["failed"] += 1
-                log.info("%s: not computed (after_dft: %s)", item.id, err)
+                log.info("%s: not computed (after_dft: %s) [%s]", item.id, err, _where(bar, stats))
             else:
                 workdir.write_entries(item.id, entries)
                 stats["computed"] += 1
@@ -361,8 +370,10 @@ def _drain(running: dict, pending, pool, opts: ComputeOptions, settings: LadderS
                 if not bar.disable:
                     bar.set_postfix_str(f"{item.id} {result.core_seconds:.0f}s")
                 else:
-                    log.info("%s: %d sites, %.1f core-s (%s)", item.id, len(result.positions), result.core_seconds,
-                             ", ".join(f"{k} {v:.1f}" for k, v in result.times.items() if k not in ("total", "wall")))
+                    log.info("%s: %d sites, %.1f core-s (%s) [%s]", item.id, len(result.positions),
+                             result.core_seconds,
+                             ", ".join(f"{k} {v:.1f}" for k, v in result.times.items() if k not in ("total", "wall")),
+                             _where(bar, stats))
             bar.update()
             if short_of_space is not None:
                 continue  # no new material: the running ones finish and are written, then the run stops
@@ -379,6 +390,11 @@ def _drain(running: dict, pending, pool, opts: ComputeOptions, settings: LadderS
                 running[pool.submit(_compute_one, nxt, opts, settings, python)] = nxt
     if short_of_space is not None:
         raise short_of_space
+
+
+def _where(bar, stats: dict) -> str:
+    """The progress line after the material being logged (a disabled bar counts nothing: the stats do)."""
+    return progress_line(stats["computed"] + stats["failed"], bar.total, time.perf_counter() - stats["start"])
 
 
 def _summary(out: Path, opts: ComputeOptions, settings: LadderSettings, version: str, stats: dict,

@@ -416,3 +416,21 @@ def test_a_run_with_other_settings_than_the_previous_one_is_told(tmp_path, monke
         mod.compute(_opts(tmp_path, out), progress=False)
     assert "the previous run into it used pw_cutoff_eV=350.0; this run uses pw_cutoff_eV=400.0" in caplog.text
     assert mod.settings_drift(out, LadderSettings()) == {}  # this run's are now the previous ones
+
+
+def test_a_background_run_logs_how_far_it_is(tmp_path, monkeypatch, caplog):
+    """Without a terminal there is no progress bar: each material's log line says how many of the run's are done and
+    about how long the rest takes (this run's wall time per material times the ones left)."""
+    import logging
+
+    from optimate_pl.dft.compute import progress_line
+
+    assert progress_line(12, 1866, 600.0) == "12/1866, about 25.8 h left"  # 50 s a material, 1854 left: 25.75 h
+    assert progress_line(3, 10, 90.0) == "3/10, about 4 min left"  # 30 s a material, 7 left: 210 s
+    assert progress_line(10, 10, 90.0) == "10/10" and progress_line(0, 10, 0.0) == "0/10"
+    mod = _fake_compute(monkeypatch, lambda: 1 << 40)
+    with caplog.at_level(logging.INFO):
+        mod.compute(_opts(tmp_path, tmp_path / "out"), progress=False)
+    lines = [r.getMessage() for r in caplog.records if "core-s" in r.getMessage()]
+    assert [line.split("[")[-1].split(",")[0].rstrip("]") for line in lines] == ["1/3", "2/3", "3/3"]
+    assert lines[0].startswith("a: 1 sites, 1.0 core-s") and "left]" in lines[0]
