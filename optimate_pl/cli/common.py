@@ -163,7 +163,13 @@ def check_predict_paths(cfg: DictConfig) -> None:
     """The weight file and the input of a prediction exist (before torch is even imported)."""
     from pathlib import Path
 
-    checkpoint, source = Path(str(cfg.checkpoint)).expanduser(), Path(str(cfg.input)).expanduser()
+    from ..models.card import resolve_checkpoint
+
+    try:  # a training run's folder: its best checkpoint
+        checkpoint = resolve_checkpoint(str(cfg.checkpoint))
+    except ValueError as err:
+        raise ConfigError(f"checkpoint={cfg.checkpoint}: {err}") from None
+    source = Path(str(cfg.input)).expanduser()
     if checkpoint.is_dir() and (checkpoint / "ensemble.json").is_file():
         checkpoint = checkpoint / "ensemble.json"
     if not checkpoint.is_file():

@@ -2,7 +2,7 @@
 
 Python::
 
-    model = optimate_pl.load_model("best.ckpt")          # or the authors' eps_300.pt / tl4610.pt / dl4610.pt
+    model = optimate_pl.load_model("runs/tl300")         # a run folder (its best checkpoint), a weight file, or the authors' eps_300.pt
     spectra = model.predict_structures([structure, ...])  # [n, 2001] on model.energy (eV)
 
 Any weight file of :mod:`optimate_pl.models.weights`, or an ensemble folder (its members' mean, with the
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..data.featurize import MIN_DISTANCE, graph_arrays
-from ..models.card import ENSEMBLE_CARD, read_card, read_ensemble_card
+from ..models.card import ENSEMBLE_CARD, RUN_METRICS, read_card, read_ensemble_card, resolve_checkpoint
 from ..models.targets import target_of_weights
 from ..models.weights import CheckpointError, Weights, build_network, read_weights
 from ..spectra.calibration import Calibration
@@ -160,15 +160,17 @@ class Predictor(torch.nn.Module):
 
 def load_model(path: str | Path | Sequence[str | Path], device: str = "cpu") -> Predictor:
     """Load a model in eval mode: any weight file (our Lightning checkpoints or the authors' published
-    ``eps_*.pt``, ``tl*.pt``, ``dl*.pt``, the architecture read from the file), an ensemble folder (with
-    its ``ensemble.json``: members and calibration), or a list of weight files (an uncalibrated ensemble).
+    ``eps_*.pt``, ``tl*.pt``, ``dl*.pt``, the architecture read from the file), a training run's folder (its best
+    checkpoint), an ensemble folder (with its ``ensemble.json``: members and calibration), or a list of weight files
+    (an uncalibrated ensemble).
 
     Loading uses ``weights_only=True``; see :mod:`optimate_pl.models.weights`.
     """
     if isinstance(path, (list, tuple)):
         weights = [read_weights(p) for p in path]
         return Predictor([build_network(w).to(device) for w in weights], model_info(weights[0]))
-    card = read_ensemble_card(path) if Path(path).is_dir() or Path(path).name == ENSEMBLE_CARD else None
+    path = resolve_checkpoint(path)
+    card = read_ensemble_card(path) if path.is_dir() or path.name == ENSEMBLE_CARD else None
     if card is not None:
         folder = Path(path) if Path(path).is_dir() else Path(path).parent
         weights = [read_weights(folder / m["checkpoint"]) for m in card["members"]]
@@ -177,7 +179,8 @@ def load_model(path: str | Path | Sequence[str | Path], device: str = "cpu") -> 
         return Predictor([build_network(w).to(device) for w in weights], info,
                          calibration=Calibration(**card["calibration"]))
     if Path(path).is_dir():
-        raise CheckpointError(f"{path} is a folder without an ensemble.json: give a weight file, or assemble the "
-                              f"ensemble with `python -m optimate_pl.uncertainty.ensemble {path}`")
+        raise CheckpointError(f"{path} is a folder with neither an ensemble.json nor a training run's {RUN_METRICS}: "
+                              f"give a weight file, or assemble the ensemble with "
+                              f"`python -m optimate_pl.uncertainty.ensemble {path}`")
     weights = read_weights(path)
     return Predictor(build_network(weights).to(device), model_info(weights))

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..data.featurize import MIN_DISTANCE
-from ..models.card import ENSEMBLE_CARD
+from ..models.card import ENSEMBLE_CARD, resolve_checkpoint
 from ..spectra.grid import ENERGY_GRID
 from ..utils.atomic import LockedError, atomic_open, atomic_write_text, file_lock
 from ..utils.parallel import secondary_rank
@@ -120,7 +120,7 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
     from ..data.inputs import InputError, iter_inputs
 
     s = replace(settings or PredictSettings(), **overrides)
-    checkpoint, input, output = Path(checkpoint).expanduser(), Path(input).expanduser(), Path(output).expanduser()
+    checkpoint, input, output = resolve_checkpoint(checkpoint), Path(input).expanduser(), Path(output).expanduser()
     try:
         next(iter(iter_inputs(input, s.recursive)))  # a missing or empty input is an error before any file is written
     except StopIteration:

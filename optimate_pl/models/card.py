@@ -63,3 +63,29 @@ def read_ensemble_card(path: str | Path) -> dict[str, Any] | None:
     path = Path(path)
     path = path if path.name == ENSEMBLE_CARD else path / ENSEMBLE_CARD
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+#: What a training run writes into its folder: the test metrics and the path of its best-validation checkpoint.
+RUN_METRICS = "metrics.json"
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The weights a path means: a training run's folder (``runs/tl300``) is its best-validation checkpoint (the model
+    its metrics are of; found in the folder's ``checkpoints/`` also after the folder moved); a weight file or an
+    ensemble folder is itself."""
+    path = Path(path).expanduser()
+    if not path.is_dir() or (path / ENSEMBLE_CARD).is_file() or not (path / RUN_METRICS).is_file():
+        return path
+    try:
+        best = json.loads((path / RUN_METRICS).read_text()).get("best_checkpoint")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ValueError(f"{path / RUN_METRICS}: unreadable ({err}); give the weight file itself, e.g. "
+                         f"{path / 'checkpoints' / 'last.ckpt'}") from None
+    if not best:
+        raise ValueError(f"{path} is a training run that saved no checkpoint (best_checkpoint is empty in "
+                         f"{RUN_METRICS}): give a weight file")
+    for candidate in (path / "checkpoints" / Path(best).name, Path(best)):
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"{path} is a training run whose best checkpoint {Path(best).name} is neither in "
+                     f"{path / 'checkpoints'} nor at {best}: give a weight file")

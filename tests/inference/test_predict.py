@@ -41,6 +41,35 @@ def test_api_matches_predict_step(checkpoint, tiny_rpa, structures):
     assert spectra.shape == (2, 2001)
 
 
+def test_a_training_run_folder_means_its_best_checkpoint(checkpoint, tmp_path, structures):
+    """``checkpoint=runs/tl300``: the best-validation model (the one its metrics are of), not ``last.ckpt``, found in
+    the folder's checkpoints/ also after the folder moved (metrics.json holds the path it was written at)."""
+    import json
+    import shutil
+
+    run = tmp_path / "moved" / "tl300"
+    (run / "checkpoints").mkdir(parents=True)
+    best = run / "checkpoints" / "best-007.ckpt"
+    shutil.copy(checkpoint, best)
+    state = torch.load(checkpoint, weights_only=False)
+    state["state_dict"] = {k: v + 0.05 if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    torch.save(state, run / "checkpoints" / "last.ckpt")  # another model: the one to avoid
+    (run / "metrics.json").write_text(json.dumps({"best_checkpoint": "/old/place/tl300/checkpoints/best-007.ckpt"}))
+    nacl = [next(iter(structures()))]
+    got = optimate_pl.load_model(run).predict_structures(nacl)
+    np.testing.assert_array_equal(got, optimate_pl.load_model(best).predict_structures(nacl))
+    assert np.abs(got - optimate_pl.load_model(run / "checkpoints" / "last.ckpt").predict_structures(nacl)).max() > 1e-3
+    (run / "metrics.json").write_text(json.dumps({"best_checkpoint": None}))
+    with pytest.raises(ValueError, match="a training run that saved no checkpoint"):
+        optimate_pl.load_model(run)
+    (run / "metrics.json").write_text(json.dumps({"best_checkpoint": "/old/place/best-009.ckpt"}))
+    with pytest.raises(ValueError, match=r"best checkpoint best-009.ckpt is neither in .*moved/tl300/checkpoints"):
+        optimate_pl.load_model(run)
+    (run / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="neither an ensemble.json nor a training run's metrics.json"):
+        optimate_pl.load_model(run)
+
+
 def test_cli_on_cif_and_poscar_folder(checkpoint, tmp_path, predict_cli, structures):
     folder = tmp_path / "candidates"
     folder.mkdir()
