@@ -24,6 +24,8 @@ def test_readme_import_example_runs_as_written(tmp_path, cache_dir):
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     assert "imported 2 of 2 materials (2 IPA, 0 RPA entries)" in out
+    # IPA spectra only: the hint it prints trains as the guide does, with the built-in ladder's RPA rung
+    assert "train on them: python -m optimate_pl strategy=tl data.source=files data.root=my_db/ 'data.extra=[gpaw]'" in out
     assert (tmp_path / "my_run" / "split" / "ipa_train_ids.txt").is_file()
     assert "predicted 2 of 2 materials" in out
     table = (tmp_path / "my_predictions" / "materials.csv").read_text()

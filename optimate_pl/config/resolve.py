@@ -226,7 +226,8 @@ def check_config(cfg: DictConfig) -> None:
         except FileNotFoundError as e:
             raise ConfigError(str(e)) from None
     if cfg.data.source == "files":
-        check_files_source(cfg.data, needs_ipa=name == "mf" or name == "tl" and cfg.strategy.get("checkpoint") == "auto")
+        check_files_source(cfg.data, needs_ipa=name == "mf" or name == "tl" and cfg.strategy.get("checkpoint") == "auto",
+                           needs_rpa=name != "ipa")
     if name == "tl" and not cfg.strategy.get("checkpoint"):
         raise ConfigError("strategy=tl needs strategy.checkpoint: an IPA checkpoint path, or `auto`")
     ckpt, key = start_checkpoint(cfg), start_key(cfg)
@@ -243,17 +244,25 @@ def check_config(cfg: DictConfig) -> None:
     check_ddp_multirun(cfg)
 
 
-def check_files_source(data: DictConfig, needs_ipa: bool) -> None:
-    """``data.source=files``: the root exists, and the IPA database is there where the strategy learns from it."""
+def check_files_source(data: DictConfig, needs_ipa: bool, needs_rpa: bool = True) -> None:
+    """``data.source=files``: the root exists, and each rung the strategy learns from is there: in the root, in
+    ``data.ipa_root`` (IPA), or in ``data.extra`` (which supplies a rung the root lacks)."""
     if not data.root:
         raise ConfigError("data.source=files needs data.root: the folder optimate-pl-import or optimate-pl-compute "
                           "wrote (with ipa/ and rpa/), or one rung's database folder")
     root = Path(str(data.root)).expanduser()
     if not root.is_dir():
         raise ConfigError(f"data.root={root} is not a folder (data.source=files)")
+    if data.get("extra"):
+        return
     if needs_ipa and not data.get("ipa_root") and not (root / "ipa").is_dir():
         raise ConfigError(f"this strategy learns from the IPA rung too: {root} has no ipa/ folder; set data.ipa_root "
-                          f"(your IPA database) or import IPA spectra into {root / 'ipa'}")
+                          f"(your IPA database), import IPA spectra into {root / 'ipa'}, or add 'data.extra=[gpaw]' "
+                          f"to learn it from the built-in ladder's")
+    if needs_rpa and (root / "ipa").is_dir() and not (root / "rpa").is_dir():
+        raise ConfigError(f"this strategy learns the RPA rung: {root} has IPA spectra only (no rpa/ folder, e.g. VASP "
+                          f"LOPTICS); add 'data.extra=[gpaw]' to learn the RPA rung from the built-in ladder's, or "
+                          f"import RPA spectra into {root / 'rpa'}")
 
 
 #: The key that names a strategy's start weights: TL's ``strategy.checkpoint`` (always set), MF's ``strategy.init``

@@ -148,8 +148,10 @@ class SpectraDataModule(pl.LightningDataModule):
         if self.source == "gpaw":
             return gpaw_store(kind, self.cache_dir, self.cutoff, self.strict, root=self.root)
         if not self.has_rung(kind):
-            raise ValueError(f"this needs the {kind.upper()} database of data.source={self.source}: set data.ipa_root"
-                             + (f" or give data.root a folder holding {kind}/" if self.source == "files" else ""))
+            where = ("set data.ipa_root" if kind == "ipa" else "give data.root the RPA database") + (
+                f", give data.root a folder holding {kind}/, or add 'data.extra=[gpaw]' (the built-in ladder's "
+                f"{kind.upper()} rung)" if self.source == "files" else "")
+            raise ValueError(f"this needs the {kind.upper()} database of data.source={self.source}: {where}")
         if self.source == "files":
             return files_store(kind, self.rung_root(kind), self.cache_dir, self.cutoff, self.strict)
         root = self.root if kind == self.kind else self.ipa_root

@@ -126,6 +126,14 @@ def test_files_source_config_errors(tmp_path, cfg_train):
     cfg = cfg_train(tmp_path, "strategy=dl", "data.source=files", f"data.root={tmp_path / 'nowhere'}")
     with pytest.raises(ConfigError, match="is not a folder"):
         resolve_config(cfg)
+    # IPA spectra only (VASP LOPTICS): the RPA rung to learn must come from somewhere, and the error says from where
+    ipa_only = tmp_path / "ipa_only"
+    (ipa_only / "ipa").mkdir(parents=True)
+    for strategy in ("tl", "dl"):
+        with pytest.raises(ConfigError, match=r"has IPA spectra only .*add 'data.extra=\[gpaw\]' to learn the RPA"):
+            resolve_config(cfg_train(tmp_path, f"strategy={strategy}", "data.source=files", f"data.root={ipa_only}"))
+    resolve_config(cfg_train(tmp_path, "strategy=tl", "data.source=files", f"data.root={ipa_only}", "data.extra=[gpaw]"))
+    resolve_config(cfg_train(tmp_path, "strategy=tl", "data.source=files", f"data.root={db}", "data.extra=[gpaw]"))
 
 
 def test_own_entries_read_as_the_authors_format_are_labelled_own_data(tmp_path, cache_dir, caplog):
