@@ -57,11 +57,27 @@ def command_line() -> list[str]:
 
 
 def prepare_wandb(cfg: DictConfig) -> None:
-    """W&B never blocks on the network: without an API key it runs offline."""
-    if "wandb" in (cfg.get("logger") or {}) and not os.environ.get("WANDB_API_KEY") \
-            and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
-        log.info("logger=wandb: no WANDB_API_KEY, logging offline (sync later with `wandb sync`)")
+    """W&B never blocks on the network: without an API key (``WANDB_API_KEY``, or the one ``wandb login`` keeps in
+    ~/.netrc) it runs offline. A ``WANDB_MODE`` that is set is the user's choice and kept."""
+    if "wandb" in (cfg.get("logger") or {}) and not os.environ.get("WANDB_MODE") and not wandb_key_known():
+        log.info("logger=wandb: no W&B API key (WANDB_API_KEY or `wandb login`), logging offline (sync later with "
+                 "`wandb sync`)")
         os.environ["WANDB_MODE"] = "offline"
+
+
+def wandb_key_known() -> bool:
+    """Whether W&B has an API key here without asking: the environment's, or ~/.netrc's for its host (where
+    `wandb login` writes it). Read from the file, not by wandb: that may prompt or reach the network."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    try:
+        return bool((netrc.netrc().authenticators(host) or (None, None, None))[2])
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def log_best_model(loggers: list, checkpoint: str | None, card: dict | None) -> None:

@@ -168,6 +168,32 @@ def test_help_and_cfg_job(tmp_path, cli):
     assert r.returncode == 0 and "batch_size: 20" in r.stdout and "drop_last: true" in r.stdout
 
 
+def test_wandb_goes_offline_only_without_a_key_or_a_chosen_mode(tmp_path, monkeypatch):
+    """`wandb login` keeps the key in ~/.netrc, not in WANDB_API_KEY: such a user's runs go online; a run with no key
+    anywhere goes offline (never a prompt or a hang); a WANDB_MODE the user set is kept."""
+    from omegaconf import OmegaConf
+
+    from optimate_pl.training.trainer import prepare_wandb
+
+    cfg = OmegaConf.create({"logger": {"wandb": {}}})
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    prepare_wandb(cfg)
+    assert os.environ["WANDB_MODE"] == "offline"  # no key anywhere
+    monkeypatch.delenv("WANDB_MODE")
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    prepare_wandb(cfg)
+    assert "WANDB_MODE" not in os.environ  # logged in with `wandb login`: online
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
+    prepare_wandb(cfg)
+    assert os.environ["WANDB_MODE"] == "offline"  # a key for another host is not this server's
+    monkeypatch.setenv("WANDB_MODE", "online")
+    prepare_wandb(cfg)
+    assert os.environ["WANDB_MODE"] == "online"  # the user's choice
+
+
 def test_wandb_offline_run_holds_the_metrics(tmp_path, cache_dir, cfg_train):
     os.environ.pop("WANDB_API_KEY", None)
     train(cfg_train(tmp_path, "strategy=dl", "data.subset=40", "logger=wandb"))
