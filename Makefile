@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 QUICK ?= 0
+# Where pip finds torch. Empty: pip's own configuration (this machine's local index holds the CPU build); elsewhere
+# `make run TORCH_INDEX=https://download.pytorch.org/whl/cpu` keeps PyPI's multi-GB CUDA build out of a CPU install.
+TORCH_INDEX ?=
 # pytest-xdist workers of `make test` (one torch thread each; the tests on one SLURM cluster share a worker).
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=12
@@ -12,10 +15,10 @@ PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durat
 	study-example-spectra study-sc-predictor study-latent-map
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV) with $(PYTHON): it needs Python >= 3.10 with venv (Debian/Ubuntu: apt-get install python3-venv)"; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
-	# CPU build of torch from the local index; the code supports torch>=2.4,<2.14 (pyproject.toml).
-	$(BIN)/pip install -q torch==2.13.0
+	# torch 2.13 (the code supports torch>=2.4,<2.14, pyproject.toml): the CPU build here, see TORCH_INDEX.
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
@@ -86,7 +89,8 @@ study-sc-predictor: $(STAMP)
 study-latent-map: $(STAMP)  # from the runs of study-sc-predictor
 	$(REPORT) latent_map
 
-## Backbones side by side on the GPAW ladder (issue #35): BACKBONE_ARGS="study.subsets=300 study.seeds='0,1'" for part of it.
+## Backbones side by side on the GPAW ladder (issue #35): BACKBONE_ARGS="study.subsets=300 \"study.seeds='0,1'\"" for part of it
+## (a comma list keeps its inner quotes through the recipe's shell).
 BACKBONE_ARGS ?=
 study-backbones: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=backbones $(BACKBONE_ARGS)
@@ -95,8 +99,8 @@ study-backbones: $(STAMP)
 studies: study-efficiency study-small-cells study-correlations study-example-spectra study-sc-predictor study-latent-map
 
 ## Every study on the built-in GPAW dataset (real physics, experiments/gpaw_ladder/README.md), after a repack of
-## the dataset. gpaw-studies = gpaw-efficiency (DL vs TL at 100 / 300 / all, the dataset report; ~25 min on 2 idle
-## cores at v3) + gpaw-sc-predictor (~3 min) + gpaw-uncertainty (~10 min) + gpaw-active-learning (~20 min).
+## the dataset. gpaw-studies = gpaw-efficiency (DL vs TL at 100 / 300 / all, the dataset report; 49 min on 2 idle
+## cores at v5, more at v6's 537 RPA training materials) + gpaw-sc-predictor (~3 min) + gpaw-uncertainty (~10 min) + gpaw-active-learning (~20 min).
 ## GPAW_ARGS: extra overrides for every training (e.g. trainer.precision=32-true).
 GPAW_DIR := experiments/gpaw_ladder
 GPAW_ARGS ?=
