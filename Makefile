@@ -104,20 +104,23 @@ studies: study-efficiency study-small-cells study-correlations study-example-spe
 ## GPAW_ARGS: extra overrides for every training (e.g. trainer.precision=32-true).
 GPAW_DIR := experiments/gpaw_ladder
 GPAW_ARGS ?=
+# The reports go into a folder per built-in version: the committed tables of earlier versions (results/, v5's;
+# results/v6/) are never overwritten by a run on another ladder.
+GPAW_OUT ?= $(GPAW_DIR)/results/v6
 GPAW_SUBSETS ?= 100,300,null
 gpaw-studies: gpaw-efficiency gpaw-sc-predictor gpaw-uncertainty gpaw-active-learning
 
 gpaw-efficiency: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=gpaw_ladder "study.subsets='$(GPAW_SUBSETS)'" $(GPAW_ARGS)
-	for s in efficiency example_spectra correlations; do $(REPORT) $$s --runs $(GPAW_DIR)/runs/efficiency --out $(GPAW_DIR)/results || exit 1; done
-	$(REPORT) gpaw_ladder --out $(GPAW_DIR)/results
+	for s in efficiency example_spectra correlations; do $(REPORT) $$s --runs $(GPAW_DIR)/runs/efficiency --out $(GPAW_OUT) || exit 1; done
+	$(REPORT) gpaw_ladder --out $(GPAW_OUT)
 
 ## The paper's study on the built-in ladder at its shape (issue #37 item 6): DL vs TL vs MF at 50 / 100 / 300 / all, 3 seeds
 ## (TL: one IPA pretraining per seed on the ladder's IPA rung), the report, and the ladder's chemistry report.
 ## SHAPE_SUBSETS / SHAPE_STRATEGIES to run part of it; SHAPE_ROOT another pack (gpaw-snapshot: the session-21 snapshot and its study).
 SHAPE_ROOT ?=
 SHAPE_RUNS ?= $(GPAW_DIR)/v6_study
-SHAPE_LADDER_OUT ?= $(GPAW_DIR)/results/v6
+SHAPE_LADDER_OUT ?= $(GPAW_OUT)
 SHAPE_SUBSETS ?= 50,100,300,null
 SHAPE_STRATEGIES ?= tl,dl,mf
 gpaw-shape: $(STAMP)
@@ -133,19 +136,20 @@ gpaw-snapshot:
 
 gpaw-sc-predictor: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=gpaw_sc_predictor $(GPAW_ARGS)
-	$(REPORT) sc_predictor --runs $(GPAW_DIR)/runs/sc_predictor --out $(GPAW_DIR)/results
+	$(REPORT) sc_predictor --runs $(GPAW_DIR)/runs/sc_predictor --out $(GPAW_OUT)
 
 gpaw-uncertainty: $(STAMP)
 	$(BIN)/python -m optimate_pl experiment=uncertainty data.source=gpaw data.subset=null \
 		hydra.run.dir=$(GPAW_DIR)/runs/uncertainty $(GPAW_ARGS)
-	cp $(GPAW_DIR)/runs/uncertainty/uncertainty.md $(GPAW_DIR)/runs/uncertainty/uncertainty.csv $(GPAW_DIR)/results/
-	cp $(GPAW_DIR)/runs/uncertainty/reliability.png $(GPAW_DIR)/results/uncertainty_reliability.png
+	mkdir -p $(GPAW_OUT)
+	cp $(GPAW_DIR)/runs/uncertainty/uncertainty.md $(GPAW_DIR)/runs/uncertainty/uncertainty.csv $(GPAW_OUT)/
+	cp $(GPAW_DIR)/runs/uncertainty/reliability.png $(GPAW_OUT)/uncertainty_reliability.png
 
 gpaw-active-learning: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m optimate_pl experiment=active_learning data.source=gpaw \
 		active_learning.initial=20 active_learning.step=40 active_learning.until=100 active_learning.repetitions=4 \
 		"active_learning.acquisitions=[random,sc,diversity]" hydra.run.dir=$(GPAW_DIR)/runs/active_learning $(GPAW_ARGS)
-	$(REPORT) active_learning --runs $(GPAW_DIR)/runs/active_learning --out $(GPAW_DIR)/results
+	$(REPORT) active_learning --runs $(GPAW_DIR)/runs/active_learning --out $(GPAW_OUT)
 
 ## Benchmark: ours vs a reference-style loop (CPU here; GPU when present); rows per backbone (issue #35).
 bench: $(STAMP)
