@@ -161,6 +161,18 @@ def test_tl_from_published_state_dict_and_small_cells(tmp_path, cache_dir, cfg_t
     assert "test/sc_median" in metrics
 
 
+def test_a_studys_tl_checkpoint_composes_for_its_dl_and_sc_jobs(tmp_path, cfg_train):
+    """The real-data studies pass strategy.checkpoint=.../eps_300.pt to every job of a preset that sweeps DL beside TL
+    (efficiency) or trains SC models (sc_predictor): the DL and SC jobs ignore it instead of failing to compose."""
+    from optimate_pl.config import resolve_config, start_checkpoint
+
+    weights = tmp_path / "eps_300.pt"
+    weights.write_bytes(b"not read by DL or SC")
+    for strategy in ("dl", "sc"):
+        cfg = resolve_config(cfg_train(tmp_path, f"strategy={strategy}", f"strategy.checkpoint={weights}"))
+        assert start_checkpoint(cfg) is None  # starts at random, as DL and SC do
+
+
 def test_help_and_cfg_job(tmp_path, cli):
     r = cli("--help", cwd=tmp_path)
     assert r.returncode == 0 and "strategy: dl, ipa, mf, mf_ipa, sc, tl" in r.stdout
