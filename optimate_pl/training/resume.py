@@ -5,10 +5,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, debug_mode, start_checkpoint
 from ..models.backbones import architecture
+from ..models.card import card_path
 from ..models.module import SpectraModule
 from ..models.weights import CheckpointError, safe_load
 
@@ -63,15 +64,93 @@ def _warn_on_precision(saved: str | None, now: str, path: Path) -> None:
                     saved)
 
 
-def _run_debug_mode(ckpt: Path) -> tuple | None:
-    """The debugging settings of the run that wrote ``ckpt`` (from its folder's config.yaml), None if unknown."""
+def _run_config(ckpt: Path) -> DictConfig | None:
+    """The config of the run that wrote ``ckpt`` (its folder's config.yaml), None if unknown."""
     from omegaconf import OmegaConf
 
-    config = ckpt.parent.parent / "config.yaml"
     try:
-        return debug_mode(OmegaConf.load(config).get("trainer"))
+        return OmegaConf.load(ckpt.parent.parent / "config.yaml")
     except Exception:  # noqa: BLE001 - no or unreadable config: the hyperparameter comparison still decides
         return None
+
+
+def _run_debug_mode(ckpt: Path) -> tuple | None:
+    """The debugging settings of the run that wrote ``ckpt``, None if unknown."""
+    config = _run_config(ckpt)
+    return None if config is None else debug_mode(config.get("trainer"))
+
+
+def _last_candidates(cfg: DictConfig) -> list[Path]:
+    """``ckpt_path=last``: this task's ``last.ckpt`` files that may be this run's, newest first, the interrupted ones
+    (no metrics.json yet) before the finished ones (which a run with more epochs may continue). A run of another
+    seed is never taken (the saved hyperparameters hold the split's seed, not the run's), nor a debugging run for a
+    real one or the reverse."""
+    own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    found = sorted(Path(cfg.paths.root_dir, "outputs", cfg.task_name).glob("*/checkpoints/last.ckpt"),
+                   key=lambda p: p.stat().st_mtime, reverse=True)
+    candidates = ([own] if own.is_file() else []) + [p for p in found if p != own]
+    if not candidates:
+        raise ConfigError(f"ckpt_path=last: no last.ckpt found for task {cfg.task_name} under "
+                          f"{Path(cfg.paths.root_dir, 'outputs', cfg.task_name)}; give the path explicitly")
+    seeds = {p: (_run_config(p) or {}).get("seed") for p in candidates}
+    same_seed = [p for p in candidates if seeds[p] in (None, cfg.get("seed"))]
+    if not same_seed:
+        raise ConfigError(f"ckpt_path=last: the last.ckpt files of task {cfg.task_name} are of runs with another seed "
+                          f"(the newest, {candidates[0]}, seed={seeds[candidates[0]]}; this run seed={cfg.get('seed')}): "
+                          f"give the path explicitly to resume it anyway")
+    mode = debug_mode(cfg.trainer)
+    other = [p for p in same_seed if _run_debug_mode(p) not in (None, mode)]
+    if len(other) == len(same_seed):
+        raise ConfigError(f"ckpt_path=last: the newest last.ckpt of task {cfg.task_name}, {other[0]}, is a "
+                          f"{'debugging' if _run_debug_mode(other[0]) else 'real'} run's and this run is "
+                          f"{'one' if mode else 'not'}: give the path explicitly to resume it anyway")
+    usable = [p for p in same_seed if p not in other]
+    return sorted(usable, key=lambda p: (p.parent.parent / "metrics.json").is_file())  # stable: newest first in each
+
+
+def adopt_checkpoint(path: Path, saved: dict[str, Any], dirpath: Path) -> Path:
+    """A checkpoint of another run folder, made this run's: its best checkpoint copied into ``dirpath`` and the
+    ModelCheckpoint state pointed at the copy, written as ``dirpath/resumed-<run>.ckpt``. Lightning keeps only the
+    best checkpoint's path when the folder changed, so the first validation after the resume would become the
+    "best" model that the run tests and reports, however much worse than the best before the interruption."""
+    import os
+    import shutil
+
+    import torch
+
+    if path.parent.resolve() == dirpath.resolve():
+        return path
+    dirpath.mkdir(parents=True, exist_ok=True)
+
+    def moved(p: str | None) -> str | None:
+        if not p or not Path(p).is_file():
+            return p
+        dst = dirpath / Path(p).name
+        for src, to in ((Path(p), dst), (card_path(p), card_path(dst))):  # the model card travels with it
+            if src.is_file() and not to.is_file():  # each DDP rank adopts too: its own temporary file, then a rename
+                tmp = to.with_name(f"{to.name}.{os.getpid()}.copying")
+                shutil.copy2(src, tmp)
+                os.replace(tmp, to)
+        return str(dst)
+
+    for key, state in (saved.get("callbacks") or {}).items():
+        if key.startswith("ModelCheckpoint") and isinstance(state, dict):
+            state["best_k_models"] = {moved(k): v for k, v in (state.get("best_k_models") or {}).items()}
+            for name in ("best_model_path", "kth_best_model_path"):
+                state[name] = moved(state.get(name))
+            state["last_model_path"] = ""
+            state["dirpath"] = str(dirpath)
+    out = dirpath / f"{ADOPTED_PREFIX}{path.parent.parent.name}.ckpt"
+    tmp = out.with_suffix(f".{os.getpid()}.writing")
+    torch.save(saved, tmp)
+    os.replace(tmp, out)
+    log.info("the best checkpoint of %s is copied into %s: this run goes on comparing with it", path.parent.parent,
+             dirpath)
+    return out
+
+
+#: The name of a checkpoint of another run folder made this run's (:func:`adopt_checkpoint`), removed after the fit.
+ADOPTED_PREFIX = "resumed-"
 
 
 def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
@@ -84,21 +163,7 @@ def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
     if not ckpt:
         return None
     if ckpt == "last":
-        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        found = sorted(Path(cfg.paths.root_dir, "outputs", cfg.task_name).glob("*/checkpoints/last.ckpt"),
-                       key=lambda p: p.stat().st_mtime, reverse=True)
-        candidates = ([own] if own.is_file() else []) + [p for p in found if p != own]
-        # A debugging run (debug=fast/overfit, limit_*_batches) never stands in for a real one, nor the reverse.
-        mode = debug_mode(cfg.trainer)
-        other = [p for p in candidates if _run_debug_mode(p) not in (None, mode)]
-        if other and len(other) == len(candidates):
-            raise ConfigError(f"ckpt_path=last: the newest last.ckpt of task {cfg.task_name}, {other[0]}, is a "
-                              f"{'debugging' if _run_debug_mode(other[0]) else 'real'} run's and this run is "
-                              f"{'one' if mode else 'not'}: give the path explicitly to resume it anyway")
-        candidates = [p for p in candidates if p not in other]
-        if not candidates:
-            raise ConfigError(f"ckpt_path=last: no last.ckpt found for task {cfg.task_name} under "
-                              f"{Path(cfg.paths.root_dir, 'outputs', cfg.task_name)}; give the path explicitly")
+        candidates = _last_candidates(cfg)
     else:
         candidates = [Path(ckpt).expanduser()]
     first_refusal = None
@@ -115,7 +180,8 @@ def resolve_ckpt_path(cfg: DictConfig, module: SpectraModule) -> str | None:
                     path, saved.get("epoch", -1), saved.get("global_step", -1),
                     f": ckpt_path=last took the run in {path.parent.parent}" if ckpt == "last" else "")
             _warn_on_precision(saved.get("precision"), str(cfg.trainer.get("precision")), path)
-            return str(path)
+            dirpath = OmegaConf.select(cfg, "callbacks.model_checkpoint.dirpath", default=None)
+            return str(adopt_checkpoint(path, saved, Path(dirpath)) if dirpath else path)
         first_refusal = first_refusal or (path, diffs)
     path, diffs = first_refusal
     raise ConfigError(f"ckpt_path={ckpt}: {path} was written by a run with another configuration: "

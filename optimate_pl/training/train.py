@@ -25,7 +25,7 @@ from ..models.weights import Weights, load_network_weights, read_weights
 from ..utils.atomic import atomic_write_text
 from ..data.splits import write_split_files
 from .outputs import evaluate_medians, write_cards, write_run_outputs
-from .resume import resolve_ckpt_path
+from .resume import ADOPTED_PREFIX, resolve_ckpt_path
 from .trainer import build_trainer, compile_network, finish_loggers, log_best_model
 
 log = logging.getLogger("optimate_pl")
@@ -109,7 +109,10 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
             write_split_files(datamodule.split_record, out / "split")
             log.info("wrote the split to %s (reuse it with data.split=%s)", out / "split", out / "split")
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, module))
+    resume_from = resolve_ckpt_path(cfg, module)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    if resume_from and Path(resume_from).name.startswith(ADOPTED_PREFIX) and trainer.is_global_zero:
+        Path(resume_from).unlink(missing_ok=True)  # read at the fit's start; its best checkpoint copy stays
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     ckpt_cb = trainer.checkpoint_callback
     # Best validation checkpoint; a run too short to validate falls back to its last checkpoint, and one

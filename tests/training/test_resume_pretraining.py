@@ -87,3 +87,44 @@ def test_ckpt_path_last_never_takes_a_debugging_runs_checkpoint(tmp_path, cache_
         train(cfg_train(tmp_path, *common, "ckpt_path=last", "trainer.max_epochs=2",
                         "paths.output_dir=" + str(tmp_path / "outputs/dl/c")))
     assert "ckpt_path=last took the run in " + str(tmp_path / "outputs/dl/real-run") in caplog.text
+
+
+def test_a_run_resumed_in_a_new_folder_keeps_comparing_with_the_best_before(tmp_path, cache_dir, cfg_train):
+    """A resumed command gets a new run folder. Lightning then keeps only the best checkpoint's path and would make
+    the first validation after the resume the run's "best" model, which it tests and reports. The earlier best
+    (here made unbeatable: val/loss 1e-9 in the interrupted run's state) must stay the best, copied into the new
+    folder; the old folder is left as it was."""
+    import torch
+
+    from optimate_pl.training.train import train
+
+    common = ["strategy=dl", "data.subset=40", "task_name=dl"]
+    first = tmp_path / "outputs/dl/first"
+    train(cfg_train(tmp_path, *common, "trainer.max_epochs=1", f"paths.output_dir={first}"))
+    (best,) = (first / "checkpoints").glob("best-*.ckpt")
+    state = torch.load(first / "checkpoints/last.ckpt", weights_only=False)
+    (key,) = [k for k in state["callbacks"] if k.startswith("ModelCheckpoint")]
+    state["callbacks"][key]["best_model_score"] = torch.tensor(1e-9)
+    state["callbacks"][key]["best_k_models"] = {str(best): torch.tensor(1e-9)}
+    torch.save(state, first / "checkpoints/last.ckpt")
+    before = sorted(p.name for p in (first / "checkpoints").iterdir())
+    second = tmp_path / "outputs/dl/second"
+    metrics = train(cfg_train(tmp_path, *common, "trainer.max_epochs=3", f"ckpt_path={first}/checkpoints/last.ckpt",
+                              f"paths.output_dir={second}"))
+    assert metrics["best_checkpoint"] == str(second / "checkpoints" / best.name)  # the copy: still the best
+    # no later "best", the best's model card copied with it, and the adopted resume file removed
+    names = {p.name for p in (second / "checkpoints").iterdir()}
+    assert names >= {best.name, f"{best.name}.card.json", "last.ckpt"}
+    assert all(n.startswith((best.name, "last.ckpt")) for n in names), names
+    assert sorted(p.name for p in (first / "checkpoints").iterdir()) == before
+
+
+def test_ckpt_path_last_never_takes_another_seeds_run(tmp_path, cache_dir, cfg_train):
+    from optimate_pl.config import ConfigError
+    from optimate_pl.training.train import train
+
+    common = ["strategy=dl", "data.subset=40", "task_name=dl", "trainer.max_epochs=1"]
+    train(cfg_train(tmp_path, *common, "seed=2", "paths.output_dir=" + str(tmp_path / "outputs/dl/seed2")))
+    with pytest.raises(ConfigError, match=r"are of runs with another seed \(the newest, .*seed2.*, seed=2; this run "
+                                          r"seed=1\)"):
+        train(cfg_train(tmp_path, *common, "seed=1", "ckpt_path=last", "paths.output_dir=" + str(tmp_path / "o/b")))
