@@ -47,3 +47,20 @@ def k_center_greedy(pool: torch.Tensor | np.ndarray, labelled: torch.Tensor | np
         nearest = torch.minimum(nearest, torch.cdist(pool, pool[j:j + 1]).squeeze(1))
         nearest[j] = -1.0
     return picks
+
+
+def pick_distances(pool: torch.Tensor | np.ndarray, labelled: torch.Tensor | np.ndarray,
+                   picks: Sequence[int]) -> np.ndarray:
+    """For each pick of :func:`k_center_greedy`, in order, its distance to the nearest labelled point or earlier
+    pick (what made it the farthest when it was picked; ``inf`` for a first pick with nothing labelled)."""
+    pool = torch.as_tensor(pool, dtype=torch.float32)
+    labelled = torch.as_tensor(labelled, dtype=torch.float32)
+    chosen = pool[list(picks)]
+    if not len(chosen):
+        return np.zeros(0)
+    to_labelled = torch.cdist(chosen, labelled).min(dim=1).values if len(labelled) else \
+        torch.full((len(chosen),), float("inf"))
+    to_earlier = torch.cdist(chosen, chosen).masked_fill(~torch.ones(len(chosen), len(chosen)).tril(-1).bool(),
+                                                         float("inf")).min(dim=1).values
+    return torch.minimum(to_labelled, to_earlier).numpy().astype(np.float64)
+

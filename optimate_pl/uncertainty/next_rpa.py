@@ -12,6 +12,7 @@ computed), ``random``. The list (rank, mat_id, formula, nsites, score, reason) g
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .acquisition import ACQUISITIONS, k_center_greedy, select_random, select_top
+from .acquisition import ACQUISITIONS, k_center_greedy, pick_distances, select_random, select_top
 from ..utils.atomic import atomic_write_text
+
+log = logging.getLogger("optimate_pl")
 
 
 def database_candidates(source: str, ipa_root: str | None, rpa_root: str | None, max_sites: int):
@@ -103,8 +106,7 @@ def rank(model, acquisition: str, candidate_batches: list, reference_batches: li
         pool = _batches(model, candidate_batches, "latents")
         seen = _batches(model, reference_batches, "latents") if reference_batches else pool[:0]
         picks = k_center_greedy(pool, seen, top)
-        nearest = torch.cdist(pool[picks], torch.cat([seen, pool[picks]])).sort(dim=1).values
-        scores = nearest[:, 1 if len(seen) == 0 else 0].numpy() if len(picks) else np.zeros(0)
+        scores = pick_distances(pool, seen, picks)
         return picks, scores, ["far from everything computed or picked before it (latent distance "
                                f"{s:.2f})" for s in scores]
     if acquisition == "random":
@@ -136,6 +138,12 @@ def next_rpa(model_path: str, acquisition: str, out: str, top: int = 100, candid
         ids, arrays = input_candidates(candidates, model.cutoff, computed_ids(source, exclude, ipa_root))
         cand = [batch_from_arrays(arrays[i:i + batch_size]) for i in range(0, len(arrays), batch_size)]
         ref: list = []
+        if acquisition == "diversity":  # away from what is computed: the RPA materials of the model's database
+            try:
+                ref = list(database_candidates(source, ipa_root, rpa_root, max_sites)[1].batches(batch_size))
+            except (ValueError, FileNotFoundError) as err:
+                log.warning("--acquisition diversity: the RPA materials of data.source=%s could not be read (%s): the "
+                            "candidates are spread among themselves only", source, err)
     else:
         pool, computed = database_candidates(source, ipa_root, rpa_root, max_sites)
         ids = [{"mat_id": pool.store.mat_id[i], "formula": pool.store.formula[i], "nsites": int(pool.store.nsites[i])}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from optimate_pl.uncertainty.acquisition import k_center_greedy, select_random, select_top
+from optimate_pl.uncertainty.acquisition import k_center_greedy, pick_distances, select_random, select_top
 from optimate_pl.models import Optimate
 
 # One pytest-xdist worker runs this module, so its module-scoped campaign is built once.
@@ -26,6 +26,12 @@ def test_acquisition_functions():
     pool = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [0.0, 5.0], [5.0, 5.0]])
     # Far from the labelled point at the origin first; then far from that pick too.
     assert k_center_greedy(pool, torch.tensor([[0.0, 0.1]]), 3) == [4, 2, 3]
+    # Each pick's score: its distance to the labelled points and the earlier picks when it was picked (not to itself).
+    line = torch.tensor([[0.0], [10.0], [4.0], [6.0]])
+    picks = k_center_greedy(line, torch.tensor([[0.5]]), 3)
+    assert picks == [1, 3, 2]
+    np.testing.assert_allclose(pick_distances(line, torch.tensor([[0.5]]), picks), [9.5, 4.0, 2.0])
+    np.testing.assert_allclose(pick_distances(line, line[:0], [1, 0, 2]), [np.inf, 10.0, 4.0])
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +119,8 @@ def test_next_rpa_ranks_candidates_for_each_acquisition(campaign, tmp_path, writ
         assert list(table.columns) == ["rank", "mat_id", "formula", "nsites", "score", "reason"]
         assert sorted(table.mat_id) == ["cand0.cif", "cand1.cif"] and list(table["rank"]) == [1, 2]
         assert pd.read_csv(tmp_path / f"{acquisition}.csv").shape == (2, 6)
+    diversity = pd.read_csv(tmp_path / "diversity.csv")  # away from the computed RPA materials: distances > 0
+    assert (diversity.score > 0).all() and diversity.score.iloc[0] >= diversity.score.iloc[1]
     sc_table = pd.read_csv(tmp_path / "sc.csv")
     assert np.all(np.diff(sc_table.score.to_numpy()) <= 0)  # best first
     with pytest.raises(ValueError, match="needs an ensemble folder"):
