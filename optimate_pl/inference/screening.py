@@ -82,6 +82,7 @@ class PredictSettings:
     spectra: tuple[str, ...] = ("eps_imag",)
     rank_by: str | None = None
     top: int = 20
+    rank_ascending: bool = False
     resume: bool = True
     compile_edges: Any = "auto"
     trainer: dict[str, Any] = field(default_factory=dict)
@@ -127,6 +128,9 @@ def run_prediction(checkpoint: str | Path, input: str | Path, output: str | Path
         raise InputError(f"no structure found in {input}") from None
     t0 = time.perf_counter()
     predictor = load_model(checkpoint)  # a bad weight file is an error before the output folder is touched
+    if s.rank_by and s.rank_by not in rankable_columns(predictor):  # said before hours of predicting, not after
+        raise ValueError(f"rank_by={s.rank_by}: not a column of this model's materials table; rank by one of "
+                         f"{', '.join(rankable_columns(predictor))}")
     output.mkdir(parents=True, exist_ok=True)
     try:  # rank 0 of a multi-device prediction holds the folder's lock
         with contextlib.nullcontext() if secondary_rank() else file_lock(output / OUTPUT_LOCK, blocking=False,
@@ -230,12 +234,14 @@ def finalize(output: Path, info: dict[str, Any], s: PredictSettings | None = Non
             atomic_write_text(materials.to_csv(index=False, float_format="%.6g"), output / "materials.csv")
             written.append(output / "materials.csv")
     parts = sorted((output / "spectra").glob("part-*.parquet"))
-    if parts and format == "csv" and 0 < len(materials) <= CSV_SPECTRA_LIMIT:
+    # spectra.csv and the figures show Im ε: kept unless spectra= leaves it out (an SC model keeps no spectra)
+    has_eps = bool(parts) and "eps_imag" in s.spectra
+    if has_eps and format == "csv" and 0 < len(materials) <= CSV_SPECTRA_LIMIT:
         written.append(write_spectra_csv(parts, output / "spectra.csv"))
-    if parts and plot and len(materials):
+    if has_eps and plot and len(materials):
         written.append(plot_predictions(output, materials.id.head(plot).tolist(), output / "predictions.png", info))
     if rank_by and len(materials):
-        written += write_ranking(output, materials, rank_by, top, info)
+        written += write_ranking(output, materials, rank_by, top, info, ascending=s.rank_ascending, figure=has_eps)
     # Files that end early are rows of errors.csv, but not materials: the counts are of materials read.
     cut = errors[errors.reason == INCOMPLETE] if len(errors) else errors
     reasons.pop(INCOMPLETE, None)
@@ -391,16 +397,35 @@ def plot_predictions(output: Path, ids: Sequence[str], path: Path, info: dict[st
     return save_figure(fig, path)
 
 
-def write_ranking(output: Path, materials, rank_by: str, top: int, info: dict[str, Any]) -> list[Path]:
-    """``top_<N>_<rank_by>.csv`` (highest first) and a figure of their spectra."""
+def rankable_columns(predictor: Predictor) -> list[str]:
+    """The numeric per-material columns a prediction by ``predictor`` writes (``rank_by`` may name one)."""
+    from ..spectra.optics import SCALARS
+
+    if predictor.is_sc_model:
+        columns = ["sc_rpa_ipa"]
+    else:
+        columns = list(SCALARS)
+        if predictor.is_ensemble:
+            columns += [f"{k}_std" for k in SCALARS] + ["onset_fraction"]
+        if predictor.calibration is not None:
+            columns.append("expected_sc_error")
+    return columns + ["nsites", "volume_per_site"]
+
+
+def write_ranking(output: Path, materials, rank_by: str, top: int, info: dict[str, Any], ascending: bool = False,
+                  figure: bool = True) -> list[Path]:
+    """``top_<N>_<rank_by>.csv`` (highest first; lowest with ``ascending``) and a figure of their spectra."""
     if rank_by not in materials.columns:
         numeric = [c for c in materials.columns if materials[c].dtype.kind == "f"]
         raise ValueError(f"rank_by={rank_by}: no such column; rank by one of {', '.join(numeric)}")
-    best = materials.sort_values(rank_by, ascending=False).head(top)
+    best = materials.sort_values(rank_by, ascending=ascending).head(top)
     csv_path = atomic_write_text(best.to_csv(index=False, float_format="%.6g"), output / f"top_{top}_{rank_by}.csv")
-    figure = plot_predictions(output, best.id.tolist(), output / f"top_{top}_{rank_by}.png", info,
-                              sources=best.source.tolist(), title=f"top {len(best)} by {rank_by}")
-    return [csv_path, figure]
+    if not figure:
+        return [csv_path]
+    png = plot_predictions(output, best.id.tolist(), output / f"top_{top}_{rank_by}.png", info,
+                           sources=best.source.tolist(),
+                           title=f"{'lowest' if ascending else 'top'} {len(best)} by {rank_by}")
+    return [csv_path, png]
 
 
 if __name__ == "__main__":  # the command lives in cli.py (a library module must not import its entry point)

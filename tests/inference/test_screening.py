@@ -148,8 +148,19 @@ def test_ranking_writes_the_top_table_and_figure(tmp_path, weights, records):
     materials = pd.read_csv(tmp_path / "out" / "materials.csv")
     assert list(top.id) == list(materials.sort_values("peak_height", ascending=False).id[:3])
     assert (tmp_path / "out" / "top_3_peak_height.png").stat().st_size > 0
-    with pytest.raises(ValueError, match="rank_by=colour: no such column; rank by one of .*alpha_visible_mean"):
+    # A misspelt column is said before anything is predicted (a screen can take hours), not after
+    with pytest.raises(ValueError, match="rank_by=colour: not a column of this model's materials table; rank by one "
+                                         "of .*alpha_visible_mean"):
         run_prediction(weights, path, tmp_path / "out2", rank_by="colour", **QUICK)
+    assert not (tmp_path / "out2").exists()
+    # The lowest first; spectra= without Im ε: the tables, no Im ε csv or figures (they failed at the very end)
+    run_prediction(weights, path, tmp_path / "out3", rank_by="onset_eV", rank_ascending=True, top=2,
+                   spectra=["alpha"], **QUICK)
+    out3 = tmp_path / "out3"
+    top = pd.read_csv(out3 / f"top_2_onset_eV.csv")
+    assert list(top.id) == list(materials.sort_values("onset_eV").id[:2])
+    assert (out3 / "materials.csv").is_file() and not (out3 / "spectra.csv").exists()
+    assert not list(out3.glob("*.png")) and json.loads((out3 / "summary.json").read_text())["n_predicted"] == len(records)
 
 
 def test_file_names_cannot_break_or_merge_the_tables(tmp_path, weights, records):
