@@ -133,8 +133,11 @@ def test_sc_model_predicts_one_number_a_material(tmp_path, structures):
     torch.save(Optimate(out_dim=1).state_dict(), path)
     nacl, _ = structures()
     nacl.to(filename=str(tmp_path / "nacl.cif"))
-    res = run_prediction(path, tmp_path / "nacl.cif", tmp_path / "o", **QUICK)
+    # ranked by its one number, lowest first (where RPA changes most): a table, no spectra to draw
+    res = run_prediction(path, tmp_path / "nacl.cif", tmp_path / "o", rank_by="sc_rpa_ipa", rank_ascending=True,
+                         **QUICK)
     assert res["n_predicted"] == 1 and res["model"]["target"] == "sc_rpa_ipa"
+    assert list(pd.read_csv(tmp_path / "o" / "top_20_sc_rpa_ipa.csv").id) == ["nacl.cif"]
     table = pd.read_csv(tmp_path / "o" / "materials.csv")
     expected = optimate_pl.load_model(path).predict_structures([nacl])[0, 0]
     assert list(table.id) == ["nacl.cif"] and table.sc_rpa_ipa[0] == pytest.approx(expected, rel=1e-5)
