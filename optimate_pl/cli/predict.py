@@ -32,6 +32,8 @@ def _predict_app(cfg: DictConfig) -> None:
     if result["n_predicted"] == 0:
         sys.exit(1)
     if incomplete:  # what was read is written, but the input was not read to its end
+        print(f"once the file is whole again, predict it anew: the same command with resume=false (or another "
+              f"output=)", file=sys.stderr)
         sys.exit(3)
 
 

@@ -47,7 +47,26 @@ CSV_SPECTRA_LIMIT = 100_000
 def _run_fingerprint(checkpoint: Path, input: Path, settings: dict[str, Any]) -> dict[str, Any]:
     st = (checkpoint / ENSEMBLE_CARD if checkpoint.is_dir() else checkpoint).stat()
     return {"checkpoint": str(checkpoint.resolve()), "checkpoint_size": st.st_size, "checkpoint_mtime": st.st_mtime_ns,
-            "input": str(input.resolve()), **settings}
+            "input": str(input.resolve()), "input_files": input_signature(input, bool(settings.get("recursive"))),
+            **settings}
+
+
+def input_signature(path: Path, recursive: bool) -> str:
+    """What the input holds, cheaply: its files' names, sizes and modification times, hashed. A resumed prediction
+    skips finished chunks by their number, so an input fixed (a truncated download fetched again) or grown since
+    must not be taken for the same one."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file())
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.relative_to(path) if f != path else f.name}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                      .encode("utf-8", "surrogateescape"))
+    return f"{len(files)} files, sha1 {digest.hexdigest()[:16]}"
 
 
 def _prepare_output(output: Path, run: dict[str, Any], resume: bool) -> None:
@@ -61,7 +80,9 @@ def _prepare_output(output: Path, run: dict[str, Any], resume: bool) -> None:
             return
         if resume and (output / "shards").is_dir():
             differ = sorted(k for k in set(run) | set(previous) if run.get(k) != previous.get(k))
-            raise InputError(f"{output} holds the shards of another prediction ({', '.join(differ)} differ): "
+            why = (" (the input changed since: a file fetched again, added or edited)"
+                   if differ == ["input_files"] else "")
+            raise InputError(f"{output} holds the shards of another prediction ({', '.join(differ)} differ{why}): "
                              f"choose another output, or resume=false to start it anew")
     for stale in ("shards", "spectra"):
         shutil.rmtree(output / stale, ignore_errors=True)

@@ -109,6 +109,12 @@ def test_a_killed_run_resumes_after_its_finished_chunks(tmp_path, weights, recor
     # Another prediction into the same folder is refused instead of mixing shards.
     with pytest.raises(InputError, match="holds the shards of another prediction .*chunk_size"):
         run_prediction(weights, folder, tmp_path / "out", chunk_size=3, **QUICK)
+    # The input grown since (or a truncated file fetched again): not the same prediction, whose finished chunks
+    # would be skipped by number with other materials in them
+    records[7].structure.to(filename=str(folder / f"{records[7].mat_id}.cif"))
+    with pytest.raises(InputError, match=r"another prediction \(input_files differ \(the input changed since"):
+        run_prediction(weights, folder, tmp_path / "out", chunk_size=2, **QUICK)
+    assert run_prediction(weights, folder, tmp_path / "out", chunk_size=2, resume=False, **QUICK)["n_predicted"] == 8
 
 
 def test_worker_processes_give_the_same_tables(tmp_path, weights, records):
