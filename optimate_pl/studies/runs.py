@@ -139,13 +139,29 @@ def is_real(runs: list[Run]) -> bool:
     return all(r.cfg.data.source == "figshare" for r in runs)
 
 
+def _budget(run: Run) -> str:
+    steps = OmegaConf.select(run.cfg, "trainer.max_steps", default=None)
+    return f"{steps} training steps (a quick preset)" if steps and int(steps) > 0 else "the strategies' epochs"
+
+
 def data_statement(runs: list[Run]) -> str:
     """What the runs were trained on: SYNTHETIC, the built-in GPAW ladder (or another pack), the authors' databases
-    or one's own (path and fingerprint); runs of several sources say so, each named."""
+    or one's own (path and fingerprint); runs of several sources say so, each named, and so do runs of several
+    training budgets (a quick preset's runs left in the folder of a full study's)."""
+    budgets = sorted({_budget(r) for r in runs})
+    if len(budgets) > 1:
+        log.warning("these runs were trained with different budgets (%s): a quick preset's runs beside a full "
+                    "study's? Report them apart with --runs", "; ".join(budgets))
+        return (f"MIXED training budgets, not comparable with each other ({'; '.join(budgets)}): "
+                f"{_source_statement(runs)}")
+    return _source_statement(runs)
+
+
+def _source_statement(runs: list[Run]) -> str:
     sources = sorted({str(r.cfg.data.source) for r in runs})
     if len(sources) > 1:
         return (f"MIXED data sources, not comparable with each other: "
-                f"{'; '.join(data_statement([r for r in runs if r.cfg.data.source == s]) for s in sources)}")
+                f"{'; '.join(_source_statement([r for r in runs if r.cfg.data.source == s]) for s in sources)}")
     if sources == ["gpaw"]:
         roots = sorted({str(r.cfg.data.get("root") or "") for r in runs})
         ladder = gpaw_ladder_words(", ".join(p or "the built-in one" for p in roots) if roots != [""] else None)

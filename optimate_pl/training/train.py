@@ -103,6 +103,10 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
+        # A run in a folder an earlier run finished in (a quick preset's, then the full study's): until this one
+        # ends, the folder must not look finished with the other run's numbers.
+        for stale in ("metrics.json", "test_results.csv"):
+            (out / stale).unlink(missing_ok=True)
         atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), out / "config.yaml")
         if cfg.data.source == "files" or cfg.data.get("split") == "auto":
             # One's own materials have no published split: keep the one used, for data.split=<run>/split.

@@ -307,3 +307,11 @@ def test_a_report_of_ones_own_data_or_of_mixed_sources_says_so():
     mixed = data_statement([run("gpaw"), run("figshare", "/data/rpa"), run("gpaw")])
     assert mixed.startswith("MIXED data sources, not comparable with each other: real data: /data/rpa")
     assert "the built-in PBE ladder" in mixed and "SYNTHETIC" not in mixed
+    # A quick preset's runs (300 steps) left beside a full study's: said, not silently pooled
+    quick = SimpleNamespace(cfg=OmegaConf.create({"data": {"source": "synthetic"}, "trainer": {"max_steps": 300}}),
+                            metrics={})
+    full = SimpleNamespace(cfg=OmegaConf.create({"data": {"source": "synthetic"}, "trainer": {"max_steps": -1}}),
+                           metrics={})
+    assert data_statement([full, quick]) == ("MIXED training budgets, not comparable with each other (300 training "
+                                             "steps (a quick preset); the strategies' epochs): " + SYNTHETIC_STATEMENT)
+    assert data_statement([quick, quick]) == SYNTHETIC_STATEMENT
