@@ -85,9 +85,21 @@ class WriteBestConfig(Callback):
         self.n_trials, self.done, self.succeeded, self.first_failure = 0, 0, 0, ""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import sys
+
         # The Optuna storage is a SQLite file inside the sweep dir, opened before Hydra creates it.
-        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         self.n_trials = int(config.hydra.sweeper.get("n_trials") or 0)
+        # Continuing a study: Hydra numbers this command's jobs from 0 again, so its trials would run in (and write
+        # over) the folders of the first ones. Refused before any job, with the way to give them their own.
+        subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+        if subdir == "${hydra.job.num}" and (sweep_dir / "0" / "config.yaml").is_file():
+            print(f"error: {sweep_dir} holds the trials of an earlier command in 0/, 1/, ...: this one's would be "
+                  f"written over them (Hydra numbers each command's jobs from 0). Continue the study with folders "
+                  f"of its own and a new sampler seed (its first random draws would repeat the earlier ones): "
+                  f"'hydra.sweep.subdir=more-${{hydra.job.num}}' hydra.sweeper.sampler.seed=1", file=sys.stderr)
+            sys.exit(2)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         import math

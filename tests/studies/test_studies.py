@@ -160,10 +160,17 @@ def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
     best_model = (sweep / "best_model.yaml").read_text()
     assert "gat_layers:" in best_model and "search" not in best_model
     assert "optimizer:" in (sweep / "best_overrides.yaml").read_text()
-    # The same command continues the stored study; a pruner that stops every trial below SC 2 (all of them) after
-    # its first validation: the new trial stops at step 3 of 6, and the sweep says so.
-    r = cli(*args, "pruner=threshold", "pruner.lower=2.0", "pruner.n_warmup_steps=0", cwd=tmp_path, timeout=600)
+    # The same command would run its trial in 0/ again, over the first one: refused before any job, saying how
+    first_metrics = (sweep / "0" / "metrics.json").read_text()
+    r = cli(*args, cwd=tmp_path, timeout=600)
+    assert r.returncode == 2 and "holds the trials of an earlier command in 0/" in r.stderr
+    assert "'hydra.sweep.subdir=more-${hydra.job.num}' hydra.sweeper.sampler.seed=1" in r.stderr
+    # Continued with folders of its own; a pruner that stops every trial below SC 2 (all of them) after its first
+    # validation: the new trial stops at step 3 of 6, and the sweep says so.
+    r = cli(*args, "pruner=threshold", "pruner.lower=2.0", "pruner.n_warmup_steps=0",
+            "hydra.sweep.subdir=more-${hydra.job.num}", "hydra.sweeper.sampler.seed=1", cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert (sweep / "0" / "metrics.json").read_text() == first_metrics  # the first trial's run as it was
     import optuna
 
     trials = optuna.load_study(study_name="sweep-dl-synthetic-40", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
@@ -171,8 +178,8 @@ def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
     for t in trials:  # each job reported to its own trial; the value stored is that job's own at its last validation
         assert len(t.intermediate_values) >= 1
     pruned = trials[1]  # the second command's job 0
-    metrics = json.loads((sweep / "0" / "metrics.json").read_text())
-    assert not any(k.startswith("test/") for k in metrics) and not (sweep / "0" / "test_results.csv").exists()
+    metrics = json.loads((sweep / "more-0" / "metrics.json").read_text())
+    assert not any(k.startswith("test/") for k in metrics) and not (sweep / "more-0" / "test_results.csv").exists()
     first = min(pruned.intermediate_values)  # the epoch of its first validation (the sampled batch size sets it)
     assert pruned.user_attrs["pruned_at_epoch"] == first and metrics["trained_steps"] == 3
     assert pruned.value == pytest.approx(metrics["val/sc_median"]) == pytest.approx(pruned.intermediate_values[first])
