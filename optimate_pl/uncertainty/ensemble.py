@@ -33,9 +33,34 @@ log = logging.getLogger("optimate_pl")
 
 
 def member_config(cfg: DictConfig, member: int, folder: Path) -> DictConfig:
-    """Member ``member`` of the ensemble: seed ``seed + member``, output ``folder/member-<member>``."""
-    return derive_config(cfg, {"seed": int(cfg.seed) + member, "paths.output_dir": str(folder / f"member-{member}"),
-                               "ensemble.member": member})
+    """Member ``member`` of the ensemble: seed ``seed + member``, output ``folder/member-<member>``. With
+    ``ckpt_path=last`` a member resumes from its own ``last.ckpt`` (none: it starts), never another run's."""
+    out = folder / f"member-{member}"
+    changes = {"seed": int(cfg.seed) + member, "paths.output_dir": str(out), "ensemble.member": member}
+    if cfg.get("ckpt_path") == "last":
+        own = out / "checkpoints" / "last.ckpt"
+        changes["ckpt_path"] = str(own) if own.is_file() else None
+    return derive_config(cfg, changes)
+
+
+#: What a finished member must share with the member to train for it to be kept (a rerun of an interrupted
+#: ensemble trains only the members that are missing).
+MEMBER_KEYS = ("seed", "model", "optimizer", "scheduler", "strategy", "trainer.max_epochs", "trainer.max_steps",
+               "data.source", "data.root", "data.subset", "data.target", "data.split")
+
+
+def finished_member(member: DictConfig) -> bool:
+    """Whether the member's folder holds a finished run (its metrics.json) of the same settings (:data:`MEMBER_KEYS`)."""
+    out = Path(member.paths.output_dir)
+    if not (out / "metrics.json").is_file() or not (out / "config.yaml").is_file():
+        return False
+    saved = OmegaConf.load(out / "config.yaml")
+
+    def plain(c, key):
+        value = OmegaConf.select(c, key, default=None)
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+    return all(plain(saved, k) == plain(member, k) for k in MEMBER_KEYS)
 
 
 def train_ensemble(cfg: DictConfig, init_weights: Path | None) -> dict[str, Any]:
@@ -54,8 +79,13 @@ def train_ensemble(cfg: DictConfig, init_weights: Path | None) -> dict[str, Any]
             raise ConfigError(f"ensemble.member={only}: must be between 0 and ensemble.size - 1 = {size - 1}")
     members = [int(only)] if only is not None else list(range(size))
     for m in members:
+        member = member_config(cfg, m, folder)
+        if finished_member(member):
+            log.info("ensemble: member %d of %d finished already in %s: kept (remove the folder to train it anew)",
+                     m + 1, size, member.paths.output_dir)
+            continue
         log.info("ensemble: member %d of %d (seed %d)", m + 1, size, int(cfg.seed) + m)
-        train(member_config(cfg, m, folder), init_weights=init_weights)
+        train(member, init_weights=init_weights)
     finished = len(list(folder.glob("member-*/metrics.json")))
     if finished < size:
         log.info("ensemble: %d of %d members in %s; assemble them with `python -m optimate_pl.uncertainty.ensemble %s`",

@@ -135,3 +135,26 @@ def test_members_as_separate_jobs_then_assembled(tmp_path, cache_dir, cfg_train)
     assert (tmp_path / "ens" / "ensemble.json").is_file()
     again = assemble(tmp_path / "ens")
     assert again["members"] == 2 and math.isfinite(again["test_coverage"])
+
+
+def test_a_rerun_ensemble_keeps_its_finished_members(tmp_path, cache_dir, cfg_train, caplog):
+    """An interrupted ensemble run again trains only what is missing: a finished member of the same settings is kept
+    (its files untouched), one of other settings is trained anew."""
+    import logging
+
+    from optimate_pl.cli.train import run
+
+    args = ["strategy=dl", "data.subset=40", "ensemble.size=2", "model=dl_100", "trainer.max_epochs=1"]
+    run(cfg_train(tmp_path, *args))
+    members = sorted((tmp_path / "run").glob("member-*/metrics.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in members}
+    (members[1].parent / "metrics.json").unlink()  # member 1 "interrupted"
+    with caplog.at_level(logging.INFO, logger="optimate_pl"):
+        summary = run(cfg_train(tmp_path, *args))
+    assert "member 1 of 2 finished already" in caplog.text and "member 2 of 2 finished already" not in caplog.text
+    assert members[0].stat().st_mtime_ns == stamps[members[0]] and members[1].is_file()
+    assert summary["members"] == 2 and (tmp_path / "run" / "ensemble.json").is_file()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="optimate_pl"):
+        run(cfg_train(tmp_path, *args[:-1], "trainer.max_epochs=2"))
+    assert "finished already" not in caplog.text  # other settings: both trained anew
