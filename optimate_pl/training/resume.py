@@ -115,33 +115,52 @@ def adopt_checkpoint(path: Path, saved: dict[str, Any], dirpath: Path) -> Path:
     "best" model that the run tests and reports, however much worse than the best before the interruption."""
     import os
     import shutil
+    import socket
 
     import torch
 
-    if path.parent.resolve() == dirpath.resolve():
+    # Lightning compares the folder with symlinks resolved (ModelCheckpoint keeps os.path.realpath of it).
+    dirpath = Path(os.path.realpath(os.path.expanduser(str(dirpath))))
+    if path.parent.resolve() == dirpath:
         return path
     dirpath.mkdir(parents=True, exist_ok=True)
+    # Every DDP rank adopts too (on every node): temporary files of its own, then atomic renames.
+    mine = f"{socket.gethostname()}.{os.getpid()}"
 
     def moved(p: str | None) -> str | None:
-        if not p or not Path(p).is_file():
-            return p
-        dst = dirpath / Path(p).name
-        for src, to in ((Path(p), dst), (card_path(p), card_path(dst))):  # the model card travels with it
-            if src.is_file() and not to.is_file():  # each DDP rank adopts too: its own temporary file, then a rename
-                tmp = to.with_name(f"{to.name}.{os.getpid()}.copying")
+        """The copy in ``dirpath`` of a checkpoint the state names (looked for where it was written, then beside the
+        interrupted checkpoint: a folder moved since); None where it is in neither place."""
+        if not p:
+            return None
+        found = next((c for c in (Path(p), path.parent / Path(p).name) if c.is_file()), None)
+        if found is None:
+            return None
+        dst = dirpath / found.name
+        for src, to in ((found, dst), (card_path(found), card_path(dst))):  # the model card travels with it
+            if src.is_file() and not to.is_file():
+                tmp = to.with_name(f"{to.name}.{mine}.copying")
                 shutil.copy2(src, tmp)
                 os.replace(tmp, to)
         return str(dst)
 
     for key, state in (saved.get("callbacks") or {}).items():
-        if key.startswith("ModelCheckpoint") and isinstance(state, dict):
-            state["best_k_models"] = {moved(k): v for k, v in (state.get("best_k_models") or {}).items()}
-            for name in ("best_model_path", "kth_best_model_path"):
-                state[name] = moved(state.get(name))
-            state["last_model_path"] = ""
-            state["dirpath"] = str(dirpath)
+        if not (key.startswith("ModelCheckpoint") and isinstance(state, dict)):
+            continue
+        best = moved(state.get("best_model_path"))
+        if best is None:  # gone: Lightning's own way for another folder (its first validation becomes the best)
+            log.warning("%s: its best checkpoint %s is gone: the resumed run's best is chosen among its own epochs",
+                        path, state.get("best_model_path"))
+            state["best_model_path"] = ""
+            continue
+        kept = {moved(k): v for k, v in (state.get("best_k_models") or {}).items()}
+        kept.pop(None, None)
+        state["best_k_models"] = kept
+        state["best_model_path"] = best
+        state["kth_best_model_path"] = moved(state.get("kth_best_model_path")) or best
+        state["last_model_path"] = ""
+        state["dirpath"] = str(dirpath)
     out = dirpath / f"{ADOPTED_PREFIX}{path.parent.parent.name}.ckpt"
-    tmp = out.with_suffix(f".{os.getpid()}.writing")
+    tmp = out.with_name(f"{out.name}.{mine}.writing")
     torch.save(saved, tmp)
     os.replace(tmp, out)
     log.info("the best checkpoint of %s is copied into %s: this run goes on comparing with it", path.parent.parent,

@@ -102,6 +102,7 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
             module.model.compile_edges()
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    resume_from = resolve_ckpt_path(cfg, module)  # a refused resume leaves the folder as it was
     if trainer.is_global_zero:
         # A run in a folder an earlier run finished in (a quick preset's, then the full study's): until this one
         # ends, the folder must not look finished with the other run's numbers.
@@ -113,7 +114,6 @@ def train(cfg: DictConfig, init_weights: Weights | str | Path | None = None) -> 
             write_split_files(datamodule.split_record, out / "split")
             log.info("wrote the split to %s (reuse it with data.split=%s)", out / "split", out / "split")
 
-    resume_from = resolve_ckpt_path(cfg, module)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if resume_from and Path(resume_from).name.startswith(ADOPTED_PREFIX) and trainer.is_global_zero:
         Path(resume_from).unlink(missing_ok=True)  # read at the fit's start; its best checkpoint copy stays

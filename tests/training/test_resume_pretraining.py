@@ -4,6 +4,7 @@ before the pretraining; ``ckpt_path=last`` never takes a debugging run's checkpo
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 import signal
 
 import lightning.pytorch as pl
@@ -89,11 +90,15 @@ def test_ckpt_path_last_never_takes_a_debugging_runs_checkpoint(tmp_path, cache_
     assert "ckpt_path=last took the run in " + str(tmp_path / "outputs/dl/real-run") in caplog.text
 
 
-def test_a_run_resumed_in_a_new_folder_keeps_comparing_with_the_best_before(tmp_path, cache_dir, cfg_train):
+@pytest.mark.parametrize("where", ["plain", "through_a_symlink", "moved_since"])
+def test_a_run_resumed_in_a_new_folder_keeps_comparing_with_the_best_before(tmp_path, cache_dir, cfg_train, where):
     """A resumed command gets a new run folder. Lightning then keeps only the best checkpoint's path and would make
     the first validation after the resume the run's "best" model, which it tests and reports. The earlier best
     (here made unbeatable: val/loss 1e-9 in the interrupted run's state) must stay the best, copied into the new
-    folder; the old folder is left as it was."""
+    folder; the old folder is left as it was. Also where the new folder lies behind a symlink (Lightning compares
+    the folder with links resolved) and where the interrupted run's folder was moved since."""
+    import shutil
+
     import torch
 
     from optimate_pl.training.train import train
@@ -107,16 +112,23 @@ def test_a_run_resumed_in_a_new_folder_keeps_comparing_with_the_best_before(tmp_
     state["callbacks"][key]["best_model_score"] = torch.tensor(1e-9)
     state["callbacks"][key]["best_k_models"] = {str(best): torch.tensor(1e-9)}
     torch.save(state, first / "checkpoints/last.ckpt")
-    before = sorted(p.name for p in (first / "checkpoints").iterdir())
+    if where == "moved_since":  # the state names the files where they were written
+        first = shutil.move(first, tmp_path / "outputs/dl/first-moved")
+    before = sorted(p.name for p in (Path(first) / "checkpoints").iterdir())
     second = tmp_path / "outputs/dl/second"
+    if where == "through_a_symlink":
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+        second = tmp_path / "link" / "second"
     metrics = train(cfg_train(tmp_path, *common, "trainer.max_epochs=3", f"ckpt_path={first}/checkpoints/last.ckpt",
                               f"paths.output_dir={second}"))
-    assert metrics["best_checkpoint"] == str(second / "checkpoints" / best.name)  # the copy: still the best
+    # the copy is still the best
+    assert Path(metrics["best_checkpoint"]).resolve() == (second / "checkpoints" / best.name).resolve()
     # no later "best", the best's model card copied with it, and the adopted resume file removed
     names = {p.name for p in (second / "checkpoints").iterdir()}
     assert names >= {best.name, f"{best.name}.card.json", "last.ckpt"}
     assert all(n.startswith((best.name, "last.ckpt")) for n in names), names
-    assert sorted(p.name for p in (first / "checkpoints").iterdir()) == before
+    assert sorted(p.name for p in (Path(first) / "checkpoints").iterdir()) == before
 
 
 def test_ckpt_path_last_never_takes_another_seeds_run(tmp_path, cache_dir, cfg_train):
@@ -128,3 +140,8 @@ def test_ckpt_path_last_never_takes_another_seeds_run(tmp_path, cache_dir, cfg_t
     with pytest.raises(ConfigError, match=r"are of runs with another seed \(the newest, .*seed2.*, seed=2; this run "
                                           r"seed=1\)"):
         train(cfg_train(tmp_path, *common, "seed=1", "ckpt_path=last", "paths.output_dir=" + str(tmp_path / "o/b")))
+    # Refused in the finished run's own folder: its results stay (they were removed before the resume was checked)
+    finished = tmp_path / "outputs/dl/seed2"
+    with pytest.raises(ConfigError, match="another seed"):
+        train(cfg_train(tmp_path, *common, "seed=1", "ckpt_path=last", f"paths.output_dir={finished}"))
+    assert (finished / "metrics.json").is_file() and (finished / "test_results.csv").is_file()
