@@ -74,6 +74,16 @@ def trials_table(study_name: str, storage: str, path: str | Path) -> Path:
     return path
 
 
+def trial_folders_taken(sweep_dir: Path, subdir: str, n_trials: int) -> str:
+    """The first trial folders of this command (``subdir`` with job numbers 0, 1, ...) that hold a run already,
+    named (empty: none). Only a subdir made of text and ``${hydra.job.num}`` can be told apart here."""
+    if "${hydra.job.num}" not in subdir or subdir.replace("${hydra.job.num}", "").count("${"):
+        return ""
+    taken = [name for n in range(max(1, n_trials)) if (sweep_dir / (name := subdir.replace("${hydra.job.num}", str(n)))
+                                                       / "config.yaml").is_file()]
+    return ", ".join(f"{t}/" for t in taken[:3]) + (", ..." if len(taken) > 3 else "")
+
+
 class WriteBestConfig(Callback):
     """Writes the sweep's best parameters as configs, and every trial as ``trials.csv``, at the end of a multirun.
 
@@ -92,13 +102,15 @@ class WriteBestConfig(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.n_trials = int(config.hydra.sweeper.get("n_trials") or 0)
         # Continuing a study: Hydra numbers this command's jobs from 0 again, so its trials would run in (and write
-        # over) the folders of the first ones. Refused before any job, with the way to give them their own.
-        subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
-        if subdir == "${hydra.job.num}" and (sweep_dir / "0" / "config.yaml").is_file():
-            print(f"error: {sweep_dir} holds the trials of an earlier command in 0/, 1/, ...: this one's would be "
-                  f"written over them (Hydra numbers each command's jobs from 0). Continue the study with folders "
-                  f"of its own and a new sampler seed (its first random draws would repeat the earlier ones): "
-                  f"'hydra.sweep.subdir=more-${{hydra.job.num}}' hydra.sweeper.sampler.seed=1", file=sys.stderr)
+        # over) the folders of the earlier ones. Refused before any job, with folders of its own to give them.
+        subdir = str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir"))
+        taken = trial_folders_taken(sweep_dir, subdir, self.n_trials)
+        if taken:
+            k = next(k for k in range(1, 1000) if not trial_folders_taken(sweep_dir, f"c{k}-${{hydra.job.num}}", 1))
+            print(f"error: {sweep_dir} holds the trials of an earlier command ({taken}): this one's would be written "
+                  f"over them (Hydra numbers each command's jobs from 0). Continue the study with folders of its own "
+                  f"and a new sampler seed (its first random draws would repeat the earlier ones): "
+                  f"'hydra.sweep.subdir=c{k}-${{hydra.job.num}}' hydra.sweeper.sampler.seed={k}", file=sys.stderr)
             sys.exit(2)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:

@@ -163,12 +163,12 @@ def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
     # The same command would run its trial in 0/ again, over the first one: refused before any job, saying how
     first_metrics = (sweep / "0" / "metrics.json").read_text()
     r = cli(*args, cwd=tmp_path, timeout=600)
-    assert r.returncode == 2 and "holds the trials of an earlier command in 0/" in r.stderr
-    assert "'hydra.sweep.subdir=more-${hydra.job.num}' hydra.sweeper.sampler.seed=1" in r.stderr
+    assert r.returncode == 2 and "holds the trials of an earlier command (0/)" in r.stderr
+    assert "'hydra.sweep.subdir=c1-${hydra.job.num}' hydra.sweeper.sampler.seed=1" in r.stderr
     # Continued with folders of its own; a pruner that stops every trial below SC 2 (all of them) after its first
     # validation: the new trial stops at step 3 of 6, and the sweep says so.
     r = cli(*args, "pruner=threshold", "pruner.lower=2.0", "pruner.n_warmup_steps=0",
-            "hydra.sweep.subdir=more-${hydra.job.num}", "hydra.sweeper.sampler.seed=1", cwd=tmp_path, timeout=600)
+            "hydra.sweep.subdir=c1-${hydra.job.num}", "hydra.sweeper.sampler.seed=1", cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (sweep / "0" / "metrics.json").read_text() == first_metrics  # the first trial's run as it was
     import optuna
@@ -178,8 +178,8 @@ def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
     for t in trials:  # each job reported to its own trial; the value stored is that job's own at its last validation
         assert len(t.intermediate_values) >= 1
     pruned = trials[1]  # the second command's job 0
-    metrics = json.loads((sweep / "more-0" / "metrics.json").read_text())
-    assert not any(k.startswith("test/") for k in metrics) and not (sweep / "more-0" / "test_results.csv").exists()
+    metrics = json.loads((sweep / "c1-0" / "metrics.json").read_text())
+    assert not any(k.startswith("test/") for k in metrics) and not (sweep / "c1-0" / "test_results.csv").exists()
     first = min(pruned.intermediate_values)  # the epoch of its first validation (the sampled batch size sets it)
     assert pruned.user_attrs["pruned_at_epoch"] == first and metrics["trained_steps"] == 3
     assert pruned.value == pytest.approx(metrics["val/sc_median"]) == pytest.approx(pruned.intermediate_values[first])
@@ -190,6 +190,8 @@ def test_optuna_sweep_persists_and_writes_best_config(tmp_path, cache_dir, cli):
     assert sorted(table.index) == [0, 1] and list(table.state) == ["COMPLETE", "COMPLETE"]
     assert table.loc[1, "pruned_at_epoch"] == first and pd.isna(table.loc[0, "pruned_at_epoch"])
     assert table.loc[1, "value"] == pytest.approx(pruned.value) and table.loc[0, "value"] == pytest.approx(trials[0].value)
+    r = cli(*args, "hydra.sweep.subdir=c1-${hydra.job.num}", cwd=tmp_path, timeout=600)  # c1 again: c2 is offered
+    assert r.returncode == 2 and "(c1-0/)" in r.stderr and "'hydra.sweep.subdir=c2-${hydra.job.num}'" in r.stderr
     assert table.loc[0, "optimizer.lr"] == pytest.approx(trials[0].params["optimizer.lr"])
 
 
