@@ -32,10 +32,11 @@ def _import_app(cfg: DictConfig) -> None:
           + (f"; not imported: {summary['not_imported']} (reasons in {cfg.output}/errors.csv)"
              if summary["not_imported"] else ""))
     if summary["imported"]:
-        # One rung only (VASP LOPTICS gives IPA alone): the other comes from the built-in ladder.
-        one_rung = not summary["ipa_entries"] or not summary["rpa_entries"]
+        # One rung only in the folder (VASP LOPTICS gives IPA alone): the other comes from the built-in ladder.
+        folder = summary.get("folder") or summary
+        one_rung = not folder["ipa_entries"] or not folder["rpa_entries"]
         print(f"train on them: python -m optimate_pl strategy=tl data.source=files data.root={cfg.output}"
-              + (f" 'data.extra=[gpaw]'   (your spectra have no {'RPA' if summary['ipa_entries'] else 'IPA'} rung: "
+              + (f" 'data.extra=[gpaw]'   (your spectra have no {'RPA' if folder['ipa_entries'] else 'IPA'} rung: "
                  f"the built-in ladder's gives it)" if one_rung else ""))
 
 

@@ -187,7 +187,8 @@ def iter_zip(path: Path, label: str) -> Iterator[InputItem]:
         yield InputItem(stem, f"{label}:{member}", "member", (str(path), member))
 
 
-def _files(root: Path, recursive: bool) -> list[Path]:
+def input_files(root: Path, recursive: bool) -> list[Path]:
+    """The files of folder ``root`` that are read as input (structure, JSON and zip files), in a fixed order."""
     found = root.rglob("*") if recursive else root.iterdir()
     return sorted(p for p in found if p.is_file() and (is_structure_file(p) or is_json_file(p)
                                                        or p.suffix.lower() == ".zip"))
@@ -201,7 +202,7 @@ def iter_inputs(path: str | Path, recursive: bool = False) -> Iterator[InputItem
     if path.is_file():
         files, root = [path], path.parent
     else:
-        files, root = _files(path, recursive), path
+        files, root = input_files(path, recursive), path
         sub = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")] if not recursive else []
         if files and sub:
             logging.getLogger(__name__).warning(

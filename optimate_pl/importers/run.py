@@ -197,7 +197,7 @@ def import_files(code: str, input: str, output: str, opts: ImportOptions, struct
     atomic_write_text(json.dumps({**this, "folder": folder, "imports": [*previous, {k: v for k, v in this.items()
                                                                                    if k != "notes"}]}, indent=2) + "\n",
                       out / "summary.json")
-    return this
+    return {**this, "folder": folder}
 
 
 def _write_errors(path: Path, failed: list[dict], seen: set[str]) -> None:

@@ -52,16 +52,15 @@ def _run_fingerprint(checkpoint: Path, input: Path, settings: dict[str, Any]) ->
 
 
 def input_signature(path: Path, recursive: bool) -> str:
-    """What the input holds, cheaply: its files' names, sizes and modification times, hashed. A resumed prediction
-    skips finished chunks by their number, so an input fixed (a truncated download fetched again) or grown since
-    must not be taken for the same one."""
+    """What the input holds, cheaply: the names, sizes and modification times of the files it reads, hashed. A
+    resumed prediction skips finished chunks by their number, so an input fixed (a truncated download fetched again)
+    or grown since must not be taken for the same one; other files beside them (logs, OUTCARs) do not count."""
     import hashlib
 
+    from ..data.inputs import input_files
+
     digest = hashlib.sha1()
-    if path.is_file():
-        files = [path]
-    else:
-        files = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file())
+    files = [path] if path.is_file() else input_files(path, recursive)  # what is read: not logs, OUTCARs, ...
     for f in files:
         st = f.stat()
         digest.update(f"{f.relative_to(path) if f != path else f.name}\0{st.st_size}\0{st.st_mtime_ns}\n"
@@ -80,6 +79,10 @@ def _prepare_output(output: Path, run: dict[str, Any], resume: bool) -> None:
             return
         if resume and (output / "shards").is_dir():
             differ = sorted(k for k in set(run) | set(previous) if run.get(k) != previous.get(k))
+            if differ == ["input_files"] and "input_files" not in previous:
+                log.warning("%s: a prediction of an earlier version, which did not record its input's files: resumed "
+                            "as the same input", output)
+                return
             why = (" (the input changed since: a file fetched again, added or edited)"
                    if differ == ["input_files"] else "")
             raise InputError(f"{output} holds the shards of another prediction ({', '.join(differ)} differ{why}): "

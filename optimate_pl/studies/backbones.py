@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config.resolve import START_KEYS
 from ..data.splits import split_mode
 from ..utils.plots import plt
 from .output import save, write_table
@@ -93,8 +94,10 @@ def recipe(run: Run) -> dict:
     for key in RECIPE_KEYS:
         value = OmegaConf.select(run.cfg, key, default=None)
         flat(key, OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
+    uses = START_KEYS.get(str(OmegaConf.select(run.cfg, "strategy.name", default="")))
     for key in ("strategy.checkpoint", "strategy.init"):  # the automatic IPA model (by seed) or a given file
-        start = OmegaConf.select(run.cfg, key, default=None)
+        # only the strategy's own start key: DL ignores a study's strategy.checkpoint=... for its TL jobs
+        start = OmegaConf.select(run.cfg, key, default=None) if key == f"strategy.{uses}" else None
         out[key] = start if start in (None, "auto") else "a given weight file"
     source = out["data.source"]
     out["data.split"] = split_mode(OmegaConf.select(run.cfg, "data.split", default=None), source)

@@ -56,9 +56,10 @@ def finished_member(member: DictConfig) -> bool:
         return False
     saved = OmegaConf.load(out / "config.yaml")
 
-    def plain(c, key):
+    def plain(c, key):  # a key set to null is one not there (a config that gained e.g. strategy.checkpoint: null)
         value = OmegaConf.select(c, key, default=None)
-        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
 
     return all(plain(saved, k) == plain(member, k) for k in MEMBER_KEYS)
 

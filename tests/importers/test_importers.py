@@ -154,6 +154,15 @@ def test_import_command(tmp_path):
 
     rc, out = run("from=vasp", f"input={FILES / 'vasp'}/**/vasprun.xml.gz", f"output={tmp_path / 'db'}", "broaden_to=0.3")
     assert rc == 0 and "imported 2 of 2 materials (2 IPA, 0 RPA entries)" in out
+    assert "'data.extra=[gpaw]'   (your spectra have no RPA rung" in out  # VASP LOPTICS: IPA only
+    # IPA-only spectra into a folder that holds both rungs already: the hint counts the folder, not this import
+    rc, out = run("from=gpaw", f"input={FILES / 'gpaw'}", f"output={tmp_path / 'both'}", "broadening=0.2",
+                  "broaden_to=0.3", "beyond_grid=zero")
+    assert rc == 0
+    rc, out = run("from=vasp", f"input={FILES / 'vasp'}/**/vasprun.xml.gz", f"output={tmp_path / 'both'}",
+                  "broaden_to=0.3")
+    assert rc == 0 and "(2 IPA, 0 RPA entries)" in out and "data.extra" not in out
+    assert f"data.root={tmp_path / 'both'}\n" in out
     rc, out = run("from=castep", f"input={FILES}", f"output={tmp_path / 'x'}")
     assert rc == 2 and "from=castep: use one of vasp, yambo, gpaw" in out
     rc, out = run("--help")

@@ -109,6 +109,8 @@ def test_a_killed_run_resumes_after_its_finished_chunks(tmp_path, weights, recor
     # Another prediction into the same folder is refused instead of mixing shards.
     with pytest.raises(InputError, match="holds the shards of another prediction .*chunk_size"):
         run_prediction(weights, folder, tmp_path / "out", chunk_size=3, **QUICK)
+    (folder / "predict.log").write_text("a log beside the structures")  # not input: the same prediction resumes
+    assert run_prediction(weights, folder, tmp_path / "out", chunk_size=2, **QUICK)["n_predicted"] == 7
     # The input grown since (or a truncated file fetched again): not the same prediction, whose finished chunks
     # would be skipped by number with other materials in them
     records[7].structure.to(filename=str(folder / f"{records[7].mat_id}.cif"))

@@ -149,6 +149,10 @@ def test_a_cell_pools_only_seeds_of_one_recipe_on_one_test_set(tmp_path):
     with pytest.raises(StudyInputError, match=r"differ in data\.extra \(\['gpaw \(pack version not recorded\)'\] vs "
                                               r"\['gpaw \(pack 6666\)'\]\)"):
         backbones_table([v5a, v6])
+    # DL seeds run with a study's strategy.checkpoint=... (for its TL jobs; DL ignores it) and without: one recipe
+    dl_a, dl_b = (_run(tmp_path / f"dl-{i}", "optimate", "dl", 100, list(base), ids, seed=20 + i) for i in range(2))
+    dl_a.cfg.strategy.checkpoint = "/data/eps_300.pt"
+    assert backbones_table([ref, dl_a, dl_b]).query("strategy == 'dl'").seeds.tolist() == [2]
     # A cell tested on other materials than OPTIMATE-TL is no paired comparison.
     visnet = _run(tmp_path / "v-tl", "visnet", "tl", 100, list(base[:60]), ids[:60])
     with pytest.raises(StudyInputError, match="not a paired comparison"):
