@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import zipfile
 from collections.abc import Collection
 from importlib import resources
@@ -29,6 +30,8 @@ from ..utils.atomic import atomic_open, atomic_write_text, file_lock, remove_wit
 from . import failures
 from .entries import damaged_entry, entry_file_name
 from ..spectra.grid import ENERGY_GRID
+
+log = logging.getLogger("optimate_pl")
 
 #: The packed grid: 0-20 eV in 50 meV steps (every 5th point of the 2001-point grid).
 PACK_STEP = 5
@@ -177,6 +180,8 @@ def pack(folder: str | Path, dest: str | Path | None = None, replace: bool = Fal
     if failed:
         failures.write_table(failed, dest / failures.PACKED_NAME)
         out["failed"] = len(failed)
+    else:  # none left (computed since, or not carried any more): no table naming them
+        (dest / failures.PACKED_NAME).unlink(missing_ok=True)
     n_compact = sum("compact" in m for m in materials)
     if n_compact:
         out["compact"] = n_compact
@@ -342,6 +347,14 @@ def restore(src: str | Path, folder: str | Path, ids: Collection[str] | None = N
         # A material the folder has since computed with both rungs keeps its own pair even with ``replace``: the
         # pack's IPA entry beside the folder's RPA one would mix two calculations of one material.
         grown = not m["has_rpa"] and (folder / "rpa" / entry_file_name(m["mat_id"])).exists()
+        lone = folder / "ipa" / entry_file_name(m["mat_id"])
+        if m["has_rpa"] and lone.exists() and not (folder / "rpa" / entry_file_name(m["mat_id"])).exists():
+            # The reverse: the folder's IPA entry alone (an IPA-only run) beside the pack's RPA one would be two
+            # calculations of one material, counted as done. The pack's pair wins; the folder's entry is kept aside.
+            aside = lone.with_name(lone.name + ".ipa-only")
+            lone.replace(aside)
+            log.warning("%s: the folder's IPA-only entry is moved to %s; the pack's calculation of both rungs is "
+                        "restored in its place", m["mat_id"], aside)
         for kind in ("ipa", "rpa") if m["has_rpa"] else ("ipa",):
             path = folder / kind / entry_file_name(m["mat_id"])
             if (not replace or grown) and path.exists() and damaged_entry(path) is None:
@@ -351,7 +364,7 @@ def restore(src: str | Path, folder: str | Path, ids: Collection[str] | None = N
             counts["restored"] += 1
     # The pack's failures, as a table of their own that the compute command reads beside its own (never rewritten by
     # a run): the materials stay failed instead of being computed again. Not those the folder has entries of.
-    failed = failures.read_table(Path(src) / failures.PACKED_NAME)
+    failed = failures.own(failures.read_table(Path(src) / failures.PACKED_NAME))  # a pack of an earlier version
     if ids is not None:
         failed = {k: r for k, r in failed.items() if k in wanted}
     failed = {k: r for k, r in failed.items() if not (folder / "ipa" / entry_file_name(k)).exists()}

@@ -67,6 +67,18 @@ def test_restore_keeps_the_folders_own_entries(folder, tmp_path):
     assert json.loads(damaged.read_text())["data"]["mat_id"]  # the damaged one written whole again
     # The materials packed survive a gzip round trip of the pack (what the command describes).
     assert len(json.loads(gzip.decompress((tmp_path / "packed" / "materials.json.gz").read_bytes()))) == 3
+    # A folder holding the IPA rung alone of a material the pack has with both (an IPA-only run): the pack's pair is
+    # restored, never its RPA entry beside another calculation's IPA one; the folder's entry is kept aside
+    lone = tmp_path / "lone"
+    (mat_id,) = [m["mat_id"] for m in ladder.load(tmp_path / "packed")[0] if m["has_rpa"]][:1]
+    (lone / "ipa").mkdir(parents=True)
+    cheap = json.loads((target / "ipa" / f"{mat_id}.json").read_text())
+    cheap["data"]["note"] = "an IPA-only run's"
+    (lone / "ipa" / f"{mat_id}.json").write_text(json.dumps(cheap))
+    ladder.restore(tmp_path / "packed", lone, ids=[mat_id])
+    assert "note" not in json.loads((lone / "ipa" / f"{mat_id}.json").read_text())["data"]
+    assert (lone / "rpa" / f"{mat_id}.json").is_file()
+    assert json.loads((lone / "ipa" / f"{mat_id}.json.ipa-only").read_text())["data"]["note"] == "an IPA-only run's"
 
 
 def test_the_command_says_what_it_did(folder, tmp_path, capsys):
@@ -194,7 +206,9 @@ def test_a_materials_own_failures_travel_with_the_pack_and_are_not_computed_agai
     (run / "errors.csv").write_text(header + "agm-metal,in.json#3,not_insulator,PBE gap 0.1 eV < 0.5 eV,9.5\n"
                                     "agm-slow,in.json#4,time_limit,CPU time limit 3600 s,3600.0\n"
                                     "agm-big,in.json#5,too_large,7 sites > max_sites 6,0.0\n"
-                                    "agm-ipa-only,in.json#6,not_insulator,an older run's failure,3.0\n")
+                                    "agm-ipa-only,in.json#6,not_insulator,an older run's failure,3.0\n"
+                                    "agm-near,in.json#9,not_insulator,PBE gap 0.478 eV < 0.5 eV on the ground-state "
+                                    "grid (metal or small gap),6.6\n")  # may pass on a denser grid: not carried
     (run / "errors-2-of-4.csv").write_text(header + "agm-odd,in.json#7,not_insulator,odd number of valence "
                                            "electrons (9),2.1\n")
     info = ladder.pack(run, tmp_path / "packed")
@@ -216,3 +230,14 @@ def test_a_materials_own_failures_travel_with_the_pack_and_are_not_computed_agai
     with pytest.raises(ValueError, match=r"errors\.csv is not an error table of the compute command.*'reason'"):
         ladder.pack(run, tmp_path / "packed", replace=True)
     assert (tmp_path / "packed" / "materials.json.gz").read_bytes() == before
+    # A pack left with no failure to carry (here: a packed table of an earlier version holding only a gap near the
+    # bound) keeps no failures.csv naming them, and restore never writes such a row back
+    third = tmp_path / "third"
+    third.mkdir()
+    near = header + "agm-near,in.json#9,not_insulator,PBE gap 0.470 eV < 0.5 eV,6.3\n"
+    (third / "failures.csv").write_text(near)
+    ladder.pack(folder, third)
+    assert not (third / "failures.csv").exists() and ladder.describe(third)["failed"] == 0
+    (third / "failures.csv").write_text(near)
+    assert ladder.restore(third, tmp_path / "fourth").get("failed") is None
+    assert not (tmp_path / "fourth" / "errors-packed.csv").exists()
