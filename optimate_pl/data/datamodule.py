@@ -181,10 +181,28 @@ class SpectraDataModule(pl.LightningDataModule):
             return gpaw_store(kind, self.cache_dir, self.cutoff, self.strict)
         return files_store(kind, extra, self.cache_dir, self.cutoff, self.strict)
 
+    @staticmethod
+    def extra_has_rung(extra: str, kind: str) -> bool:
+        """Whether a ``data.extra`` database has a ``kind`` rung: the built-in ladder has both; a folder of the
+        ``ipa/`` + ``rpa/`` layout those it holds (an IPA-only import or run has no RPA rung, and its IPA entries
+        must not be read as one); a folder of one database's entries is taken as either."""
+        if extra == "gpaw":
+            return True
+        root = Path(extra).expanduser()
+        return (root / kind).is_dir() or not ((root / "ipa").is_dir() or (root / "rpa").is_dir())
+
+    def _extras(self, kind: str) -> list[str]:
+        """The extras that have a ``kind`` rung (the others are left out of it, said once in the log)."""
+        kept = [e for e in self.extra if self.extra_has_rung(e, kind)]
+        for e in sorted(set(self.extra) - set(kept)):
+            log.info("data.extra=%s has no %s rung (no %s/ folder): it adds to the other rung only", e, kind.upper(),
+                     kind)
+        return kept
+
     def prepare_data(self) -> None:
         if self.has_rung(self.kind) or not self.extra:
             self.cache_path()
-        for e in self.extra:
+        for e in self._extras(self.kind):
             self._extra_path(e, self.kind)
 
     def load_rung(self, kind: str | None = None) -> tuple[GraphStore, dict]:
@@ -204,8 +222,13 @@ class SpectraDataModule(pl.LightningDataModule):
             parts.append(own)
         else:
             log.info("%s has no %s database: the %s data are data.extra's", self.root, kind.upper(), kind.upper())
+        extras = self._extras(kind)
+        if not parts and not extras:
+            raise ValueError(f"no {kind.upper()} data: data.root={self.root} has no {kind}/ folder and no data.extra "
+                             f"({', '.join(self.extra)}) has one; add 'data.extra=[gpaw]' (the built-in ladder's) or "
+                             f"import {kind.upper()} spectra")
         seen = {m for p in parts for m in p.mat_id}
-        for e in self.extra:
+        for e in extras:
             other, other_meta = load_store(self._extra_path(e, kind))
             meta = meta or other_meta
             prints.append(other_meta.get("fingerprint"))
@@ -269,9 +292,10 @@ class SpectraDataModule(pl.LightningDataModule):
         assignment, origin = self.split_assignment(store, meta)
         self.split_origin = origin
         self.assignment = {m: assignment[m] for m in store.mat_id if m in assignment}
-        # What a run's split/ folder keeps (data.split=<run>/split): for auto, the materials of both rungs, so that
-        # a TL pretraining on those files loses no IPA-only material; else this rung's.
-        self.split_record = dict(assignment) if self.split_mode == "auto" else self.assignment
+        # What a run's split/ folder keeps (data.split=<run>/split): the materials of both rungs (auto, or a split
+        # folder given, kept whole), so that a TL pretraining or MF on those files loses no IPA-only material; the
+        # published split: this rung's.
+        self.split_record = self.assignment if self.split_mode == "published" else dict(assignment)
         rows, unknown = apply_split(store.mat_id, assignment)
         sizes = tuple(len(rows[s]) for s in SPLITS)
         log.info("%s splits from %s: train %d, validation %d, test %d", self.kind.upper(), origin, *sizes)

@@ -301,11 +301,16 @@ def digest(src: str | Path | None = None) -> str:
 def unpack(cache_dir: str | Path, src: str | Path | None = None) -> dict[str, Path]:
     """Write the packed dataset as the authors' IPA and RPA databases (zips) under ``cache_dir``, once.
 
-    Named by the packed files' hash; built under a lock and written atomically with a checksum sidecar,
-    so a crash, a second process or a damaged cache file never gives a half-written zip (it is rebuilt).
+    Named by the packed files' hash and this module's code (a fix to how a pack is read reaches every cache);
+    built under a lock and written atomically with a checksum sidecar, so a crash, a second process or a damaged
+    cache file never gives a half-written zip (it is rebuilt).
     """
+    import sys
+
+    from .cache import code_hash
+
     src = Path(src) if src else builtin_dir()
-    out = Path(cache_dir) / f"gpaw-ladder-{digest(src)}"
+    out = Path(cache_dir) / f"gpaw-ladder-{digest(src)}-{code_hash(sys.modules[__name__])[:8]}"
     paths = {"ipa": out / "ipa.zip", "rpa": out / "rpa.zip"}
     if all(verify_file(p) is None for p in paths.values()):
         return paths

@@ -75,7 +75,10 @@ class MultiFidelityDataModule(RPADataModule):
         super().setup(stage)
         ipa, meta = self.load_rung("ipa")
         assignment, origin = self.ipa_assignment(ipa, meta)
-        rows, _ = apply_split(ipa.mat_id, assignment)
+        rows, unknown = apply_split(ipa.mat_id, assignment)
+        if unknown:
+            log.warning("strategy=mf: %d IPA materials are in no split and are left out (e.g. %s; %s)", len(unknown),
+                        ", ".join(unknown[:3]), origin)
         held_out = set(self.val_set.mat_ids) | set(self.test_set.mat_ids)
         leaked = [m for m in (ipa.mat_id[i] for i in rows["train"]) if m in held_out]
         if leaked:  # the splits disagree: training on these IPA spectra would see validation/test materials

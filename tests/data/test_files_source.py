@@ -87,6 +87,25 @@ def test_own_database_splits_and_mixes(tmp_path, cache_dir):
             and m["data"]["ipa_indirect_gap"] >= 0.5 and m["data"]["ipa_direct_gap"] <= 10]
     assert origins["files:db"] == 40 and origins["gpaw"] == len(kept) >= 500
     assert mixed.store.origin[mixed.store.mat_id.index(sorted(rpa.assignment)[0])] == "files:db"
+    # An extra of the IPA rung alone (an IPA-only import or compute run): it adds to IPA, and its IPA entries are
+    # never read as RPA ones (they were, and every one failed the filters as "RPA calculation did not finish")
+    import shutil
+
+    cheap = tmp_path / "cheap"
+    (cheap / "ipa").mkdir(parents=True)
+    for f in sorted((db / "ipa").glob("*.json"))[:5]:
+        d = json.loads(f.read_text())
+        d["data"]["mat_id"] = d["entry_id"] = "cheap-" + d["data"]["mat_id"]
+        (cheap / "ipa" / f"{d['entry_id']}.json").write_text(json.dumps(d))
+    with_cheap = dict(kw, extra=[str(cheap)])
+    rpa_c, ipa_c = RPADataModule(**with_cheap), IPADataModule(**with_cheap)
+    rpa_c.setup()
+    ipa_c.setup()
+    assert rpa_c.describe()["origins"] == {"files:db": 40}
+    assert ipa_c.describe()["origins"] == {"files:db": 40, "files:cheap": 5}
+    shutil.rmtree(db / "rpa")  # now no RPA rung anywhere: said plainly
+    with pytest.raises(ValueError, match=r"no RPA data: data.root=.* has no rpa/ folder and no data.extra .* has one"):
+        RPADataModule(**with_cheap).setup()
 
 
 def authors_format_entry(structure: Structure, mat_id: str, csv: Path) -> dict:
@@ -174,3 +193,10 @@ def test_a_runs_split_folder_keeps_the_ipa_only_materials(tmp_path, cache_dir):
     again.setup()
     assert len(rpa.assignment) == 37 and len(again.assignment) == 40
     assert again.assignment == ipa.assignment
+    # A run on that split writes its own split/ whole again: reused once more, it still holds the IPA-only ones
+    rpa_again = RPADataModule(**kw, split=str(folder))
+    rpa_again.setup()
+    twice = write_split_files(rpa_again.split_record, tmp_path / "split2")
+    third = IPADataModule(**kw, split=str(twice))
+    third.setup()
+    assert third.assignment == ipa.assignment
