@@ -28,6 +28,23 @@ def test_size_order_gap_filter_and_max_sites(tmp_path):
     assert [it.id for it in todo] == ["a", "b", "c", "d", "e", "f"]
 
 
+def test_a_zip_of_entries_is_selected_as_a_folder_of_them(tmp_path):
+    """The authors' databases come as .zip files: their members' nsites and band_gap_ind order and filter the run as
+    a JSON file's entries do (a zip was computed in archive order, its small-gap materials each costing a ground
+    state)."""
+    import zipfile
+
+    from optimate_pl.data.inputs import iter_inputs
+
+    with zipfile.ZipFile(tmp_path / "db.zip", "w") as zf:
+        for item in items():
+            zf.writestr(f"{item.id}.json", json.dumps(item.payload))
+    wd = Workdir(tmp_path / "out", "both")
+    todo, dropped = select(iter_inputs(tmp_path / "db.zip"), ComputeOptions("x", str(tmp_path), order="size",
+                                                                             max_sites=3), wd)
+    assert [it.id for it in todo] == ["b", "f", "d", "e"] and [it.id for it, _, _ in dropped] == ["c"]
+
+
 def test_ids_file_orders_and_restricts(tmp_path):
     ranked = tmp_path / "next_rpa.csv"
     ranked.write_text("rank,mat_id,score\n1,e,0.9\n2,a,0.8\n3,zz,0.7\n")
