@@ -98,6 +98,11 @@ def slurm_job() -> str | None:
     return f"{os.environ.get('SLURM_CLUSTER_NAME', '')}:{job}"
 
 
+def requeued_job(cfg) -> bool:
+    """Whether SLURM restarted this job (``SLURM_RESTART_COUNT`` >= 1) and no ``ckpt_path`` was given."""
+    return bool(int(os.environ.get("SLURM_RESTART_COUNT") or 0) and slurm_job() and not cfg.get("ckpt_path"))
+
+
 def requeued_checkpoint(cfg) -> Path | None:
     """The ``last.ckpt`` to resume when SLURM restarted this job (pre-emption, ``scontrol requeue``, node failure).
 

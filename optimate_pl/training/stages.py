@@ -25,7 +25,7 @@ from .pretrain import checkpoint_problem, ensure_ipa_checkpoint, ipa_checkpoint_
 def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
     """The resolved config of the command and the initial weights of its run(s) (``None``: random)."""
     from ..models.weights import read_weights
-    from .callbacks import requeued_checkpoint
+    from .callbacks import requeued_checkpoint, requeued_job
 
     # TL (or MF) from a weight file: read it once, here; resolution takes its architecture from it (a missing file
     # is left to resolve_config's one-line error).
@@ -38,11 +38,15 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
         requeued = requeued_checkpoint(cfg)  # a SLURM job restarted after a pre-emption resumes by itself
         if requeued:
             cfg = derive_config(cfg, {"ckpt_path": str(requeued)})
+    elif int(cfg.get("ensemble", {}).get("size", 1)) > 1 and requeued_job(cfg):
+        # An ensemble requeued by SLURM: its finished members are kept, each other one resumes its own last.ckpt
+        cfg = derive_config(cfg, {"ckpt_path": "last"})
     init: Weights | Path | None = None
+    ensemble = int(cfg.get("ensemble", {}).get("size", 1)) > 1
     if start_checkpoint(cfg) is not None:  # TL, or MF from the IPA model (strategy=mf_ipa)
         if given is not None:
             init = given  # its target and architecture were checked by resolve
-        elif not cfg.get("ckpt_path"):
+        elif not cfg.get("ckpt_path") or ensemble:  # an ensemble's members that have no last.ckpt start from it
             if checkpoint_problem(ipa_checkpoint_path(cfg)) is not None:
                 check_training_data(cfg)  # a data mistake is said before minutes of pretraining, not after
             init = ensure_ipa_checkpoint(cfg)

@@ -158,3 +158,23 @@ def test_a_rerun_ensemble_keeps_its_finished_members(tmp_path, cache_dir, cfg_tr
     with caplog.at_level(logging.INFO, logger="optimate_pl"):
         run(cfg_train(tmp_path, *args[:-1], "trainer.max_epochs=2"))
     assert "finished already" not in caplog.text  # other settings: both trained anew
+
+
+def test_a_requeued_ensemble_resumes_its_unfinished_member(tmp_path, cache_dir, cfg_train, caplog, monkeypatch):
+    """SLURM requeues a pre-empted ensemble job: the finished member is kept and the other resumes from its own
+    last.ckpt (it started anew), a TL member from the IPA model the job pretrained before."""
+    import logging
+
+    from optimate_pl.cli.train import run
+
+    args = ["strategy=tl", "data.subset=40", "ensemble.size=2", "trainer.max_epochs=1", "strategy.pretrain_epochs=1",
+            f"paths.checkpoint_dir={tmp_path / 'ckpts'}"]
+    run(cfg_train(tmp_path, *args))
+    (tmp_path / "run" / "member-1" / "metrics.json").unlink()  # member 1 pre-empted after its last.ckpt
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    with caplog.at_level(logging.INFO, logger="optimate_pl"):
+        summary = run(cfg_train(tmp_path, *args))
+    assert "member 1 of 2 finished already" in caplog.text  # member-0, kept
+    assert f"resuming from {tmp_path / 'run' / 'member-1' / 'checkpoints' / 'last.ckpt'}" in caplog.text
+    assert summary["members"] == 2
