@@ -112,10 +112,9 @@ def requeued_checkpoint(cfg) -> Path | None:
     folder is named by the start time, which changed). None outside SLURM, on a first start, or when the job
     wrote no checkpoint before it was stopped (then it starts anew, logged).
     """
-    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-    job = slurm_job()
-    if not restarts or not job or cfg.get("ckpt_path"):
+    if not requeued_job(cfg):
         return None
+    restarts, job = int(os.environ["SLURM_RESTART_COUNT"]), slurm_job()
     own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     others = sorted(Path(cfg.paths.root_dir, "outputs", cfg.task_name).glob("*/checkpoints/last.ckpt"),
                     key=lambda p: p.stat().st_mtime, reverse=True)

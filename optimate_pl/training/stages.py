@@ -34,15 +34,15 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, Weights | Path | None]:
     given = read_weights(path) if ckpt not in (None, "auto") and path.is_file() else None
     cfg = resolve_config(cfg, given)
     check_writable(cfg)
-    if not cfg.get("active_learning") and int(cfg.get("ensemble", {}).get("size", 1)) <= 1:
+    ensemble = int(cfg.get("ensemble", {}).get("size", 1)) > 1
+    if not cfg.get("active_learning") and not ensemble:
         requeued = requeued_checkpoint(cfg)  # a SLURM job restarted after a pre-emption resumes by itself
         if requeued:
             cfg = derive_config(cfg, {"ckpt_path": str(requeued)})
-    elif int(cfg.get("ensemble", {}).get("size", 1)) > 1 and requeued_job(cfg):
+    elif ensemble and requeued_job(cfg):
         # An ensemble requeued by SLURM: its finished members are kept, each other one resumes its own last.ckpt
         cfg = derive_config(cfg, {"ckpt_path": "last"})
     init: Weights | Path | None = None
-    ensemble = int(cfg.get("ensemble", {}).get("size", 1)) > 1
     if start_checkpoint(cfg) is not None:  # TL, or MF from the IPA model (strategy=mf_ipa)
         if given is not None:
             init = given  # its target and architecture were checked by resolve
